@@ -1,0 +1,310 @@
+"""The action API: an ``enter`` record now, one end record later, open actions in memory.
+
+``trace_action`` is what programs and patches use; ``start_action`` returns a handle
+whose ``end()`` a patch calls when the work ends somewhere else (a process reaped
+later, a stream exhausted later). Timing, outcome, nesting and writing all happen
+here; a patch only names the action and its detail.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect as _inspect
+import itertools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from autotrace import records
+from autotrace.redact import redact_text
+from autotrace.writer import TraceWriter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+writer = TraceWriter()
+
+# trace_id -> OpenAction, for the watchdog and live views. Plain dict operations
+# are atomic under the GIL, so no lock is taken on the hot path.
+open_actions: dict[str, OpenAction] = {}
+
+_current: contextvars.ContextVar[OpenAction | None] = contextvars.ContextVar(
+    "autotrace_current_action", default=None
+)
+
+_pid = os.getpid()
+_ids = itertools.count(1)
+_id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
+_suppressed: contextvars.ContextVar[int] = contextvars.ContextVar("autotrace_suppressed", default=0)
+
+
+def _new_trace_id() -> str:
+    return f"{_id_prefix}{next(_ids)}"
+
+
+def _task_name() -> tuple[str | None, Any]:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None, None
+    try:
+        if asyncio._get_running_loop() is None:
+            return None, None
+        task = asyncio.current_task()
+    except Exception:
+        return None, None
+    if task is None:
+        return None, None
+    return task.get_name(), task
+
+
+class OpenAction:
+    """One action that has written its ``enter`` and not yet its end record."""
+
+    __slots__ = (
+        "trace_id",
+        "action",
+        "detail",
+        "start_time",
+        "start_mono",
+        "parent_id",
+        "pid",
+        "thread_id",
+        "thread_name",
+        "task_name",
+        "task",
+        "ended",
+        "lines",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        action: str,
+        detail: str,
+        parent_id: str | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        self.trace_id = _new_trace_id()
+        self.action = action
+        self.detail = detail
+        self.parent_id = parent_id
+        self.pid = _pid
+        thread = threading.current_thread()
+        self.thread_id = thread.ident
+        self.thread_name = thread.name
+        self.task_name, self.task = _task_name()
+        self.ended = False
+        self.lines = records.ActionLines(
+            action,
+            detail,
+            self.trace_id,
+            pid=_pid,
+            thread=self.thread_name,
+            task=self.task_name,
+            parent_id=parent_id,
+        )
+        self.start_time = time.time()
+        self.start_mono = time.monotonic()
+        writer.write(
+            self.lines.line(records.ENTER, self.start_time, start_time=self.start_time, extra=extra)
+        )
+        # Registered after its enter is written: a file (re)opened by that write
+        # repeats only the actions whose enter it does not already get.
+        open_actions[self.trace_id] = self
+
+    def enter_line(self) -> bytes:
+        """The ``enter`` record again (written when the trace file is reopened)."""
+        return self.lines.line(records.ENTER, self.start_time, start_time=self.start_time)
+
+    def end(
+        self,
+        exc: BaseException | None = None,
+        *,
+        event: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the end record once: the outcome follows ``exc`` unless ``event`` is given."""
+        if self.ended:
+            return
+        self.ended = True
+        open_actions.pop(self.trace_id, None)
+        if self.pid != _pid:  # opened before a fork: its enter is in the parent's file
+            return
+        try:
+            duration = time.monotonic() - self.start_mono
+            outcome = event or records.outcome_of(exc)
+            writer.write(
+                self.lines.line(outcome, time.time(), duration=duration, error=exc, extra=extra)
+            )
+        except Exception as internal:
+            _internal_error(internal)
+
+    def __repr__(self) -> str:
+        return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"
+
+
+def _internal_error(exc: BaseException) -> None:
+    writer.disable(f"internal error: {exc!r}")
+
+
+def current_action() -> OpenAction | None:
+    """The innermost action open in this context (thread or asyncio task)."""
+    return _current.get()
+
+
+def start_action(
+    action: str,
+    detail: str = "",
+    *,
+    extra: dict[str, Any] | None = None,
+    parent: OpenAction | None = None,
+) -> OpenAction | None:
+    """Write ``enter`` now and return the handle to ``end()`` later (None if tracing is off).
+
+    The action is not made current: use ``trace_action`` for work that nests.
+    """
+    if writer.disabled or _suppressed.get():
+        return None
+    try:
+        parent = parent if parent is not None else _current.get()
+        return OpenAction(
+            action, redact_text(detail), parent.trace_id if parent is not None else None, extra
+        )
+    except Exception as internal:
+        _internal_error(internal)
+        return None
+
+
+class trace_action:
+    """Trace one action as a context manager (sync or async) or as a decorator.
+
+    ``with trace_action("Model", "generate (openai/gpt-4o)"): ...`` writes ``enter``,
+    then ``exit``, ``error``, ``cancel`` or ``timeout``; the exception is re-raised
+    untouched. Actions opened inside become its children.
+    """
+
+    __slots__ = ("action", "detail", "extra", "_span", "_token")
+
+    def __init__(self, action: str, detail: str = "", *, extra: dict[str, Any] | None = None):
+        self.action = action
+        self.detail = detail
+        self.extra = extra
+        self._span: OpenAction | None = None
+        self._token: contextvars.Token[OpenAction | None] | None = None
+
+    def __enter__(self) -> OpenAction | None:
+        span = self._span = start_action(self.action, self.detail, extra=self.extra)
+        if span is not None:
+            self._token = _current.set(span)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span, token = self._span, self._token
+        self._span = self._token = None
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:  # exited in another context (a generator moved across tasks)
+                old = token.old_value
+                _current.set(None if old is contextvars.Token.MISSING else old)
+        if span is not None:
+            span.end(exc)
+
+    async def __aenter__(self) -> OpenAction | None:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: F) -> F:
+        action, detail, extra = self.action, self.detail, self.extra
+        if _inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_traced(*args: Any, **kwargs: Any) -> Any:
+                with trace_action(action, detail, extra=extra):
+                    return await fn(*args, **kwargs)
+
+            return async_traced  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            with trace_action(action, detail, extra=extra):
+                return fn(*args, **kwargs)
+
+        return traced  # type: ignore[return-value]
+
+
+class suppress_tracing:
+    """Within this block no action is traced in this context (work already traced natively)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _suppressed.set(_suppressed.get() + 1)
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            _suppressed.reset(self._token)
+        except ValueError:
+            _suppressed.set(0)
+
+
+def trace_message(category: str, message: str, **fields: Any) -> None:
+    """Write a non-action record ``[category] message`` (as inspect's trace_message does)."""
+    if writer.disabled:
+        return
+    try:
+        line = records.message_line(
+            f"[{category}] {redact_text(message)}",
+            time.time(),
+            {"pid": _pid, "thread": threading.current_thread().name, **fields},
+        )
+        writer.write(line)
+    except Exception as internal:
+        _internal_error(internal)
+
+
+def agent_message(message: str, **fields: Any) -> None:
+    """A record of the agent itself (``[autotrace] ...``): process start, stacks, patch errors."""
+    trace_message("autotrace", message, **fields)
+
+
+def _process_header(w: TraceWriter) -> None:
+    """First lines of every (re)opened file: the process record, then still-open actions."""
+    from autotrace import process_info
+
+    fd = w._fd
+    w.write_raw(fd, process_info.header_line(time.time()))
+    for span in list(open_actions.values()):
+        if span.pid == _pid:
+            w.write_raw(fd, span.enter_line())
+
+
+writer.on_open.append(_process_header)
+
+
+def _after_fork_in_child() -> None:
+    global _pid, _id_prefix, _ids
+    _pid = os.getpid()
+    _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
+    _ids = itertools.count(1)
+    open_actions.clear()
+    writer.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,1 @@
+"""The directory that `inspect-trace run` puts first on PYTHONPATH (holds sitecustomize.py)."""

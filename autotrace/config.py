@@ -1,0 +1,70 @@
+"""Settings of the agent, read from the environment: the one place for every variable name.
+
+Kept free of heavy imports: the bootstrap imports this module in every traced process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Environment variables (the launcher sets them, children inherit them).
+ENV_DIR = "AUTOTRACE_DIR"  # trace directory
+ENV_FILE = "AUTOTRACE_FILE"  # explicit trace file for this process (tests, tools)
+ENV_DISABLE = "AUTOTRACE_DISABLE"  # "1": the bootstrap does nothing
+ENV_KEEP = "AUTOTRACE_KEEP"  # how many trace files to keep (default 10)
+ENV_RUN_ID = "AUTOTRACE_RUN_ID"  # id shared by every process of one run
+ENV_PARENT_PID = "AUTOTRACE_PARENT_PID"  # pid of the traced process that started this one
+ENV_PATCHES = "AUTOTRACE_PATCHES"  # comma list: only these patches
+ENV_EXCLUDE_PATCHES = "AUTOTRACE_EXCLUDE_PATCHES"  # comma list: not these patches
+ENV_STUCK_AFTER = "AUTOTRACE_STUCK_AFTER"  # seconds before an open action counts as stuck
+ENV_ACTIVE = "AUTOTRACE_ACTIVE"  # set by the bootstrap while it sets up (no recursion)
+INSPECT_TRACE_FILE = "INSPECT_TRACE_FILE"  # inspect's own override, honoured
+
+DEFAULT_KEEP = 10
+DEFAULT_STUCK_AFTER = 60.0
+
+
+def env_flag(name: str) -> bool:
+    """True when the variable is set to something other than '', '0', 'false' or 'no'."""
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def env_list(name: str) -> list[str]:
+    """A comma-separated variable as a list of stripped, non-empty names."""
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
+def env_float(name: str, default: float) -> float:
+    """A float variable, or ``default`` when unset or malformed."""
+    try:
+        return float(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def keep_files() -> int:
+    """How many trace files rotation keeps in the trace directory."""
+    return max(1, int(env_float(ENV_KEEP, DEFAULT_KEEP)))
+
+
+def inspect_trace_dir() -> Path:
+    """inspect's trace directory, so that `inspect trace anomalies` finds our files."""
+    # platformdirs costs ~20 ms to import: only called when a file is first opened.
+    from platformdirs import user_data_path
+
+    return user_data_path("inspect_ai") / "traces"
+
+
+def trace_dir() -> Path:
+    """The directory trace files go to: AUTOTRACE_DIR, else inspect's trace directory."""
+    configured = os.environ.get(ENV_DIR)
+    return Path(configured).expanduser() if configured else inspect_trace_dir()
+
+
+def trace_file_for(pid: int) -> Path:
+    """The file this process writes: AUTOTRACE_FILE, INSPECT_TRACE_FILE, else trace-<pid>.log."""
+    explicit = os.environ.get(ENV_FILE) or os.environ.get(INSPECT_TRACE_FILE)
+    if explicit:
+        return Path(explicit).expanduser()
+    return trace_dir() / f"trace-{pid}.log"

@@ -1,0 +1,167 @@
+"""What a patch is, and the one boundary where patch errors are caught.
+
+A patch module in ``autotrace.patches`` defines ``PATCH = Patch(...)``: the modules
+it targets and a table of ``Wrap`` rows (the callable to wrap, the action name, a
+function that builds the detail). Installing happens in a post-import hook, so the
+agent never imports a library itself; uninstalling puts the originals back.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from autotrace import actions
+
+Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], "str | None"]
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Wrap:
+    """One wrapped callable: ``name`` is a dotted path inside ``module`` ("Class.method").
+
+    Either ``action`` + ``describe`` (detail from ``(instance, args, kwargs)``; None
+    means "not traced, pass through"), or a full wrapt-style ``wrapper``.
+    """
+
+    module: str
+    name: str
+    action: str | None = None
+    describe: Describe | None = None
+    wrapper: Wrapper | None = None
+
+
+@dataclass
+class Patch:
+    """A library patch: its target modules, its wrap table and optional custom hooks."""
+
+    name: str
+    description: str
+    wraps: list[Wrap] = field(default_factory=list)
+    # Extra modules to watch besides those named by wraps (for on_import).
+    modules: tuple[str, ...] = ()
+    # Custom install for a module (called after the wraps of that module).
+    on_import: Callable[[ModuleType], None] | None = None
+    on_remove: Callable[[], None] | None = None
+    enabled: bool = True
+    installed: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+    def target_modules(self) -> list[str]:
+        """Every module whose import installs part of this patch."""
+        names = [w.module for w in self.wraps] + list(self.modules)
+        return list(dict.fromkeys(names))
+
+    def install_module(self, module: ModuleType) -> None:
+        """Install the wraps for ``module``; a failure disables the whole patch once."""
+        if not self.enabled:
+            return
+        try:
+            for row in self.wraps:
+                if row.module == module.__name__:
+                    self._wrap(module, row)
+            if self.on_import is not None and module.__name__ in self.target_modules():
+                self.on_import(module)
+        except Exception as exc:
+            self.fail(f"could not be installed on {module.__name__}: {exc!r}")
+
+    def _wrap(self, module: ModuleType, row: Wrap) -> None:
+        import wrapt  # only now: a target module is being imported anyway
+
+        parent, attribute, original = wrapt.resolve_path(module, row.name)
+        stored = vars(parent).get(attribute, original) if isinstance(parent, type) else original
+        if isinstance(original, wrapt.ObjectProxy) and getattr(original, "_self_autotrace", False):
+            return  # already ours (installed twice)
+        wrapper = row.wrapper or self._action_wrapper(row, original)
+        proxy = wrapt.FunctionWrapper(original, wrapper)
+        proxy._self_autotrace = True
+        setattr(parent, attribute, proxy)
+        self.installed.append((parent, attribute, stored))
+
+    def _action_wrapper(self, row: Wrap, original: Any) -> Wrapper:
+        action, describe = row.action or self.name, row.describe
+        patch = self
+
+        def detail_of(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+            if not patch.enabled or describe is None:
+                return None
+            try:
+                return describe(instance, args, kwargs)
+            except Exception as exc:
+                patch.fail(f"failed describing {row.name}: {exc!r}")
+                return None
+
+        if inspect.iscoroutinefunction(original):
+
+            async def async_wrapper(
+                wrapped: Callable[..., Any],
+                instance: Any,
+                args: tuple[Any, ...],
+                kwargs: dict[str, Any],
+            ) -> Any:
+                detail = detail_of(instance, args, kwargs)
+                if detail is None:
+                    return await wrapped(*args, **kwargs)
+                with actions.trace_action(action, detail):
+                    return await wrapped(*args, **kwargs)
+
+            return async_wrapper
+
+        def sync_wrapper(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Any:
+            detail = detail_of(instance, args, kwargs)
+            if detail is None:
+                return wrapped(*args, **kwargs)
+            with actions.trace_action(action, detail):
+                return wrapped(*args, **kwargs)
+
+        return sync_wrapper
+
+    def uninstall(self) -> None:
+        """Put every wrapped callable back as it was."""
+        while self.installed:
+            parent, attribute, original = self.installed.pop()
+            try:
+                setattr(parent, attribute, original)
+            except Exception:
+                pass
+        if self.on_remove is not None:
+            try:
+                self.on_remove()
+            except Exception:
+                pass
+
+    def fail(self, reason: str) -> None:
+        """Turn this patch off: one stderr line, one ``[autotrace]`` record, calls pass through."""
+        if not self.enabled:
+            return
+        self.enabled = False
+        message = f"patch {self.name} disabled: {reason}"
+        try:
+            sys.stderr.write(f"[autotrace] {message}\n")
+        except Exception:
+            pass
+        actions.agent_message(message, patch=self.name)
+
+
+def guarded(patch: Patch, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
+    """``fn`` with its errors turning ``patch`` off instead of reaching the program."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not patch.enabled:
+            return default
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            patch.fail(f"{getattr(fn, '__name__', fn)!s} failed: {exc!r}")
+            return default
+
+    return call

@@ -1,0 +1,194 @@
+"""Trace records: the one place that knows the line format inspect's reader accepts.
+
+Every line is a JSON object with ``timestamp``, ``level`` and ``message``; an action
+record adds ``action``, ``event`` (one of EVENTS) and ``trace_id``. Our own keys
+(``pid``, ``thread``, ``task``, ``parent_id``, ``source`` and extras) are ignored by
+inspect. Lines are built by hand around the C string encoder: this is the hot path,
+and json.dumps of a dict costs several times more.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import traceback
+from _json import encode_basestring_ascii as _quote  # C, escapes to pure ASCII
+from typing import Any
+
+LEVEL = "TRACE"
+SOURCE = "autotrace"
+MESSAGE_PREFIX = "[autotrace]"
+
+ENTER, EXIT, CANCEL, ERROR, TIMEOUT = "enter", "exit", "cancel", "error", "timeout"
+EVENTS = (ENTER, EXIT, CANCEL, ERROR, TIMEOUT)
+END_EVENTS = (EXIT, CANCEL, ERROR, TIMEOUT)
+
+# Action names (inspect's where inspect has one).
+MODEL = "Model"
+SUBPROCESS = "Subprocess"
+TOOL_CALL = "Tool Call"
+SUBTASK = "Subtask"
+LOG_WRITE = "Log Write"
+DOCKER = "Docker"
+S3 = "S3"
+
+_ts_cache: tuple[int, str, str] = (-1, "", "")
+
+
+def iso_timestamp(t: float) -> str:
+    """ISO 8601 with local offset and microseconds, as inspect's TraceFormatter writes."""
+    global _ts_cache
+    sec = int(t)
+    cached_sec, head, offset = _ts_cache
+    if sec != cached_sec:
+        whole = datetime.datetime.fromtimestamp(sec).astimezone().isoformat()
+        head, offset = whole[:19], whole[19:]
+        _ts_cache = (sec, head, offset)  # one assignment: safe across threads
+    return f"{head}.{int((t - sec) * 1_000_000):06d}{offset}"
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, (KeyboardInterrupt, GeneratorExit, SystemExit)):
+        return True
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and isinstance(exc, asyncio.CancelledError):
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled)
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """The end event for an action that ended with ``exc`` (None: it returned)."""
+    if exc is None:
+        return EXIT
+    if _is_cancellation(exc):
+        return CANCEL
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutExpired":
+        return TIMEOUT
+    return ERROR
+
+
+def _value(value: Any) -> str:
+    """One JSON value; str and numbers inline, anything else through json.dumps."""
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
+        return repr(value)
+    return json.dumps(value, default=str, ensure_ascii=True)
+
+
+class ActionLines:
+    """Builds the lines of one action: the parts every record repeats are encoded once."""
+
+    __slots__ = ("_message_head", "_head", "_ids", "_tail")
+
+    def __init__(
+        self,
+        action: str,
+        detail: str,
+        trace_id: str,
+        *,
+        pid: int,
+        thread: str,
+        task: str | None,
+        parent_id: str | None,
+    ) -> None:
+        # JSON escaping is per character, so a quoted prefix can be completed later.
+        self._message_head = (
+            '", "level": "TRACE", "message": ' + _quote(f"{action}: {detail} (")[:-1]
+        )
+        self._head = '", "action": ' + _quote(action) + ', "event": "'
+        self._ids = '", "trace_id": ' + _quote(trace_id) + ', "detail": ' + _quote(detail)
+        tail = ', "pid": ' + str(pid) + ', "thread": ' + _quote(thread)
+        if task is not None:
+            tail += ', "task": ' + _quote(task)
+        if parent_id is not None:
+            tail += ', "parent_id": ' + _quote(parent_id)
+        self._tail = tail
+
+    def line(
+        self,
+        event: str,
+        now: float,
+        *,
+        start_time: float | None = None,
+        duration: float | None = None,
+        error: BaseException | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> bytes:
+        """One complete record (bytes ending in a newline) for ``event``."""
+        parts = [
+            '{"timestamp": "',
+            iso_timestamp(now),
+            self._message_head,
+            event,
+            ")",
+            self._head,
+            event,
+            self._ids,
+        ]
+        if start_time is not None:
+            parts += (', "start_time": ', repr(start_time))
+        if duration is not None:
+            parts += (', "duration": ', repr(duration))
+        if error is not None and event == ERROR:
+            parts += (
+                ', "error": ',
+                _quote(error_text(error)),
+                ', "error_type": ',
+                _quote(type(error).__name__),
+                ', "stacktrace": ',
+                _quote(stacktrace_text(error)),
+            )
+        parts.append(self._tail)
+        if extra:
+            for key, value in extra.items():
+                parts += (", ", _quote(key), ": ", _value(value))
+        parts.append(', "source": "autotrace"}\n')
+        return "".join(parts).encode("ascii")
+
+
+def message_line(message: str, now: float, fields: dict[str, Any] | None = None) -> bytes:
+    """A record that is not an action (no ``action`` key): process start, stacks, warnings."""
+    record: dict[str, Any] = {
+        "timestamp": iso_timestamp(now),
+        "level": LEVEL,
+        "message": message,
+    }
+    if fields:
+        record.update((k, v) for k, v in fields.items() if k not in record and k != "action")
+    record["source"] = SOURCE
+    return (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def error_text(exc: BaseException) -> str:
+    """What inspect writes as ``error``: the exception's message, else its repr."""
+    try:
+        message = getattr(exc, "message", None)
+        text = message if isinstance(message, str) else str(exc)
+        return _redact(text or repr(exc))
+    except Exception:
+        return type(exc).__name__
+
+
+def stacktrace_text(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``, redacted."""
+    try:
+        return _redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    except Exception:
+        return ""
+
+
+def _redact(text: str) -> str:
+    from autotrace.redact import redact_text
+
+    return redact_text(text)
