@@ -1,0 +1,39 @@
+"""Shared fixtures: an isolated trace directory and a record reader for assertions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotrace import actions, config
+
+
+@pytest.fixture
+def trace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh trace directory for this test; the in-process writer starts over in it."""
+    directory = tmp_path / "traces"
+    monkeypatch.setenv(config.ENV_DIR, str(directory))
+    monkeypatch.delenv(config.ENV_FILE, raising=False)
+    monkeypatch.delenv(config.INSPECT_TRACE_FILE, raising=False)
+    actions.writer.close()
+    actions.writer.disabled = False
+    actions.open_actions.clear()
+    yield directory
+    actions.writer.close()
+    actions.writer.disabled = False
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every JSON line of a trace file (fails the test on a torn or invalid line)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def action_records(directory: Path) -> list[dict]:
+    """The action records of every trace file in ``directory``."""
+    out: list[dict] = []
+    for path in sorted(directory.glob("trace-*.log")):
+        out.extend(r for r in read_records(path) if "action" in r)
+    return out
