@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from autotrace import actions, config
+
+
+# Console scripts of this interpreter's environment (inspect, inspect-trace) come first on
+# PATH for every subprocess a test starts, whatever venv CI or a developer uses.
+BIN_DIR = Path(sys.executable).parent
+os.environ["PATH"] = f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture
