@@ -115,6 +115,8 @@ class OpenAction:
         # Registered after its enter is written: a file (re)opened by that write
         # repeats only the actions whose enter it does not already get.
         open_actions[self.trace_id] = self
+        if not _watchdog_started:  # the only watchdog cost on the hot path
+            _start_watchdog()
 
     def enter_line(self) -> bytes:
         """The ``enter`` record again (written when the trace file is reopened)."""
@@ -145,6 +147,24 @@ class OpenAction:
 
     def __repr__(self) -> str:
         return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"
+
+
+# The watchdog thread (autotrace.watchdog) starts with the first action of a process.
+_watchdog_started = False
+
+
+def _start_watchdog() -> None:
+    global _watchdog_started
+    _watchdog_started = True
+    try:
+        from autotrace import watchdog
+
+        watchdog.start()
+    except Exception as exc:  # no watchdog, tracing goes on
+        try:
+            sys.stderr.write(f"[autotrace] watchdog not started: {exc!r}\n")
+        except Exception:
+            pass
 
 
 def _internal_error(exc: BaseException) -> None:
@@ -299,8 +319,9 @@ writer.on_open.append(_process_header)
 
 
 def _after_fork_in_child() -> None:
-    global _pid, _id_prefix, _ids
+    global _pid, _id_prefix, _ids, _watchdog_started
     _pid = os.getpid()
+    _watchdog_started = False  # threads do not survive a fork
     _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
     _ids = itertools.count(1)
     open_actions.clear()
