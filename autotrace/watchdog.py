@@ -1,0 +1,398 @@
+"""The watchdog: names the action that is stuck and the line it waits on.
+
+A daemon thread, started when the first action opens (``actions`` checks one flag).
+It sleeps until the earliest moment an open action could cross the stuck threshold
+(``AUTOTRACE_STUCK_AFTER``), so while nothing is stuck it wakes once per threshold
+and does nothing else. For an action older than the threshold it writes a
+``[autotrace] stuck action`` record with the action's ``trace_id``, its age and the
+Python stack where it waits: the owning thread's frames for synchronous code, the
+owning asyncio task's coroutine chain (down to the innermost await) for async code.
+The same action is reported again at doubling ages (T, 2T, 4T, ...).
+
+The same thread answers ``inspect-trace stacks PID`` on a Unix socket (abstract
+namespace on Linux), so no signal of the program is taken over.
+
+Stacks carry file, line, function and the (redacted) source line: never a value
+of a local variable. Frames of autotrace and wrapt are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from autotrace import actions, config
+
+MAX_FRAMES = 40  # innermost frames kept per stack
+STUCK_MESSAGE = "stuck action"
+SNAPSHOT_MESSAGE = "stacks snapshot"
+REQUEST = b"stacks\n"
+_AGENT_MODULES = ("autotrace", "wrapt")
+
+
+# -- stacks -------------------------------------------------------------------
+
+
+def _is_agent_frame(frame: FrameType) -> bool:
+    name = frame.f_globals.get("__name__") or ""
+    return isinstance(name, str) and (
+        name in _AGENT_MODULES or name.startswith(("autotrace.", "wrapt."))
+    )
+
+
+def _frame_entry(frame: FrameType) -> dict[str, Any]:
+    code = frame.f_code
+    lineno = frame.f_lineno or code.co_firstlineno
+    return {
+        "file": code.co_filename,
+        "line": lineno,
+        "function": getattr(code, "co_qualname", code.co_name),
+        "code": _source_line(code.co_filename, lineno),
+    }
+
+
+def _source_line(filename: str, lineno: int) -> str:
+    try:
+        import linecache
+
+        from autotrace.redact import redact_text
+
+        return redact_text(linecache.getline(filename, lineno).strip())[:200]
+    except Exception:
+        return ""
+
+
+def _entries(frames: list[FrameType]) -> list[dict[str, Any]]:
+    """Frames (outermost first) as entries, without agent frames, innermost MAX_FRAMES."""
+    kept = [f for f in frames if not _is_agent_frame(f)]
+    return [_frame_entry(f) for f in kept[-MAX_FRAMES:]]
+
+
+def thread_frames(thread_id: int | None) -> list[FrameType]:
+    """The frames a thread is executing now, outermost first (empty if the thread is gone)."""
+    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    frames: list[FrameType] = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    frames.reverse()
+    return frames
+
+
+def coroutine_frames(task: Any) -> list[FrameType]:
+    """A suspended task's await chain, outermost first, down to the innermost awaiting frame.
+
+    Follows cr_await / gi_yieldfrom / ag_await, and into a task the chain awaits.
+    """
+    frames: list[FrameType] = []
+    try:
+        node: Any = task.get_coro()
+    except Exception:
+        return frames
+    seen: set[int] = set()
+    while node is not None and id(node) not in seen and len(seen) < 1000:
+        seen.add(id(node))
+        frame = nxt = None
+        for frame_attr, await_attr in (
+            ("cr_frame", "cr_await"),
+            ("gi_frame", "gi_yieldfrom"),
+            ("ag_frame", "ag_await"),
+        ):
+            if hasattr(node, frame_attr):
+                frame = getattr(node, frame_attr)
+                nxt = getattr(node, await_attr, None)
+                break
+        else:
+            get_coro = getattr(node, "get_coro", None)  # awaiting another asyncio.Task
+            nxt = get_coro() if callable(get_coro) else None
+        if frame is not None:
+            frames.append(frame)
+        node = nxt
+    return frames
+
+
+def action_frames(span: actions.OpenAction) -> tuple[list[FrameType], str]:
+    """Where an open action waits, and how that was found ('task', 'thread' or 'none')."""
+    thread = thread_frames(span.thread_id)
+    task = span.task
+    if task is not None:
+        chain = coroutine_frames(task)
+        # A task that runs right now (CPU-bound coroutine) is best seen on its thread.
+        if chain and not any(f is chain[0] for f in thread):
+            return chain, "task"
+        if not chain and not thread:
+            return [], "none"
+    return thread, "thread" if thread else "none"
+
+
+_library_dirs: tuple[str, ...] | None = None
+
+
+def _is_library(filename: str) -> bool:
+    global _library_dirs
+    if filename.startswith("<"):
+        return True
+    if _library_dirs is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        _library_dirs = tuple(os.path.join(d, "") for d in dirs if d)
+    return filename.startswith(_library_dirs) or (
+        "/site-packages/" in filename or "/dist-packages/" in filename
+    )
+
+
+def where_of(stack: list[dict[str, Any]]) -> str:
+    """The line to blame: the innermost frame of the program itself, else the innermost one."""
+    if not stack:
+        return ""
+    chosen = next((e for e in reversed(stack) if not _is_library(e["file"])), stack[-1])
+    return format_frame(chosen)
+
+
+def format_frame(entry: dict[str, Any]) -> str:
+    """``file:line in function``."""
+    return f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
+
+
+def action_stack(span: actions.OpenAction, now_mono: float | None = None) -> dict[str, Any]:
+    """An open action with its stack, as the stuck record and the snapshot carry it."""
+    frames, source = action_frames(span)
+    stack = _entries(frames)
+    age = (now_mono if now_mono is not None else time.monotonic()) - span.start_mono
+    return {
+        "trace_id": span.trace_id,
+        "stuck_action": span.action,
+        "detail": span.detail,
+        "age": round(age, 3),
+        "start_time": span.start_time,
+        "parent_id": span.parent_id,
+        "thread": span.thread_name,
+        "task": span.task_name,
+        "stack_source": source,
+        "stack": stack,
+        "where": where_of(stack),
+    }
+
+
+def snapshot() -> dict[str, Any]:
+    """Every open action of this process with its stack, and every thread's stack."""
+    now = time.monotonic()
+    pid = os.getpid()
+    spans = [s for s in list(actions.open_actions.values()) if s.pid == pid]
+    spans.sort(key=lambda s: s.start_mono)
+    me = threading.get_ident()
+    names = {t.ident: t for t in threading.enumerate()}
+    threads = []
+    for ident in list(sys._current_frames()):
+        if ident == me:
+            continue
+        thread = names.get(ident)
+        stack = _entries(thread_frames(ident))
+        threads.append(
+            {
+                "thread_id": ident,
+                "name": thread.name if thread is not None else f"thread-{ident}",
+                "daemon": thread.daemon if thread is not None else None,
+                "stack": stack,
+                "where": where_of(stack),
+            }
+        )
+    return {
+        "pid": pid,
+        "time": time.time(),
+        "trace_file": str(actions.writer.path) if actions.writer.path else None,
+        "actions": [action_stack(s, now) for s in spans],
+        "threads": threads,
+    }
+
+
+# -- the thread ---------------------------------------------------------------
+
+
+def stuck_after() -> float:
+    """Seconds an action may stay open before it is reported (<= 0: never)."""
+    return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
+
+
+def socket_address(pid: int) -> str | bytes:
+    """Where process ``pid`` listens: an abstract socket on Linux, else a file in the trace dir."""
+    if sys.platform.startswith("linux"):
+        return f"\0autotrace-{pid}"
+    return str(config.trace_dir() / f"trace-{pid}.sock")
+
+
+class Watchdog:
+    """Reports stuck actions of this process and answers stack requests."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._next_age: dict[str, float] = {}  # trace_id -> age of its next report
+        self._sock: socket.socket | None = None
+        self.thread: threading.Thread | None = None
+        self.reports = 0
+
+    def check(self, now: float) -> float:
+        """Report the actions due at ``now`` (monotonic); return seconds until the next is due."""
+        threshold = self.threshold
+        if threshold <= 0:
+            return 3600.0
+        wake = now + threshold
+        due = self._next_age
+        pid = os.getpid()
+        for span in list(actions.open_actions.values()):
+            if span.pid != pid or span.ended:
+                continue
+            next_age = due.get(span.trace_id, threshold)
+            age = now - span.start_mono
+            if age >= next_age:
+                self.report(span, now)
+                while next_age <= age:
+                    next_age *= 2
+                due[span.trace_id] = next_age
+            wake = min(wake, span.start_mono + next_age)
+        if len(due) > 2 * len(actions.open_actions) + 16:
+            self._next_age = {k: v for k, v in due.items() if k in actions.open_actions}
+        return max(0.005, wake - now)
+
+    def report(self, span: actions.OpenAction, now: float) -> None:
+        """Write one ``[autotrace] stuck action`` record for ``span``."""
+        entry = action_stack(span, now)
+        message = f"{STUCK_MESSAGE}: {span.action}: {span.detail} open {entry['age']:.1f} s" + (
+            f", waiting at {entry['where']}" if entry["where"] else ""
+        )
+        actions.agent_message(message, event_kind="stack", **entry)
+        self.reports += 1
+
+    # The listener lives in the same thread: select() on its socket is the sleep.
+
+    def _listen(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address = socket_address(os.getpid())
+            if isinstance(address, str) and not address.startswith("\0"):
+                try:
+                    os.unlink(address)
+                except OSError:
+                    pass
+            sock.bind(address)
+            if isinstance(address, str) and not address.startswith("\0"):
+                os.chmod(address, 0o600)
+            sock.listen(4)
+            sock.setblocking(False)
+            self._sock = sock
+        except OSError:
+            self._sock = None
+
+    def serve_one(self) -> None:
+        """Answer one ``stacks`` request: the snapshot as JSON, also written to the trace."""
+        assert self._sock is not None
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                conn.settimeout(2.0)
+                if not _same_user(conn):
+                    return
+                request = conn.recv(64)
+                if not request.startswith(REQUEST.strip()):
+                    return
+                snap = snapshot()
+                actions.agent_message(
+                    f"{SNAPSHOT_MESSAGE}: {len(snap['actions'])} open actions, "
+                    f"{len(snap['threads'])} threads",
+                    event_kind="snapshot",
+                    actions=snap["actions"],
+                    threads=snap["threads"],
+                )
+                conn.sendall(json.dumps(snap, default=str).encode() + b"\n")
+            except OSError:
+                pass
+
+    def run(self) -> None:
+        """The thread's loop; an internal error stops the watchdog with one warning."""
+        self._listen()
+        try:
+            while True:
+                timeout = self.check(time.monotonic())
+                if self._sock is None:
+                    time.sleep(timeout)
+                    continue
+                readable, _, _ = select.select([self._sock], [], [], timeout)
+                if readable:
+                    self.serve_one()
+        except Exception as exc:  # never let the watchdog disturb the program
+            try:
+                sys.stderr.write(f"[autotrace] watchdog stopped: {exc!r}\n")
+            except Exception:
+                pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _same_user(conn: socket.socket) -> bool:
+    """Only the same user (or root) may read this process's stacks."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None:
+        return True  # the socket file is 0600 there
+    creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (os.getuid(), 0)
+
+
+_lock = threading.Lock()
+_watchdog: Watchdog | None = None
+
+
+def start() -> Watchdog | None:
+    """Start this process's watchdog thread once (called when the first action opens)."""
+    global _watchdog
+    with _lock:
+        if _watchdog is not None and _watchdog.thread is not None:
+            return _watchdog
+        dog = Watchdog(stuck_after())
+        thread = threading.Thread(target=dog.run, name="autotrace-watchdog", daemon=True)
+        dog.thread = thread
+        thread.start()
+        _watchdog = dog
+        return dog
+
+
+def current() -> Watchdog | None:
+    """The running watchdog of this process, if any."""
+    return _watchdog
+
+
+def _after_fork_in_child() -> None:
+    # The thread did not survive the fork; its socket must not answer for the child.
+    global _watchdog, _lock
+    _lock = threading.Lock()
+    dog, _watchdog = _watchdog, None
+    if dog is not None and dog._sock is not None:
+        try:
+            dog._sock.close()
+        except OSError:
+            pass
+        dog._sock = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
