@@ -269,6 +269,65 @@ class trace_action:
         return traced  # type: ignore[return-value]
 
 
+class ForeignAction(OpenAction):
+    """An action another tracer writes (inspect's own ``trace_action``): never written by us.
+
+    Made current by ``adopt_action`` so that our actions inside it name it as parent and
+    patches can see which work is already traced (``current_action().action``).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, action: str, detail: str, trace_id: str, parent_id: str | None) -> None:
+        self.trace_id = trace_id
+        self.action = action
+        self.detail = detail
+        self.parent_id = parent_id
+        self.pid = _pid
+        thread = threading.current_thread()
+        self.thread_id = thread.ident
+        self.thread_name = thread.name
+        self.task_name, self.task = _task_name()
+        self.ended = False
+        self.lines = None  # type: ignore[assignment]
+        self.start_time = time.time()
+        self.start_mono = time.monotonic()
+
+    def enter_line(self) -> bytes:
+        return b""
+
+    def end(self, *args: Any, **kwargs: Any) -> None:
+        self.ended = True
+
+
+class adopt_action:
+    """Within this block an action written by another tracer is the current parent."""
+
+    __slots__ = ("action", "_token")
+
+    def __init__(self, action: str, detail: str, trace_id: str) -> None:
+        parent = _current.get()
+        self.action = ForeignAction(
+            action, detail, trace_id, parent.trace_id if parent is not None else None
+        )
+        self._token: contextvars.Token[OpenAction | None] | None = None
+
+    def __enter__(self) -> ForeignAction:
+        self._token = _current.set(self.action)
+        return self.action
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.action.ended = True
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            _current.reset(token)
+        except ValueError:  # exited in another context
+            old = token.old_value
+            _current.set(None if old is contextvars.Token.MISSING else old)
+
+
 class suppress_tracing:
     """Within this block no action is traced in this context (work already traced natively)."""
 

@@ -20,6 +20,9 @@ ENV_EXCLUDE_PATCHES = "AUTOTRACE_EXCLUDE_PATCHES"  # comma list: not these patch
 ENV_STUCK_AFTER = "AUTOTRACE_STUCK_AFTER"  # seconds before an open action counts as stuck
 ENV_ACTIVE = "AUTOTRACE_ACTIVE"  # set by the bootstrap while it sets up (no recursion)
 INSPECT_TRACE_FILE = "INSPECT_TRACE_FILE"  # inspect's own override, honoured
+# The INSPECT_TRACE_FILE value the agent itself set (so that inspect writes our file):
+# a child that inherits that value ignores it and picks its own per-process file.
+ENV_INSPECT_FILE_SET = "AUTOTRACE_INSPECT_TRACE_FILE"
 
 DEFAULT_KEEP = 10
 DEFAULT_STUCK_AFTER = 60.0
@@ -62,9 +65,20 @@ def trace_dir() -> Path:
     return Path(configured).expanduser() if configured else inspect_trace_dir()
 
 
+def explicit_trace_file() -> str | None:
+    """AUTOTRACE_FILE, else an INSPECT_TRACE_FILE the user set (not one we set, maybe in a parent)."""
+    explicit = os.environ.get(ENV_FILE)
+    if explicit:
+        return explicit
+    inspect_file = os.environ.get(INSPECT_TRACE_FILE)
+    if inspect_file and inspect_file != os.environ.get(ENV_INSPECT_FILE_SET):
+        return inspect_file
+    return None
+
+
 def trace_file_for(pid: int) -> Path:
     """The file this process writes: AUTOTRACE_FILE, INSPECT_TRACE_FILE, else trace-<pid>.log."""
-    explicit = os.environ.get(ENV_FILE) or os.environ.get(INSPECT_TRACE_FILE)
+    explicit = explicit_trace_file()
     if explicit:
         return Path(explicit).expanduser()
     return trace_dir() / f"trace-{pid}.log"

@@ -75,9 +75,7 @@ class TraceWriter:
         try:
             path = config.trace_file_for(pid)
             ensure_directory(path.parent)
-            if not os.environ.get(config.ENV_FILE) and not os.environ.get(
-                config.INSPECT_TRACE_FILE
-            ):
+            if not config.explicit_trace_file():
                 rotate(path.parent, config.keep_files() - 1)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -106,8 +104,40 @@ class TraceWriter:
                     pass
             return self._open_locked()
 
+    def continue_in_gzip(self, gz_path: Path) -> None:
+        """Our file was gzipped to ``gz_path`` and deleted (inspect does so at exit).
+
+        Later lines are appended to ``gz_path``, each as its own gzip member: gzip
+        readers (inspect's and ours) read concatenated members as one stream.
+        """
+        with self._lock:
+            if self._fd >= 0:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+            self._fd = -1
+            try:
+                fd = os.open(gz_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                self.disable(f"cannot append to {gz_path}: {exc.strerror or exc}")
+                return
+            self.path, self._fd, self._pid = gz_path, fd, os.getpid()
+            self.write = self._write_gzip_member  # type: ignore[method-assign]
+
+    def _write_gzip_member(self, line: bytes) -> None:
+        if self.disabled or self._pid != os.getpid():
+            return
+        try:
+            import gzip
+
+            os.write(self._fd, gzip.compress(line, mtime=0))
+        except OSError as exc:
+            self.disable(f"cannot write {self.path}: {exc.strerror or exc}")
+
     def after_fork_in_child(self) -> None:
         """The child of a fork writes its own file: forget the parent's descriptor."""
+        self.__dict__.pop("write", None)
         self._lock = threading.Lock()
         if self._fd >= 0:
             try:
@@ -129,6 +159,7 @@ class TraceWriter:
 
     def close(self) -> None:
         """Close the file (tests); the next record opens it again."""
+        self.__dict__.pop("write", None)  # back from continue_in_gzip
         with self._lock:
             if self._fd >= 0:
                 try:
