@@ -328,6 +328,35 @@ class adopt_action:
             _current.set(None if old is contextvars.Token.MISSING else old)
 
 
+class under:
+    """Within this block ``span`` is the current action (None: the context is left as is).
+
+    For work one action started that goes on in another thread or event loop (an
+    executor's worker, fsspec's loop thread): actions opened inside name it as parent.
+    """
+
+    __slots__ = ("span", "_token")
+
+    def __init__(self, span: OpenAction | None) -> None:
+        self.span = span
+        self._token: contextvars.Token[OpenAction | None] | None = None
+
+    def __enter__(self) -> OpenAction | None:
+        if self.span is not None:
+            self._token = _current.set(self.span)
+        return self.span
+
+    def __exit__(self, *exc_info: object) -> None:
+        token, self._token = self._token, None
+        if token is None:
+            return
+        try:
+            _current.reset(token)
+        except ValueError:  # exited in another context
+            old = token.old_value
+            _current.set(None if old is contextvars.Token.MISSING else old)
+
+
 class suppress_tracing:
     """Within this block no action is traced in this context (work already traced natively)."""
 
