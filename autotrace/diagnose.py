@@ -1,0 +1,678 @@
+"""Diagnosis: where the running actions of a run wait, read from the trace files.
+
+``RunTrace`` reads the files of one run (the parent and every traced child process,
+tied together by the ``run_id`` of their ``[autotrace] process start`` record) and
+keeps, per process, its open actions and the latest stack the watchdog wrote for
+each. It reads incrementally (only what was appended since the last refresh), so
+``anomalies --watch`` can refresh it cheaply. ``stacks_command`` asks a live process
+for a snapshot through the watchdog's socket.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shlex
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from autotrace import config, records
+
+PROCESS_START = f"{records.MESSAGE_PREFIX} process start"
+INNERMOST = 3  # frames shown per action in tables
+_KEEP_ENDED = 50  # ended actions with a bad outcome kept per bucket and process
+
+
+# -- one file -------------------------------------------------------------------
+
+
+@dataclass
+class ProcessTrace:
+    """The state of one process's trace file, read so far."""
+
+    path: Path
+    offset: int = 0
+    header: dict[str, Any] | None = None
+    running: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ended: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {records.ERROR: [], records.TIMEOUT: [], records.CANCEL: []}
+    )
+    ended_counts: dict[str, int] = field(default_factory=dict)
+    last_write: float = 0.0
+    skipped: int = 0
+    gone: bool = False
+    _partial: bytes = b""
+
+    @property
+    def pid(self) -> int | None:
+        """The process id: from the header, else from the file name."""
+        if self.header and isinstance(self.header.get("pid"), int):
+            return int(self.header["pid"])
+        digits = self.path.name[len("trace-") :].split(".", 1)[0]
+        return int(digits) if digits.isdigit() else None
+
+    @property
+    def run_id(self) -> str | None:
+        return (self.header or {}).get("run_id")
+
+    @property
+    def parent_pid(self) -> int | None:
+        header = self.header or {}
+        return header.get("parent_pid")
+
+    @property
+    def argv(self) -> list[str]:
+        return list((self.header or {}).get("argv") or [])
+
+    @property
+    def started(self) -> float | None:
+        """When the process wrote its first record (epoch seconds)."""
+        return _epoch((self.header or {}).get("timestamp"))
+
+    def refresh(self) -> bool:
+        """Read what was appended since the last call; True when something new was read."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self.gone = True
+            return False
+        if self.path.name.endswith(".gz"):
+            if self.offset:
+                return False
+            try:
+                with gzip.open(self.path, "rb") as f:
+                    data = f.read()
+            except (OSError, EOFError):
+                self.skipped += 1
+                data = b""
+            self.offset = st.st_size
+            self.last_write = st.st_mtime
+            self._feed_lines(data.split(b"\n"))
+            return True
+        if st.st_size < self.offset:  # truncated or replaced: read it again
+            fresh = ProcessTrace(self.path)
+            self.__dict__.update(fresh.__dict__)
+        if st.st_size == self.offset:
+            return False
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        self.last_write = max(self.last_write, st.st_mtime)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()  # an incomplete last line waits for its end
+        self._feed_lines(lines)
+        return True
+
+    def _feed_lines(self, lines: Iterable[bytes]) -> None:
+        for line in lines:
+            if line.strip():
+                self.feed(line)
+
+    def feed(self, line: bytes | str) -> None:
+        """Apply one record line to the state."""
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            self.skipped += 1
+            return
+        if not isinstance(rec, dict):
+            self.skipped += 1
+            return
+        if "action" not in rec:
+            message = rec.get("message")
+            if isinstance(message, str) and message.startswith(records.MESSAGE_PREFIX):
+                self._agent_record(rec)
+            return
+        trace_id, event = rec.get("trace_id"), rec.get("event")
+        if not isinstance(trace_id, str):
+            self.skipped += 1
+            return
+        if event == records.ENTER:
+            self.running.setdefault(trace_id, rec)
+        elif event in records.END_EVENTS:
+            self.running.pop(trace_id, None)
+            self.stacks.pop(trace_id, None)
+            if event in self.ended:
+                self.ended_counts[event] = self.ended_counts.get(event, 0) + 1
+                bucket = self.ended[event]
+                bucket.append(rec)
+                if len(bucket) > _KEEP_ENDED:
+                    del bucket[0]
+        else:
+            self.skipped += 1
+
+    def _agent_record(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("event_kind")
+        if kind == "process" or rec.get("message") == PROCESS_START:
+            if self.header is None:
+                self.header = rec
+        elif kind == "stack" and isinstance(rec.get("trace_id"), str):
+            self.stacks[rec["trace_id"]] = _stack_of(rec)
+        elif kind == "snapshot":
+            for entry in rec.get("actions") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("trace_id"), str):
+                    self.stacks[entry["trace_id"]] = _stack_of(entry, rec.get("timestamp"))
+
+    def state(self, now: float | None = None) -> str:
+        """'running', 'exited' (gone with nothing open) or 'dead' (gone with actions open)."""
+        if self.path.name.endswith(".gz"):
+            return "exited"
+        pid = self.pid
+        if pid is not None and process_alive(pid, self.started):
+            return "running"
+        return "dead" if self.running else "exited"
+
+
+def _stack_of(rec: dict[str, Any], timestamp: Any = None) -> dict[str, Any]:
+    stack = rec.get("stack") if isinstance(rec.get("stack"), list) else []
+    return {
+        "stack": stack,
+        "where": rec.get("where") or "",
+        "stack_source": rec.get("stack_source"),
+        "stack_time": _epoch(timestamp or rec.get("timestamp")),
+    }
+
+
+def _epoch(timestamp: Any) -> float | None:
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        from datetime import datetime
+
+        return datetime.fromisoformat(timestamp).timestamp()
+    except ValueError:
+        return None
+
+
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """Whether ``pid`` runs and is the process that wrote since ``started`` (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True  # not Linux: trust kill()
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):  # zombie: dead, not yet reaped
+        return False
+    if started is not None:
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+            with open("/proc/stat", "rb") as f:
+                btime = next(int(ln.split()[1]) for ln in f if ln.startswith(b"btime"))
+            if btime + int(fields[19]) / ticks > started + 2.0:  # started after the file
+                return False
+        except (OSError, ValueError, StopIteration, IndexError):
+            pass
+    return True
+
+
+# -- one run --------------------------------------------------------------------
+
+
+def trace_files(directory: Path) -> list[Path]:
+    """Trace files in ``directory``, newest first."""
+    try:
+        paths = [
+            p
+            for p in directory.iterdir()
+            if p.name.startswith("trace-") and p.name.endswith((".log", ".log.gz"))
+        ]
+    except OSError:
+        return []
+    return sorted(paths, key=_mtime, reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The ``[autotrace] process start`` record that opens a file, if it has one."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                line = f.readline(1 << 20)
+        else:
+            with open(path, "rb") as f:
+                line = f.readline(1 << 20)
+        rec = json.loads(line)
+    except (OSError, EOFError, ValueError):
+        return None
+    if isinstance(rec, dict) and rec.get("message") == PROCESS_START:
+        return rec
+    return None
+
+
+class RunTrace:
+    """Every trace file of one run, refreshed incrementally."""
+
+    def __init__(self, directory: Path, run_id: str | None, files: list[Path] | None = None):
+        self.directory = directory
+        self.run_id = run_id
+        self.processes: dict[Path, ProcessTrace] = {}
+        self._known: set[Path] = set()
+        for path in files or []:
+            self.processes[path] = ProcessTrace(path)
+            self._known.add(path)
+
+    def discover(self) -> None:
+        """Pick up the files of this run that appeared since the last call."""
+        if self.run_id is None:
+            return
+        for path in trace_files(self.directory):
+            if path in self._known:
+                continue
+            header = read_header(path)
+            if header is None and path.stat().st_size == 0:
+                continue  # just created: look again next time
+            self._known.add(path)
+            if header is not None and header.get("run_id") == self.run_id:
+                self.processes[path] = ProcessTrace(path)
+
+    def refresh(self) -> bool:
+        """Read what every file of the run appended; True when anything changed."""
+        self.discover()
+        changed = False
+        for trace in list(self.processes.values()):
+            changed |= trace.refresh()
+        return changed
+
+    def rows(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every running or abandoned action of the run, culprit first."""
+        now = time.time() if now is None else now
+        out: list[dict[str, Any]] = []
+        for trace in self.processes.values():
+            out.extend(process_rows(trace, now))
+        return rank(out, self)
+
+    def processes_ranked(self, rows: list[dict[str, Any]]) -> list[ProcessTrace]:
+        """Processes ordered by their best-ranked action, then by start."""
+        order: dict[int | None, int] = {}
+        for i, row in enumerate(rows):
+            order.setdefault(row["pid"], i)
+        return sorted(
+            self.processes.values(),
+            key=lambda t: (order.get(t.pid, len(rows)), t.started or 0.0),
+        )
+
+
+def process_rows(trace: ProcessTrace, now: float) -> list[dict[str, Any]]:
+    """The open actions of one process as anomaly rows (abandoned when it died)."""
+    state = trace.state(now)
+    abandoned = state != "running"
+    until = trace.last_write if abandoned and trace.last_write else now
+    rows = []
+    for trace_id, rec in list(trace.running.items()):
+        start = rec.get("start_time")
+        start = (
+            float(start)
+            if isinstance(start, (int, float))
+            else (_epoch(rec.get("timestamp")) or until)
+        )
+        stack = trace.stacks.get(trace_id, {})
+        rows.append(
+            {
+                "action": rec.get("action"),
+                "detail": rec.get("detail", ""),
+                "start_time": start,
+                "duration": max(0.0, until - start),
+                "error": None,
+                "trace_id": trace_id,
+                "pid": rec.get("pid", trace.pid),
+                "parent_id": rec.get("parent_id"),
+                "thread": rec.get("thread"),
+                "task": rec.get("task"),
+                "abandoned": abandoned,
+                "stack": stack.get("stack") or [],
+                "where": stack.get("where") or "",
+                "stack_time": stack.get("stack_time"),
+            }
+        )
+    return rows
+
+
+def _spawned_child(row: dict[str, Any], run: RunTrace | None) -> bool:
+    """A Subprocess/Docker action whose traced child process still has open actions."""
+    if run is None or row["action"] not in (records.SUBPROCESS, records.DOCKER):
+        return False
+    for child in run.processes.values():
+        if child.parent_pid != row["pid"] or not child.running:
+            continue
+        if child.started is not None and child.started + 1.0 < row["start_time"]:
+            continue
+        child_cmd = shlex.join(child.argv[1:]) if len(child.argv) > 1 else ""
+        if not child_cmd or child_cmd in row["detail"] or row["detail"] in child_cmd:
+            return True
+    return False
+
+
+def rank(rows: list[dict[str, Any]], run: RunTrace | None = None) -> list[dict[str, Any]]:
+    """Culprit first: actions nothing else of ours waits on, oldest first, then the rest.
+
+    An action waits on another when it is that one's parent, or when it started a
+    traced child process that has open actions.
+    """
+    parents = {row["parent_id"] for row in rows if row.get("parent_id")}
+    for row in rows:
+        row["waits_on_other"] = row["trace_id"] in parents or _spawned_child(row, run)
+    return sorted(rows, key=lambda r: (r["waits_on_other"], -r["duration"]))
+
+
+def default_run(directory: Path) -> str | None:
+    """The run of the newest trace file that has a process record."""
+    for path in trace_files(directory):
+        header = read_header(path)
+        if header is not None and header.get("run_id"):
+            return str(header["run_id"])
+    return None
+
+
+def load_run(directory: Path, run_id: str | None = None) -> RunTrace:
+    """Read every file of ``run_id`` (default: the run of the newest file) in ``directory``."""
+    if not directory.is_dir():
+        raise click.ClickException(f"no trace directory at {directory}")
+    run_id = run_id or default_run(directory)
+    if run_id is None:
+        raise click.ClickException(f"no trace file with a run id in {directory}")
+    run = RunTrace(directory, run_id)
+    run.refresh()
+    if not run.processes:
+        raise click.ClickException(f"no trace file of run {run_id} in {directory}")
+    return run
+
+
+def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
+    """The whole run as JSON: processes with their command lines, running actions culprit first."""
+    now = time.time() if now is None else now
+    rows = run.rows(now)
+    processes = []
+    for trace in run.processes_ranked(rows):
+        processes.append(
+            {
+                "pid": trace.pid,
+                "parent_pid": trace.parent_pid,
+                "argv": trace.argv,
+                "state": trace.state(now),
+                "trace_file": str(trace.path),
+                "last_write": trace.last_write,
+                "running": [r for r in rows if r["pid"] == trace.pid],
+                "errors": trace.ended_counts.get(records.ERROR, 0),
+                "timeouts": trace.ended_counts.get(records.TIMEOUT, 0),
+                "cancelled": trace.ended_counts.get(records.CANCEL, 0),
+            }
+        )
+    return {"run_id": run.run_id, "as_of": now, "running": rows, "processes": processes}
+
+
+# -- rendering -------------------------------------------------------------------
+
+
+def innermost(stack: list[dict[str, Any]], count: int = INNERMOST) -> list[str]:
+    """The innermost frames as ``file:line in function``, innermost last."""
+    return [
+        f"{_short(e.get('file', '?'))}:{e.get('line')} in {e.get('function')}"
+        for e in stack[-count:]
+    ]
+
+
+def _short(path: str) -> str:
+    cwd = os.getcwd() + os.sep
+    if path.startswith(cwd):
+        return path[len(cwd) :]
+    marker = "/site-packages/"
+    if marker in path:
+        return path.split(marker, 1)[1]
+    stdlib = _stdlib_dir()
+    if path.startswith(stdlib):
+        return path[len(stdlib) :]
+    return path
+
+
+def _stdlib_dir() -> str:
+    import sysconfig
+
+    return os.path.join(sysconfig.get_paths()["stdlib"], "")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def where_cell(row: dict[str, Any]) -> Any:
+    """A rich Text with the blamed line and the innermost frames (escaped: plain Text)."""
+    from rich.text import Text
+
+    text = Text()
+    if row.get("where"):
+        text.append("waits at ", style="dim")
+        text.append(_short_where(row["where"]), style="bold")
+    frames = innermost(row.get("stack") or [])
+    for frame in reversed(frames):
+        if text:
+            text.append("\n")
+        text.append("  " + frame, style="dim")
+    if not text:
+        text.append("(no stack yet)", style="dim")
+    return text
+
+
+def _short_where(where: str) -> str:
+    path, sep, rest = where.partition(":")
+    return _short(path) + sep + rest if sep else where
+
+
+def action_table(rows: list[dict[str, Any]], threshold: float, *, show_pid: bool = True) -> Any:
+    """Running actions as a rich Table: stuck ones (past ``threshold``) highlighted."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(expand=True, show_lines=True)
+    if show_pid:
+        table.add_column("pid", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("detail", overflow="fold", ratio=2)
+    table.add_column("age", justify="right", no_wrap=True)
+    table.add_column("parent", no_wrap=True)
+    table.add_column("where it waits", overflow="fold", ratio=3)
+    ids = {r["trace_id"]: r for r in rows}
+    for row in rows:
+        stuck = row["duration"] >= threshold
+        style = "red" if row.get("abandoned") else ("bold yellow" if stuck else "")
+        age = format_duration(row["duration"]) + (" abandoned" if row.get("abandoned") else "")
+        parent = ids.get(row.get("parent_id") or "")
+        parent_text = f"{parent['action']}" if parent else (row.get("parent_id") or "-")
+        cells = [
+            Text(str(row.get("action")), style=style),
+            Text(str(row.get("detail") or "")),
+            Text(age, style=style),
+            Text(str(parent_text), style="dim"),
+            where_cell(row),
+        ]
+        if show_pid:
+            cells.insert(0, Text(str(row.get("pid"))))
+        table.add_row(*cells)
+    return table
+
+
+def render_run(report: dict[str, Any], threshold: float) -> list[Any]:
+    """The whole run for people: one titled table per process, culprit's process first."""
+    from rich.text import Text
+
+    out: list[Any] = [Text(f"run {report['run_id']}", style="bold")]
+    for proc in report["processes"]:
+        state = proc["state"]
+        style = {"running": "green", "dead": "bold red", "exited": "dim"}.get(state, "")
+        title = Text()
+        title.append(f"pid {proc['pid']}", style="bold")
+        if proc.get("parent_pid"):
+            title.append(f" (parent {proc['parent_pid']})", style="dim")
+        title.append(f" {state}", style=style)
+        if state == "dead":
+            title.append(" without exit records: open actions abandoned", style=style)
+        title.append("\n  " + shlex.join(proc["argv"]) if proc["argv"] else "")
+        counts = [f"{proc[k]} {k}" for k in ("errors", "timeouts", "cancelled") if proc.get(k)]
+        if counts:
+            title.append("\n  " + ", ".join(counts), style="dim")
+        out.append(title)
+        if proc["running"]:
+            out.append(action_table(proc["running"], threshold, show_pid=False))
+        else:
+            out.append(Text("  no running actions", style="dim"))
+    return out
+
+
+def stuck_threshold(value: float | None = None) -> float:
+    """The stuck threshold for views: the option, else AUTOTRACE_STUCK_AFTER, else the default."""
+    if value is not None:
+        return value
+    return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
+
+
+def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -> None:
+    """Print the whole-run anomalies (``anomalies --run``)."""
+    report = run_report(run)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for part in render_run(report, stuck_threshold(threshold)):
+        console.print(part)
+
+
+# -- stacks PID -----------------------------------------------------------------
+
+
+def request_snapshot(pid: int, timeout: float = 5.0) -> dict[str, Any]:
+    """Ask process ``pid`` for its stacks; ClickException (one line) when it cannot answer."""
+    from autotrace.watchdog import REQUEST, socket_address
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        raise click.ClickException(f"no process with pid {pid}") from None
+    except PermissionError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(socket_address(pid))
+        except (ConnectionRefusedError, FileNotFoundError):
+            raise click.ClickException(
+                f"process {pid} is not traced (or has not opened any action yet)"
+            ) from None
+        sock.sendall(REQUEST)
+        chunks = []
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except TimeoutError:
+        raise click.ClickException(
+            f"process {pid} did not answer within {timeout:g}s "
+            "(a call that holds the GIL may be blocking it)"
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot ask process {pid}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    try:
+        return json.loads(b"".join(chunks))  # type: ignore[no-any-return]
+    except ValueError:
+        raise click.ClickException(f"process {pid} gave no snapshot (refused or ended)") from None
+
+
+def render_snapshot(snap: dict[str, Any]) -> list[Any]:
+    """A snapshot for people: open actions with their stacks, then every thread."""
+    from rich.text import Text
+
+    out: list[Any] = []
+    head = Text(f"pid {snap.get('pid')}", style="bold")
+    if snap.get("trace_file"):
+        head.append(f"  written to {snap['trace_file']}", style="dim")
+    out.append(head)
+    acts = snap.get("actions") or []
+    out.append(Text(f"\n{len(acts)} open action(s)", style="bold"))
+    for entry in acts:
+        title = Text(f"\n{entry.get('stuck_action')}: {entry.get('detail')}", style="bold yellow")
+        title.append(
+            f"  open {format_duration(float(entry.get('age') or 0))}"
+            f"  thread {entry.get('thread')}"
+            + (f"  task {entry.get('task')}" if entry.get("task") else "")
+            + f"  [{entry.get('trace_id')}]",
+            style="dim",
+        )
+        out.append(title)
+        out.append(_stack_text(entry.get("stack") or [], entry.get("where") or ""))
+    threads = snap.get("threads") or []
+    out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))
+    for thread in threads:
+        out.append(Text(f"\nthread {thread.get('name')}", style="bold"))
+        out.append(_stack_text(thread.get("stack") or [], thread.get("where") or ""))
+    return out
+
+
+def _stack_text(stack: list[dict[str, Any]], where: str) -> Any:
+    from rich.text import Text
+
+    text = Text()
+    for entry in stack:
+        line = f"  {_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}"
+        blamed = (
+            where and where == f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
+        )
+        if text:
+            text.append("\n")
+        text.append(line + ("   <- waits here" if blamed else ""), style="bold" if blamed else "")
+        if entry.get("code"):
+            text.append(f"\n      {entry['code']}", style="dim")
+    if not stack:
+        text.append("  (no Python frames)", style="dim")
+    return text
+
+
+@click.command("stacks")
+@click.argument("pid", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
+def stacks_command(pid: int, as_json: bool, timeout: float) -> None:
+    """Ask live traced process PID where each open action and thread waits now.
+
+    The snapshot is also written to that process's trace file.
+    """
+    snap = request_snapshot(pid, timeout)
+    if as_json:
+        click.echo(json.dumps(snap, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    console = Console()
+    for part in render_snapshot(snap):
+        console.print(part)
