@@ -1,0 +1,66 @@
+"""`inspect-trace anomalies --watch`: running actions of a run, refreshed as the files grow.
+
+Each refresh reads only the bytes appended since the last one (``diagnose.RunTrace``)
+and picks up the files of child processes that joined the run. Rows are sorted by
+age; an action past the stuck threshold is highlighted, an abandoned one (its
+process died) is red. Ctrl-C ends the view cleanly.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from datetime import datetime
+from typing import Any
+
+from autotrace.diagnose import RunTrace, action_table, format_duration
+
+
+def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
+    """One frame of the live view: the run's processes, then its running actions by age."""
+    from rich.console import Group
+    from rich.text import Text
+
+    now = time.time() if now is None else now
+    rows = sorted(run.rows(now), key=lambda r: -r["duration"])
+    stuck = sum(1 for r in rows if r["duration"] >= threshold)
+    head = Text()
+    head.append(f"run {run.run_id or '-'}", style="bold")
+    head.append(
+        f"  {len(run.processes)} process(es), {len(rows)} running, {stuck} past "
+        f"{format_duration(threshold)}  as of {datetime.fromtimestamp(now):%H:%M:%S}"
+        "  (Ctrl-C to quit)",
+        style="dim",
+    )
+    parts: list[Any] = [head]
+    for trace in sorted(run.processes.values(), key=lambda t: t.started or 0.0):
+        state = trace.state(now)
+        line = Text(f"  pid {trace.pid} ")
+        line.append(state, style={"running": "green", "dead": "bold red"}.get(state, "dim"))
+        if trace.last_write:
+            line.append(f"  last write {format_duration(max(0.0, now - trace.last_write))} ago")
+        if trace.argv:
+            line.append("  " + shlex.join(trace.argv), style="dim")
+        parts.append(line)
+    if rows:
+        parts.append(action_table(rows, threshold))
+    else:
+        parts.append(Text("no running actions", style="dim"))
+    return Group(*parts)
+
+
+def watch(run: RunTrace, threshold: float, interval: float = 1.0) -> None:
+    """Show ``run`` live until Ctrl-C, refreshing every ``interval`` seconds."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    run.refresh()
+    try:
+        with Live(render(run, threshold), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                run.refresh()
+                live.update(render(run, threshold), refresh=True)
+    except KeyboardInterrupt:
+        pass
