@@ -1,0 +1,413 @@
+"""inspect_ai: generate calls, tool calls, subtasks, sandbox exec and eval-log writes.
+
+Newer inspect releases trace much of this themselves (``inspect_ai._util.trace.trace_action``).
+Where a module of the running inspect binds ``trace_action``, the native action is the one
+record of that work: our rows below pass through, and our wrapper around ``trace_action``
+makes the native action the parent of what our other patches trace inside it (or writes
+it itself while inspect's trace handler does not exist yet). Older releases (no
+``trace_action``) get every action from the rows below.
+
+Every hook installs on the module that *defines* a name, which runs before the modules
+that ``from ... import`` it: the agent must be active before inspect is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from autotrace import actions, config, records
+from autotrace.patching import Patch, Wrap, Wrapper
+
+TRACE_MODULE = "inspect_ai._util.trace"
+LOGGER_MODULE = "inspect_ai._util.logger"
+MODEL_MODULE = "inspect_ai.model._model"
+CALL_TOOLS_MODULE = "inspect_ai.model._call_tools"
+SUBTASK_MODULE = "inspect_ai.util._subtask"
+SUBPROCESS_MODULE = "inspect_ai.util._subprocess"
+LOCAL_SANDBOX_MODULE = "inspect_ai.util._sandbox.local"
+DOCKER_SANDBOX_MODULE = "inspect_ai.util._sandbox.docker.docker"
+OLD_LOG_MODULE = "inspect_ai.log._file"  # releases before the recorders package
+JSON_RECORDER_MODULE = "inspect_ai.log._recorders.json"
+EVAL_RECORDER_MODULE = "inspect_ai.log._recorders.eval"
+
+DETAIL_WIDTH = 200  # a Tool Call detail is cut here
+VALUE_WIDTH = 60  # and each argument value here
+
+# Native actions whose inside is the very same work our patches would trace again
+# (inspect's subprocess() is one process; an MCP call_tool is the mcp patch's Tool Call).
+SAME_WORK_INSIDE = {"Subprocess": "", "MCPServer": "call_tool"}
+
+
+# --- details -------------------------------------------------------------------------
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def function_call(function: str, arguments: Any) -> str:
+    """``bash(cmd='ls')``: a tool call as its readers think of it, values shortened."""
+    if isinstance(arguments, dict):
+        parts = [f"{key}={_short(repr(value), VALUE_WIDTH)}" for key, value in arguments.items()]
+    else:
+        parts = [_short(repr(arguments), VALUE_WIDTH)] if arguments else []
+    return _short(f"{function}({', '.join(parts)})", DETAIL_WIDTH)
+
+
+def _tool_call_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The ToolCall argument, found by type: call_tool's signature changed across releases."""
+    call = kwargs.get("call")
+    if call is not None:
+        return call
+    for value in args:
+        if type(value).__name__ == "ToolCall" and hasattr(value, "function"):
+            return value
+    return None
+
+
+def _shell_join(cmd: Any) -> str:
+    import shlex
+
+    from autotrace.redact import redact_argv
+
+    if isinstance(cmd, str):
+        return cmd
+    return shlex.join(redact_argv(cmd))
+
+
+# --- is this work traced natively? ---------------------------------------------------
+
+_native_handler: logging.Handler | None = None  # inspect's trace FileHandler, once known
+
+
+def native_handler() -> logging.Handler | None:
+    """inspect's trace file handler in this process, if its init_logger has run."""
+    global _native_handler
+    if _native_handler is None:
+        for name in ("inspect_ai", ""):
+            for handler in logging.getLogger(name).handlers:
+                trace_logger = getattr(handler, "trace_logger", None)
+                if isinstance(trace_logger, logging.FileHandler):
+                    _native_handler = trace_logger
+                    break
+    return _native_handler
+
+
+def _native_records_written() -> bool:
+    handler = native_handler()
+    if handler is None or getattr(handler, "stream", True) is None:
+        return False
+    level = os.environ.get("INSPECT_TRACE_LEVEL", "").strip().upper()
+    return level in ("", "TRACE", "NOTSET", "DEBUG")
+
+
+def _is_ours(obj: Any) -> bool:
+    return bool(getattr(obj, "_self_autotrace", False))
+
+
+def native_covers(module_name: str) -> bool:
+    """True when ``module_name`` traces its own work with inspect's trace_action.
+
+    Through our wrapper it always lands in a file (inspect's or ours); an original bound
+    before we were active only when inspect's handler exists.
+    """
+    module = sys.modules.get(module_name)
+    bound = getattr(module, "trace_action", None) if module is not None else None
+    if bound is None:
+        return False
+    return _is_ours(bound) or _native_records_written()
+
+
+# --- living beside inspect's trace_action ---------------------------------------------
+
+_captured = threading.local()  # the trace id inspect's trace_action just made
+
+
+def _capture_uuid(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    value = wrapped(*args, **kwargs)
+    if getattr(_captured, "armed", False):
+        _captured.id = value
+    return value
+
+
+class _NativeAction:
+    """What inspect's ``trace_action(logger, action, message, *args)`` returns under us."""
+
+    def __init__(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._wrapped, self._args, self._kwargs = wrapped, args, kwargs
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> None:
+        try:
+            plan = self._plan()
+        except Exception as exc:
+            PATCH.fail(f"trace_action wrapper failed: {exc!r}")
+            plan = None
+        if plan is None:  # as without us
+            self._stack.enter_context(self._wrapped(*self._args, **self._kwargs))
+            return None
+        action, detail, native = plan
+        if native:
+            from autotrace.redact import redact_text
+
+            redacted = redact_text(detail)
+            # inspect's own detail for docker calls carries --env values: redact those too.
+            call_args = self._args if redacted == detail else (self._args[0], action, redacted)
+            _captured.armed, _captured.id = True, None
+            try:
+                self._stack.enter_context(
+                    self._wrapped(*call_args, **({} if redacted != detail else self._kwargs))
+                )
+                trace_id = _captured.id
+            finally:
+                _captured.armed = False
+            if trace_id is not None:
+                self._stack.enter_context(actions.adopt_action(action, redacted, str(trace_id)))
+        else:
+            # inspect's records reach no file yet (its handler does not exist): ours do.
+            self._stack.enter_context(self._wrapped(*self._args, **self._kwargs))
+            self._stack.enter_context(actions.trace_action(action, detail))
+        prefix = SAME_WORK_INSIDE.get(action)
+        if prefix is not None and detail.startswith(prefix):
+            self._stack.enter_context(actions.suppress_tracing())
+        return None
+
+    def _plan(self) -> tuple[str, str, bool] | None:
+        if not PATCH.enabled:
+            return None
+        args, kwargs = self._args, self._kwargs
+        if len(args) < 3 or not isinstance(args[1], str):
+            return None
+        action, message = args[1], args[2]
+        rest = args[3:]
+        detail = message % rest if rest else message % kwargs if kwargs else message
+        return action, str(detail), _native_records_written()
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        return bool(self._stack.__exit__(*exc_info))
+
+
+def _trace_action_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    return _NativeAction(wrapped, args, kwargs)
+
+
+def _compress_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """inspect gzips its trace file at exit and deletes the .log: our later lines follow."""
+    global _native_handler
+    compress = wrapped(*args, **kwargs)
+    handler = args[0] if args else kwargs.get("log_handler")
+    if isinstance(handler, logging.FileHandler):
+        _native_handler = handler
+
+    def compress_then_follow() -> None:
+        compress()
+        try:
+            log_file = Path(handler.baseFilename)  # type: ignore[union-attr]
+            ours = actions.writer.path or config.trace_file_for(os.getpid())
+            gz_file = log_file.with_suffix(".log.gz")
+            if os.path.abspath(ours) == os.path.abspath(log_file) and gz_file.exists():
+                actions.writer.continue_in_gzip(gz_file)
+        except Exception as exc:
+            PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
+
+    return compress_then_follow
+
+
+def _init_logger_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """inspect writes its trace records to our file: one file per process holds both.
+
+    INSPECT_TRACE_FILE is set only while init_logger creates the handler, so children
+    never inherit it; a value the user set is left alone (and our writer follows it).
+    """
+    if os.environ.get(config.INSPECT_TRACE_FILE) or not PATCH.enabled:
+        return wrapped(*args, **kwargs)
+    try:
+        from autotrace.writer import ensure_directory
+
+        path = config.trace_file_for(os.getpid())
+        ensure_directory(path.parent)
+    except Exception:
+        return wrapped(*args, **kwargs)
+    os.environ[config.INSPECT_TRACE_FILE] = os.environ[config.ENV_INSPECT_FILE_SET] = str(path)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        os.environ.pop(config.INSPECT_TRACE_FILE, None)
+        os.environ.pop(config.ENV_INSPECT_FILE_SET, None)
+
+
+# --- our own actions (releases or calls inspect does not trace) -------------------------
+
+
+def _describe_generate(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    if native_covers(MODEL_MODULE):
+        return None
+    return f"generate ({instance})"
+
+
+def _describe_tool_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    if native_covers(CALL_TOOLS_MODULE):
+        return None
+    call = _tool_call_of(args, kwargs)
+    if call is None:
+        return "unknown tool"
+    return function_call(str(call.function), getattr(call, "arguments", None))
+
+
+def _describe_sandbox_exec(
+    instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
+    if native_covers(SUBPROCESS_MODULE):  # inspect's subprocess() traces the same process
+        return None
+    cmd = args[0] if args else kwargs.get("cmd", "")
+    return _shell_join(cmd)
+
+
+def _describe_log_write(
+    module_name: str,
+) -> Any:
+    def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        if native_covers(module_name):
+            return None
+        location = args[0] if args else kwargs.get("location", "")
+        return str(location)
+
+    return describe
+
+
+def _sandbox_wrapper(action: str) -> Wrapper:
+    """Sandbox exec as one action; the process it starts is the same work (suppressed)."""
+
+    async def wrapper(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        detail = _guarded_detail(_describe_sandbox_exec, instance, args, kwargs)
+        if detail is None:
+            return await wrapped(*args, **kwargs)
+        with actions.trace_action(action, detail), actions.suppress_tracing():
+            return await wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def _guarded_detail(describe: Any, instance: Any, args: Any, kwargs: Any) -> str | None:
+    if not PATCH.enabled:
+        return None
+    try:
+        detail: str | None = describe(instance, args, kwargs)
+        return detail
+    except Exception as exc:
+        PATCH.fail(f"failed describing a call: {exc!r}")
+        return None
+
+
+def _traced_subtask(fn: Any, name: str) -> Any:
+    @functools.wraps(fn)
+    async def run_subtask(*args: Any, **kwargs: Any) -> Any:
+        if not PATCH.enabled or native_covers(SUBTASK_MODULE):
+            return await fn(*args, **kwargs)
+        with actions.trace_action(records.SUBTASK, name):
+            return await fn(*args, **kwargs)
+
+    return run_subtask
+
+
+def _subtask_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``subtask`` is a decorator factory: trace the subtask function it finally returns."""
+    result = wrapped(*args, **kwargs)
+    try:
+        name = args[0] if args else kwargs.get("name")
+        if not isinstance(name, str):  # bare @subtask: result is the subtask itself
+            return _traced_subtask(result, getattr(name, "__name__", "subtask"))
+
+        @functools.wraps(result)
+        def decorate(func: Any, *more: Any, **options: Any) -> Any:
+            return _traced_subtask(result(func, *more, **options), name)
+
+        return decorate
+    except Exception as exc:
+        PATCH.fail(f"subtask wrapper failed: {exc!r}")
+        return result
+
+
+# The table: (module, callable, action, detail). Rows whose callable a release lacks are
+# skipped; the rows of the modules a release has are installed when they are imported.
+ROWS: list[Wrap] = [
+    Wrap(TRACE_MODULE, "trace_action", wrapper=_trace_action_wrapper),
+    Wrap(TRACE_MODULE, "uuid", wrapper=_capture_uuid),
+    Wrap(TRACE_MODULE, "compress_trace_log", wrapper=_compress_wrapper),
+    Wrap(LOGGER_MODULE, "init_logger", wrapper=_init_logger_wrapper),
+    Wrap(MODEL_MODULE, "Model.generate", records.MODEL, _describe_generate),
+    Wrap(CALL_TOOLS_MODULE, "call_tool", records.TOOL_CALL, _describe_tool_call),
+    Wrap(SUBTASK_MODULE, "subtask", wrapper=_subtask_wrapper),
+    Wrap(
+        LOCAL_SANDBOX_MODULE,
+        "LocalSandboxEnvironment.exec",
+        wrapper=_sandbox_wrapper(records.SUBPROCESS),
+    ),
+    Wrap(
+        DOCKER_SANDBOX_MODULE,
+        "DockerSandboxEnvironment.exec",
+        wrapper=_sandbox_wrapper(records.DOCKER),
+    ),
+    Wrap(
+        OLD_LOG_MODULE,
+        "JSONRecorder.write_log",
+        records.LOG_WRITE,
+        _describe_log_write(OLD_LOG_MODULE),
+    ),
+    Wrap(
+        JSON_RECORDER_MODULE,
+        "JSONRecorder.write_log",
+        records.LOG_WRITE,
+        _describe_log_write(JSON_RECORDER_MODULE),
+    ),
+]
+
+
+def _present(module: ModuleType, dotted: str) -> bool:
+    target: Any = module
+    for part in dotted.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return False
+    return callable(target)
+
+
+def _install(module: ModuleType) -> None:
+    # Installed here, not through Patch.wraps: a row that this release lacks is skipped
+    # instead of turning the whole patch off.
+    for row in ROWS:
+        if row.module == module.__name__ and _present(module, row.name):
+            PATCH._wrap(module, row)
+
+
+def _removed() -> None:
+    global _native_handler
+    _native_handler = None
+
+
+PATCH = Patch(
+    name="inspect_ai",
+    description="inspect_ai: Model.generate, tool calls, subtasks, sandbox exec, log writes; "
+    "inspect's own trace_action adopted as parent",
+    modules=tuple(dict.fromkeys(row.module for row in ROWS)),
+    on_import=_install,
+    on_remove=_removed,
+)
