@@ -1,0 +1,164 @@
+"""S3 writes through botocore clients (boto3): one ``S3`` action per write call.
+
+Wraps ``botocore.client.BaseClient._make_api_call(operation_name, api_params)``.
+A write to S3 (PutObject, UploadPart, CopyObject, DeleteObjects, ...) becomes
+``S3: PutObject s3://bucket/key (1.2 MB)``; reads and other services pass through
+after one dict lookup on the operation name. The detail holds the operation, the
+S3 URL and a size, never a parameter value that could be a secret.
+
+The helpers here (``describe_api_call``, ``s3_url``, ``human_size``) are shared by
+the aiobotocore, s3transfer, aioboto3 and s3fs patches.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from autotrace import records
+from autotrace.patching import Patch, Wrap
+
+# Operation-name prefixes that change state in S3 (objects, parts, buckets, settings).
+_WRITE_PREFIXES = (
+    "Put",
+    "Create",
+    "Delete",
+    "Copy",
+    "Upload",
+    "Complete",
+    "Abort",
+    "Restore",
+    "Rename",
+    "Update",
+    "WriteGetObjectResponse",
+)
+_NOT_WRITES = frozenset({"CreateSession"})  # S3 Express: a credential call, no data written
+
+# operation name -> is it an S3 write; filled on first sight (names are a small, fixed set).
+_is_write: dict[str, bool] = {}
+
+
+def is_write_operation(operation: str) -> bool:
+    """True for S3 operation names that write (PutObject, UploadPart, DeleteObjects, ...)."""
+    known = _is_write.get(operation)
+    if known is None:
+        known = _is_write[operation] = (
+            isinstance(operation, str)
+            and operation.startswith(_WRITE_PREFIXES)
+            and operation not in _NOT_WRITES
+        )
+    return known
+
+
+def human_size(size: int) -> str:
+    """``1.2 MB``-style size (powers of 1024)."""
+    if size < 1024:
+        return f"{size} B"
+    value, unit = float(size), "B"
+    for unit in ("KB", "MB", "GB", "TB"):  # noqa: B007 (the unit reached is the answer)
+        value /= 1024
+        if value < 1024:
+            break
+    return f"{value:.1f} {unit}"
+
+
+def s3_url(bucket: Any, key: Any = None) -> str:
+    """``s3://bucket/key`` (``s3://bucket`` without a key)."""
+    if key is None or key == "":
+        return f"s3://{bucket}"
+    return f"s3://{bucket}/{key}"
+
+
+def fs_url(path: Any) -> str:
+    """An fsspec-style path (``bucket/key``, ``s3://bucket/key``, ``s3a://...``) as an s3:// URL."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+    for scheme in ("s3://", "s3a://", "s3n://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    return f"s3://{text}"
+
+
+def body_size(body: Any) -> int | None:
+    """Bytes a request body will send, when knowable without reading or moving it."""
+    try:
+        return _body_size(body)
+    except Exception:  # an odd body object: no size, never a failed patch
+        return None
+
+
+def _body_size(body: Any) -> int | None:
+    if body is None:
+        return None
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    if isinstance(body, memoryview):
+        return body.nbytes
+    if isinstance(body, str):
+        return len(body) if body.isascii() else len(body.encode("utf-8"))
+    if isinstance(body, io.BytesIO):
+        with body.getbuffer() as view:
+            return max(0, view.nbytes - body.tell())
+    if hasattr(type(body), "__len__"):  # s3transfer's ReadFileChunk and the like
+        return len(body)
+    fileno = getattr(body, "fileno", None)
+    if fileno is not None:
+        stat = os.fstat(fileno())
+        return max(0, stat.st_size - body.tell()) if stat.st_size else None
+    return None
+
+
+def _copy_source_url(source: Any) -> str | None:
+    if isinstance(source, Mapping):
+        return s3_url(source.get("Bucket"), source.get("Key"))
+    if isinstance(source, str):
+        return "s3://" + source.lstrip("/").split("?", 1)[0]
+    return None
+
+
+def s3_detail(operation: str, params: Mapping[str, Any]) -> str:
+    """``<Operation> s3://bucket/key`` plus what tells one write from another (size, part)."""
+    detail = f"{operation} {s3_url(params.get('Bucket', ''), params.get('Key'))}"
+    if operation == "DeleteObjects":
+        objects = (params.get("Delete") or {}).get("Objects") or ()
+        return f"{detail} ({len(objects)} keys)"
+    if "PartNumber" in params:
+        detail += f" part {params['PartNumber']}"
+    source = params.get("CopySource")
+    if source is not None:
+        source_url = _copy_source_url(source)
+        if source_url:
+            detail += f" from {source_url}"
+    size = params.get("ContentLength")
+    if not isinstance(size, int):
+        size = body_size(params.get("Body"))
+    if size is not None:
+        detail += f" ({human_size(size)})"
+    return detail
+
+
+def describe_api_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Detail for ``_make_api_call(operation_name, api_params)``; None for reads and non-S3."""
+    operation = args[0] if args else kwargs.get("operation_name")
+    if not is_write_operation(operation):
+        return None
+    if instance.meta.service_model.service_name != "s3":
+        return None
+    params = args[1] if len(args) > 1 else kwargs.get("api_params")
+    return s3_detail(operation, params if isinstance(params, Mapping) else {})
+
+
+PATCH = Patch(
+    name="botocore",
+    description="S3 write calls of botocore clients (boto3) as S3 actions",
+    wraps=[
+        Wrap(
+            "botocore.client",
+            "BaseClient._make_api_call",
+            action=records.S3,
+            describe=describe_api_call,
+        ),
+    ],
+)
