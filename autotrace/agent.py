@@ -1,18 +1,36 @@
 """Activation: register one post-import hook per patch target. Called by the bootstrap.
 
-Kept light (no wrapt, rich or click): it runs at start-up of every traced process.
+Kept light (no wrapt, rich, click, typing, importlib.metadata): it runs at start-up of
+every traced process. A patch module is not even imported at start-up when its target
+modules are known from AUTOTRACE_PATCH_TARGETS (the launcher sets it, and the first
+process of a run that had to import the patches sets it for its children): the hook
+loads the patch on the first import of one of its targets.
+
+Patches are named by a reference: a shipped patch by its module name in
+``autotrace.patches`` ("subprocess"), a third-party one as "module:attr" (from the
+entry-point group ``autotrace.patches``, resolved by the launcher and passed in
+AUTOTRACE_EXTRA_PATCHES).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+import threading
 
 from autotrace import config, hooks
-from autotrace.patching import Patch
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from autotrace.patching import Patch
+
+ENTRY_POINT_GROUP = "autotrace.patches"
 
 _active: dict[str, Patch] = {}
+_deferred: dict[str, _Deferred] = {}
+_lock = threading.RLock()
 
 
 def available_patch_names() -> list[str]:
@@ -30,8 +48,25 @@ def available_patch_names() -> list[str]:
     return sorted(names)
 
 
+def entry_point_patches() -> dict[str, str]:
+    """Third-party patches of the entry-point group ``autotrace.patches``: name -> 'module:attr'.
+
+    importlib.metadata is slow (tens of ms): the launcher calls this, the bootstrap only
+    when AUTOTRACE_ENTRY_POINTS=1.
+    """
+    from importlib.metadata import entry_points
+
+    found: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        value = ep.value if ":" in ep.value else f"{ep.value}:PATCH"
+        found.setdefault(ep.name, value.replace(" ", ""))
+    return found
+
+
 def load_patch(name: str) -> Patch:
     """The ``PATCH`` of ``autotrace.patches.<name>`` (or of a 'module:attr' reference)."""
+    import importlib
+
     if ":" in name:
         module_name, attr = name.split(":", 1)
         return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
@@ -40,18 +75,116 @@ def load_patch(name: str) -> Patch:
 
 def selected_patch_names() -> list[str]:
     """Shipped patches filtered by AUTOTRACE_PATCHES / AUTOTRACE_EXCLUDE_PATCHES."""
+    shipped = available_patch_names()
     only = config.env_list(config.ENV_PATCHES)
     excluded = set(config.env_list(config.ENV_EXCLUDE_PATCHES))
-    names = only or available_patch_names()
+    names = [name for name in only if name in shipped] if only else shipped
     return [name for name in names if name not in excluded]
+
+
+def selected_patch_refs() -> list[str]:
+    """Every patch this process installs: shipped names, then 'module:attr' references."""
+    refs = selected_patch_names()
+    refs += config.env_list(config.ENV_EXTRA_PATCHES)
+    if config.env_flag(config.ENV_ENTRY_POINTS):
+        only = config.env_list(config.ENV_PATCHES)
+        excluded = set(config.env_list(config.ENV_EXCLUDE_PATCHES))
+        try:
+            for name, ref in entry_point_patches().items():
+                if (not only or name in only) and name not in excluded:
+                    refs.append(ref)
+        except Exception as exc:
+            _report(f"entry points of {ENTRY_POINT_GROUP} could not be read: {exc!r}")
+    return list(dict.fromkeys(refs))
+
+
+def parse_targets(text: str) -> dict[str, list[str]]:
+    """AUTOTRACE_PATCH_TARGETS ('ref=mod,mod;ref=mod') as a dict."""
+    table: dict[str, list[str]] = {}
+    for item in text.split(";"):
+        ref, sep, modules = item.partition("=")
+        if sep and ref.strip():
+            table[ref.strip()] = [m.strip() for m in modules.split(",") if m.strip()]
+    return table
+
+
+def format_targets(table: dict[str, list[str]]) -> str:
+    """The inverse of ``parse_targets``."""
+    return ";".join(f"{ref}={','.join(modules)}" for ref, modules in table.items())
+
+
+def patch_targets(refs: list[str]) -> dict[str, list[str]]:
+    """The target modules of each reference: from AUTOTRACE_PATCH_TARGETS, else by importing.
+
+    Targets learnt by importing are added to the variable, so children need no import.
+    A reference that cannot be loaded is reported and left out.
+    """
+    known = parse_targets(os.environ.get(config.ENV_PATCH_TARGETS, ""))
+    table: dict[str, list[str]] = {}
+    learnt = False
+    for ref in refs:
+        if ref in known:
+            table[ref] = known[ref]
+            continue
+        try:
+            patch = load_patch(ref)
+            table[ref] = known[ref] = list(patch.target_modules())
+            learnt = True
+        except Exception as exc:
+            _report(f"patch {ref} disabled: could not be loaded: {exc!r}", patch=ref)
+    if learnt:
+        os.environ[config.ENV_PATCH_TARGETS] = format_targets(known)
+    return table
+
+
+class _Deferred:
+    """The start-up hook of one patch: loads and installs it when a target is first imported."""
+
+    def __init__(self, ref: str, targets: list[str]) -> None:
+        self.ref = ref
+        self.targets = targets
+        self.done = False
+
+    def register(self) -> None:
+        for module_name in self.targets:
+            hooks.when_imported(module_name, self)
+            if self.done:
+                return
+
+    def unregister(self) -> None:
+        for module_name in self.targets:
+            hooks.remove_hook(module_name, self)
+
+    def __call__(self, module: ModuleType) -> None:
+        with _lock:  # not held while loading: the patch's imports may wait on other imports
+            if self.done:
+                return
+            self.done = True
+            _deferred.pop(self.ref, None)
+        self.unregister()
+        try:
+            patch = load_patch(self.ref)
+            # wrapt imports asyncio, which imports other targets: let that happen before
+            # any hook of this patch is registered, not inside one of its installs.
+            import wrapt  # noqa: F401
+        except Exception as exc:
+            _report(f"patch {self.ref} disabled: could not be loaded: {exc!r}", patch=self.ref)
+            return
+        try:
+            # Registers the patch's own hooks: installed at once on targets already
+            # imported; the module being imported now gets it from hooks._fire.
+            install_patch(patch)
+        except Exception as exc:
+            _report(f"patch {self.ref} disabled: {exc!r}", patch=self.ref)
 
 
 def install_patch(patch: Patch) -> None:
     """Register the hooks of one patch (installed now for targets already imported)."""
-    if patch.name in _active:
-        return
-    _active[patch.name] = patch
-    patch.enabled = True
+    with _lock:
+        if patch.name in _active:
+            return
+        _active[patch.name] = patch
+        patch.enabled = True
     for module_name in patch.target_modules():
         hooks.when_imported(module_name, patch.install_module)
 
@@ -61,7 +194,8 @@ def uninstall_patch(patch: Patch) -> None:
     for module_name in patch.target_modules():
         hooks.remove_hook(module_name, patch.install_module)
     patch.uninstall()
-    _active.pop(patch.name, None)
+    with _lock:
+        _active.pop(patch.name, None)
 
 
 def active_patches() -> dict[str, Patch]:
@@ -69,10 +203,42 @@ def active_patches() -> dict[str, Patch]:
     return dict(_active)
 
 
+def pending_patches() -> list[str]:
+    """References of patches whose target modules have not been imported yet."""
+    return list(_deferred)
+
+
 def activate() -> None:
-    """Install every selected patch's hooks; never raises."""
-    for name in selected_patch_names():
+    """Register the hooks of every selected patch; never raises.
+
+    A patch is loaded when one of its target modules is imported (at once if one already is).
+    """
+    try:
+        table = patch_targets(selected_patch_refs())
+    except Exception as exc:
+        _report(f"no patch installed: {exc!r}")
+        return
+    for ref, targets in table.items():
+        deferred = _Deferred(ref, targets)
+        with _lock:
+            if ref in _deferred:
+                continue
+            _deferred[ref] = deferred
         try:
-            install_patch(load_patch(name))
+            deferred.register()
         except Exception as exc:
-            sys.stderr.write(f"[autotrace] patch {name} disabled: could not be loaded: {exc!r}\n")
+            _report(f"patch {ref} disabled: {exc!r}", patch=ref)
+
+
+def _report(message: str, **fields: object) -> None:
+    """One stderr line and one ``[autotrace]`` record; never raises."""
+    try:
+        sys.stderr.write(f"[autotrace] {message}\n")
+    except Exception:
+        pass
+    try:
+        from autotrace import actions
+
+        actions.agent_message(message, **fields)
+    except Exception:
+        pass

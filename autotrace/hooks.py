@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 import threading
-from collections.abc import Callable
-from types import ModuleType
-from typing import Any
 
-Callback = Callable[[ModuleType], None]
+TYPE_CHECKING = False  # typing costs milliseconds: imported by type checkers only
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
+
+    Callback = Callable[[ModuleType], None]
 
 _hooks: dict[str, list[Callback]] = {}
 _lock = threading.RLock()
@@ -69,10 +72,17 @@ _finder = _HookFinder()
 
 
 def _fire(name: str, module: ModuleType) -> None:
-    with _lock:
-        callbacks = list(_hooks.get(name, ()))
-    for callback in callbacks:
-        callback(module)  # installers guard themselves
+    # A callback may register more callbacks for this module (a deferred patch that
+    # loads and installs itself): those run too, in the same pass.
+    called: list[Callback] = []
+    while True:
+        with _lock:
+            pending = [cb for cb in _hooks.get(name, ()) if cb not in called]
+        if not pending:
+            return
+        for callback in pending:
+            called.append(callback)
+            callback(module)  # installers guard themselves
 
 
 def when_imported(name: str, callback: Callback) -> None:

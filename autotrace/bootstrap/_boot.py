@@ -1,6 +1,7 @@
-"""The bootstrap's work: chain to the program's own sitecustomize, then activate the agent.
+"""The bootstrap's work: activate the agent, then chain to the program's own sitecustomize.
 
-Nothing here may crash the host program.
+Runs in every traced process, so it imports only what it needs, and nothing here may
+crash the host program.
 """
 
 from __future__ import annotations
@@ -8,16 +9,36 @@ from __future__ import annotations
 import os
 import sys
 
+_booted = False
+
 
 def boot(bootstrap_file: str) -> None:
-    """Activate the agent once per process, after any other sitecustomize on the path."""
-    _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
-    if os.environ.get("AUTOTRACE_DISABLE", "").strip().lower() in ("1", "true", "yes"):
-        return
-    try:
-        from autotrace import agent
+    """Activate the agent once per process, then import the sitecustomize our folder hides.
 
-        agent.activate()
+    The agent is not set up when AUTOTRACE_DISABLE is set, nor in a process started while
+    another one was setting it up (AUTOTRACE_ACTIVE), which would recurse.
+    """
+    global _booted
+    first, _booted = not _booted, True
+    if first:
+        _activate()
+    _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
+
+
+def _activate() -> None:
+    try:
+        from autotrace import config
+
+        if config.env_flag(config.ENV_DISABLE) or os.environ.get(config.ENV_ACTIVE):
+            return
+        os.environ[config.ENV_ACTIVE] = str(os.getpid())
+        try:
+            from autotrace import agent, process_info
+
+            process_info.claim()
+            agent.activate()
+        finally:
+            os.environ.pop(config.ENV_ACTIVE, None)
     except Exception as exc:  # never break the program
         try:
             sys.stderr.write(f"[autotrace] agent not started: {exc!r}\n")
@@ -26,7 +47,10 @@ def boot(bootstrap_file: str) -> None:
 
 
 def _chain_sitecustomize(own_dir: str) -> None:
-    """Import the sitecustomize our directory hides, if there is one (ddtrace does the same)."""
+    """Import the sitecustomize our directory hides, if there is one (ddtrace does the same).
+
+    It runs exactly once: the module object stays registered as ours afterwards.
+    """
     module = sys.modules.pop("sitecustomize", None)
     saved_path = list(sys.path)
     try:
@@ -35,8 +59,9 @@ def _chain_sitecustomize(own_dir: str) -> None:
 
         try:
             importlib.import_module("sitecustomize")
-        except ImportError:
-            pass
+        except ImportError as exc:
+            if exc.name != "sitecustomize":
+                sys.stderr.write(f"[autotrace] the program's sitecustomize failed: {exc!r}\n")
         except Exception as exc:
             sys.stderr.write(f"[autotrace] the program's sitecustomize failed: {exc!r}\n")
     finally:

@@ -1,0 +1,304 @@
+"""Child processes: every ``subprocess.Popen`` (and so run, call, check_output, os.popen,
+asyncio / anyio / inspect subprocesses) is one ``Subprocess`` action, ``Docker`` when
+argv[0] is docker, docker-compose or podman.
+
+- enter: when ``Popen.__init__`` has spawned the child (extra ``pid``); a spawn that
+  raises (``FileNotFoundError``, ``PermissionError``) is one ``error`` action.
+- end: when the program observes the end, whichever way it does: ``wait`` / ``communicate``
+  / ``__exit__`` (``Popen._wait``), ``poll`` / ``__del__`` (``Popen._internal_poll``), or,
+  for asyncio and anyio children, which are never waited on through Popen, the
+  transport's ``_process_exited``. Extra ``returncode``.
+- timeout: ``TimeoutExpired`` from ``wait(timeout)`` / ``communicate(timeout)`` does not
+  end the child, so the action stays open; if the child then ends by a signal (as
+  ``subprocess.run(timeout=)`` kills it), the action ends as ``timeout``.
+- a child nobody waits on: a daemon thread, running only while such actions are open,
+  looks every second with ``os.waitid(WNOWAIT)`` (which reaps nothing) and ends an action
+  whose child has been gone for two looks (``ended_by: "watcher"``); also once at exit.
+
+The open action of each Popen is kept in a WeakKeyDictionary: the program's objects
+get no new attribute.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import threading
+import weakref
+from typing import Any
+
+from autotrace import actions, records
+from autotrace.patching import Patch, Wrap
+from autotrace.redact import redact_argv, redact_text
+
+DETAIL_WIDTH = 300  # a command line is cut here
+DOCKER_PROGRAMS = frozenset({"docker", "docker-compose", "podman"})
+WATCH_INTERVAL = 1.0  # seconds between two looks at children nobody waits on
+
+_open: weakref.WeakKeyDictionary[Any, actions.OpenAction] = weakref.WeakKeyDictionary()
+_timed_out: weakref.WeakSet[Any] = weakref.WeakSet()  # Popens that raised TimeoutExpired
+_by_pid: dict[int, actions.OpenAction] = {}  # open actions by child pid, for the watcher
+_lock = threading.Lock()
+_watcher: threading.Thread | None = None
+_wake = threading.Event()
+
+
+# --- details -------------------------------------------------------------------------
+
+
+def _argv_of(popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if "args" in vars(popen):
+        return popen.args
+    return args[0] if args else kwargs.get("args", "")
+
+
+def _program(argv: Any) -> str:
+    """The basename of the program a command line runs."""
+    if isinstance(argv, (str, bytes, os.PathLike)):
+        text = os.fsdecode(argv)
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            words = text.split()
+        first = words[0] if words else ""
+    else:
+        items = list(argv)
+        first = os.fsdecode(items[0]) if items else ""
+    return os.path.basename(first)
+
+
+def describe(argv: Any) -> tuple[str, str]:
+    """(action name, detail): the redacted, shell-joined command line, shortened."""
+    if isinstance(argv, (str, bytes, os.PathLike)):
+        detail = redact_text(os.fsdecode(argv))
+    else:
+        detail = shlex.join(
+            redact_argv(os.fsdecode(a) if isinstance(a, bytes) else a for a in argv)
+        )
+    if len(detail) > DETAIL_WIDTH:
+        detail = detail[: DETAIL_WIDTH - 3] + "..."
+    name = records.DOCKER if _program(argv) in DOCKER_PROGRAMS else records.SUBPROCESS
+    return name, detail
+
+
+# --- bookkeeping ---------------------------------------------------------------------
+
+
+def _opened(popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    name, detail = describe(_argv_of(popen, args, kwargs))
+    span = actions.start_action(name, detail, extra={"child_pid": popen.pid})
+    if span is None:
+        return
+    with _lock:
+        _open[popen] = span
+        _by_pid[popen.pid] = span
+    _ensure_watcher()
+
+
+def _spawn_failed(
+    popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any], exc: BaseException
+) -> None:
+    name, detail = describe(_argv_of(popen, args, kwargs))
+    span = actions.start_action(name, detail)
+    if span is not None:
+        span.end(exc)
+
+
+def _ended(popen: Any, returncode: Any = None) -> None:
+    """The program has seen ``popen`` end: write the action's end record once."""
+    if returncode is None:
+        returncode = popen.returncode
+    if returncode is None:
+        return
+    with _lock:
+        span = _open.pop(popen, None)
+        if span is None:
+            return
+        if _by_pid.get(popen.pid) is span:
+            del _by_pid[popen.pid]
+        timed_out = popen in _timed_out
+    event = (
+        records.TIMEOUT if timed_out and isinstance(returncode, int) and returncode < 0 else None
+    )
+    span.end(event=event, extra={"returncode": returncode})
+
+
+def _mark_timeout(popen: Any) -> None:
+    with _lock:
+        if popen in _open:
+            _timed_out.add(popen)
+
+
+# --- the watcher of children nobody waits on -------------------------------------------
+
+
+def _exit_status(pid: int) -> tuple[bool, int | None]:
+    """(ended, returncode) of our child ``pid``, without reaping it."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True, None  # already reaped by its owner (or not our child any more)
+    except OSError:
+        return False, None
+    if info is None:
+        return False, None
+    if info.si_code == os.CLD_EXITED:
+        return True, info.si_status
+    return True, -info.si_status
+
+
+def _sweep(seen: set[int], at_exit: bool = False) -> None:
+    """End the actions of children that have been gone for two sweeps (at exit: one)."""
+    with _lock:
+        items = list(_by_pid.items())
+    for pid, span in items:
+        if span.ended:
+            with _lock:
+                if _by_pid.get(pid) is span:
+                    del _by_pid[pid]
+            continue
+        ended, returncode = _exit_status(pid)
+        if not ended:
+            seen.discard(pid)
+            continue
+        if pid not in seen and not at_exit:
+            seen.add(pid)  # give its owner a moment to observe it first
+            continue
+        seen.discard(pid)
+        with _lock:
+            if _by_pid.get(pid) is not span:
+                continue
+            del _by_pid[pid]
+            for popen, open_span in list(_open.items()):
+                if open_span is span:
+                    del _open[popen]
+        span.end(extra={"returncode": returncode, "ended_by": "watcher"})
+
+
+def _watch() -> None:
+    global _watcher
+    seen: set[int] = set()
+    try:
+        while True:
+            _wake.wait(WATCH_INTERVAL)
+            with _lock:
+                if not _by_pid:
+                    _watcher = None
+                    return
+            _sweep(seen)
+    except Exception as exc:  # never reaches the program
+        PATCH.fail(f"watcher failed: {exc!r}")
+        with _lock:
+            _watcher = None
+
+
+def _ensure_watcher() -> None:
+    global _watcher
+    if not hasattr(os, "waitid"):
+        return
+    with _lock:
+        if _watcher is not None:
+            return
+        _watcher = threading.Thread(target=_watch, name="autotrace-subprocess-watcher", daemon=True)
+    _watcher.start()
+
+
+def _at_exit() -> None:
+    if _by_pid and hasattr(os, "waitid"):
+        try:
+            _sweep(set(), at_exit=True)
+        except Exception:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    global _watcher, _lock
+    _lock = threading.Lock()
+    _watcher = None
+    _open.clear()
+    _by_pid.clear()
+
+
+# --- wrappers ------------------------------------------------------------------------
+
+
+def _popen_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not PATCH.enabled:
+        return wrapped(*args, **kwargs)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _guard(_spawn_failed, instance, args, kwargs, exc)
+        raise
+    _guard(_opened, instance, args, kwargs)
+    return result
+
+
+def _popen_wait(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if type(exc).__name__ == "TimeoutExpired":
+            _guard(_mark_timeout, instance)
+        raise
+    if instance in _open:
+        _guard(_ended, instance)
+    return result
+
+
+def _popen_poll(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    result = wrapped(*args, **kwargs)
+    if result is not None and instance in _open:
+        _guard(_ended, instance)
+    return result
+
+
+def _process_exited(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        popen = getattr(instance, "_proc", None)
+        if popen is not None and popen in _open:
+            returncode = args[0] if args else kwargs.get("returncode")
+            _guard(_ended, popen, returncode)
+
+
+def _guard(fn: Any, *args: Any) -> None:
+    """Run our bookkeeping; an error turns the patch off instead of reaching the program."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        PATCH.fail(f"{fn.__name__} failed: {exc!r}")
+
+
+def _on_import(module: Any) -> None:
+    if module.__name__ == "subprocess":
+        atexit.register(_at_exit)
+
+
+def _on_remove() -> None:
+    atexit.unregister(_at_exit)
+
+
+PATCH = Patch(
+    name="subprocess",
+    description="child processes (subprocess, os.popen, asyncio, anyio, inspect): Subprocess / Docker",
+    wraps=[
+        Wrap("subprocess", "Popen.__init__", wrapper=_popen_init),
+        Wrap("subprocess", "Popen._wait", wrapper=_popen_wait),
+        Wrap("subprocess", "Popen.communicate", wrapper=_popen_wait),
+        Wrap("subprocess", "Popen._internal_poll", wrapper=_popen_poll),
+        Wrap(
+            "asyncio.base_subprocess",
+            "BaseSubprocessTransport._process_exited",
+            wrapper=_process_exited,
+        ),
+    ],
+    on_import=_on_import,
+    on_remove=_on_remove,
+)
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
