@@ -123,7 +123,7 @@ def s3_detail(operation: str, params: Mapping[str, Any]) -> str:
     detail = f"{operation} {s3_url(params.get('Bucket', ''), params.get('Key'))}"
     if operation == "DeleteObjects":
         objects = (params.get("Delete") or {}).get("Objects") or ()
-        return f"{detail} ({len(objects)} keys)"
+        return f"{detail} ({len(objects)} key{'' if len(objects) == 1 else 's'})"
     if "PartNumber" in params:
         detail += f" part {params['PartNumber']}"
     source = params.get("CopySource")
