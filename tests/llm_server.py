@@ -75,6 +75,14 @@ class _StopServing(Exception):
     """The server is stopping: leave the request without answering."""
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up are normal here
+            super().handle_error(request, client_address)
+
+
 class LLMServer:
     """The server: ``start()``, ``script(steps)``, ``requests``, ``wait_*()``, ``stop()``."""
 
@@ -98,8 +106,7 @@ class LLMServer:
     def start(self) -> LLMServer:
         """Listen on 127.0.0.1 (a free port) and serve in a daemon thread."""
         handler = type("Handler", (_Handler,), {"llm": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="llm-server", daemon=True
         )
