@@ -1,0 +1,32 @@
+"""Shared by the model-client patches (openai, anthropic): when a call is a ``Model`` action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotrace import actions, records
+from autotrace.actions import OpenAction
+from autotrace.patching import Patch
+
+
+def model_detail(provider: str, model: Any) -> str:
+    """``generate (<provider>/<model>)``, the detail inspect gives its own Model actions."""
+    return f"generate ({provider}/{model if model else '?'})"
+
+
+def begin_model_action(patch: Patch, provider: str, model: Any) -> OpenAction | None:
+    """Start a ``Model`` action, or None: patch off, tracing suppressed, or already in one.
+
+    A client call made inside inspect's ``Model.generate`` (itself a ``Model`` action)
+    is the same work, so it adds no second action.
+    """
+    if not patch.enabled:
+        return None
+    try:
+        current = actions.current_action()
+        if current is not None and current.action == records.MODEL:
+            return None
+        return actions.start_action(records.MODEL, model_detail(provider, model))
+    except Exception as exc:
+        patch.fail(f"could not start a Model action: {exc!r}")
+        return None

@@ -1,0 +1,55 @@
+"""mcp: ``ClientSession.call_tool`` (and ``Client.call_tool``) are ``Tool Call`` actions.
+
+Detail: the call as ``name(arg=value, ...)``, values shortened (the action API redacts
+the detail). A call inside a ``Tool Call`` for the same tool (``Client.call_tool`` going
+through its session, or inspect's own tool dispatch of an MCP tool) is the same work
+and adds no second action.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotrace import actions, records
+from autotrace.patching import Patch, Wrap
+
+VALUE_LIMIT = 60
+DETAIL_LIMIT = 240
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def call_detail(name: str, arguments: Any) -> str:
+    """``name(a=1, b='x')``: each value's repr shortened, the whole line too."""
+    if isinstance(arguments, dict):
+        args = ", ".join(f"{k}={_short(repr(v), VALUE_LIMIT)}" for k, v in arguments.items())
+    elif arguments is None:
+        args = ""
+    else:
+        args = _short(repr(arguments), VALUE_LIMIT)
+    return _short(f"{name}({args})", DETAIL_LIMIT)
+
+
+def _describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    name = args[0] if args else kwargs.get("name")
+    arguments = args[1] if len(args) > 1 else kwargs.get("arguments")
+    current = actions.current_action()
+    if (
+        current is not None
+        and current.action == records.TOOL_CALL
+        and current.detail.startswith(f"{name}(")
+    ):
+        return None  # the same tool call, already an action
+    return call_detail(str(name), arguments)
+
+
+PATCH = Patch(
+    name="mcp",
+    description="MCP client tool calls as Tool Call actions",
+    wraps=[
+        Wrap("mcp.client.session", "ClientSession.call_tool", records.TOOL_CALL, _describe),
+        Wrap("mcp.client.client", "Client.call_tool", records.TOOL_CALL, _describe),
+    ],
+)

@@ -1,0 +1,77 @@
+"""openai: chat completions, responses, completions and embeddings calls are ``Model`` actions.
+
+Sync and async resource classes are wrapped by dotted path. A streamed call
+(``stream=True``, ``.stream()``) lasts until its stream ends (autotrace.streams). A
+call made inside inspect's ``Model.generate`` is the same work and passes through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotrace.patches._model import begin_model_action
+
+from autotrace import streams
+from autotrace.actions import OpenAction
+from autotrace.patching import Patch, Wrap
+
+
+def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAction | None:
+    return begin_model_action(PATCH, "openai", kwargs.get("model"))
+
+
+def _stream_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    from openai import AsyncStream, Stream
+
+    return (Stream,), (AsyncStream,)
+
+
+_sync_call, _async_call = streams.call_wrappers(_begin, _stream_types)
+
+
+def _helper_closed(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    # The .stream() helpers close the HTTP response directly, past our stream proxy.
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        streams.finish(getattr(instance, "_raw_stream", None))
+
+
+async def _helper_aclosed(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        streams.finish(getattr(instance, "_raw_stream", None))
+
+
+def _calls(module: str, sync_class: str, async_class: str, *methods: str) -> list[Wrap]:
+    rows = []
+    for method in methods:
+        rows.append(Wrap(module, f"{sync_class}.{method}", wrapper=_sync_call))
+        rows.append(Wrap(module, f"{async_class}.{method}", wrapper=_async_call))
+    return rows
+
+
+_CHAT = "openai.resources.chat.completions.completions"
+_RESPONSES = "openai.resources.responses.responses"
+_CHAT_STREAM = "openai.lib.streaming.chat._completions"
+_RESPONSE_STREAM = "openai.lib.streaming.responses._responses"
+
+PATCH = Patch(
+    name="openai",
+    description="openai client calls (chat, responses, completions, embeddings) as Model actions",
+    wraps=[
+        *_calls(_CHAT, "Completions", "AsyncCompletions", "create", "parse"),
+        *_calls(_RESPONSES, "Responses", "AsyncResponses", "create", "parse"),
+        *_calls("openai.resources.completions", "Completions", "AsyncCompletions", "create"),
+        *_calls("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings", "create"),
+        Wrap(_CHAT_STREAM, "ChatCompletionStream.close", wrapper=_helper_closed),
+        Wrap(_CHAT_STREAM, "AsyncChatCompletionStream.close", wrapper=_helper_aclosed),
+        Wrap(_RESPONSE_STREAM, "ResponseStream.close", wrapper=_helper_closed),
+        Wrap(_RESPONSE_STREAM, "AsyncResponseStream.close", wrapper=_helper_aclosed),
+    ],
+)
