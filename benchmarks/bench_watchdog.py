@@ -1,0 +1,84 @@
+"""What the watchdog costs while nothing is stuck, measured against a baseline in the same run.
+
+    python benchmarks/bench_watchdog.py
+
+(a) microseconds per traced action (enter + exit written) with the watchdog thread
+    running against the same loop with the watchdog never started;
+(b) CPU time the idle watchdog thread uses over a few seconds while 1,000 actions
+    stay open (not yet stuck) and another thread opens and closes actions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+
+os.environ["AUTOTRACE_DIR"] = tempfile.mkdtemp(prefix="autotrace-bench-")
+os.environ.setdefault("AUTOTRACE_STUCK_AFTER", "60")
+
+from autotrace import actions, watchdog  # noqa: E402
+
+N = 20_000
+ROUNDS = 15
+
+
+def per_action_us() -> float:
+    trace = actions.trace_action
+    t0 = time.perf_counter()
+    for _ in range(N):
+        with trace("Tool Call", "bench"):
+            pass
+    return (time.perf_counter() - t0) / N * 1e6
+
+
+def thread_cpu_seconds(thread: threading.Thread) -> float:
+    """user + system CPU of one thread (Linux /proc)."""
+    with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    # Baseline: mark the watchdog as started without starting it (no thread at all).
+    actions._watchdog_started = True
+    per_action_us()  # warm-up (opens the file)
+    off = min(per_action_us() for _ in range(ROUNDS))
+
+    actions._watchdog_started = False
+    dog = watchdog.start()
+    assert dog is not None and dog.thread is not None
+    on = min(per_action_us() for _ in range(ROUNDS))
+    print(f"(a) per action, watchdog off: {off:.2f} us   on: {on:.2f} us   ratio {on / off:.3f}")
+
+    # (b) 1,000 open actions younger than the threshold, plus a busy thread.
+    spans = [actions.start_action("Subprocess", f"sleep {i}") for i in range(1000)]
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            with actions.trace_action("Tool Call", "busy"):
+                time.sleep(0.001)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    before = thread_cpu_seconds(dog.thread)
+    checks = dog.checks
+    seconds = 5.0
+    time.sleep(seconds)
+    used = thread_cpu_seconds(dog.thread) - before
+    stop.set()
+    worker.join()
+    for span in spans:
+        if span is not None:
+            span.end()
+    print(
+        f"(b) idle watchdog thread CPU over {seconds:.0f} s with 1,000 open actions: "
+        f"{used * 1000:.1f} ms ({used / seconds * 100:.3f} % of one core), "
+        f"wake-ups: {dog.checks - checks}, stuck reports: {dog.reports}"
+    )
+
+
+if __name__ == "__main__":
+    main()
