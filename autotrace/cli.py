@@ -1,14 +1,323 @@
-"""The `inspect-trace` command line (click + rich)."""
+"""The `inspect-trace` command line (click + rich).
+
+`list`, `dump` and `anomalies` read trace files with autotrace.reader; `anomalies`
+means what `inspect trace anomalies` means and its `--json` envelope has the same
+shape (rows add `trace_id`, `pid`, `parent_id`). Every text that comes from a trace
+file reaches rich as a `Text` object or through `escape`, never as markup.
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
+
+from autotrace import config
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="inspect-autotrace")
 def main() -> None:
     """Find the action that keeps a Python program from finishing."""
+
+
+def trace_dir_option(fn: F) -> F:
+    """`--trace-dir`, shared by every verb that reads trace files."""
+    return click.option(
+        "--trace-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Directory of trace files [default: $AUTOTRACE_DIR, else inspect's trace directory].",
+    )(fn)
+
+
+def _directory(trace_dir: Path | None) -> Path:
+    return trace_dir.expanduser() if trace_dir is not None else config.trace_dir()
+
+
+@contextmanager
+def _read_errors() -> Iterator[None]:
+    """Reading trouble becomes one line on stderr and exit 1, never a traceback."""
+    from autotrace.reader import TraceReadError
+
+    try:
+        yield
+    except TraceReadError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise click.ClickException(f"cannot read{where}: {exc.strerror or exc}") from None
+
+
+def _resolve(file: str | None, trace_dir: Path | None) -> Path:
+    from autotrace.reader import resolve_trace_file
+
+    with _read_errors():
+        return resolve_trace_file(file, _directory(trace_dir))
+
+
+# -- list ---------------------------------------------------------------------------
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Output the listing as JSON.")
+@trace_dir_option
+def list_command(as_json: bool, trace_dir: Path | None) -> None:
+    """List trace files, newest first, with their process and run."""
+    from autotrace.reader import list_trace_files, read_header
+
+    directory = _directory(trace_dir)
+    with _read_errors():
+        files = [read_header(info) for info in list_trace_files(directory)]
+    if as_json:
+        click.echo(json.dumps([f.as_json() for f in files], indent=2))
+        return
+    if not files:
+        raise click.ClickException(f"no trace files in {directory}")
+
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time()
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, justify in (
+        ("Modified", "left"),
+        ("Age", "right"),
+        ("Size", "right"),
+        ("PID", "right"),
+        ("Run", "left"),
+        ("File", "left"),
+        ("Command", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name != "Command")  # type: ignore[arg-type]
+    for f in files:
+        table.add_row(
+            datetime.fromtimestamp(f.mtime).strftime("%d-%b %H:%M:%S"),
+            format_duration(now - f.mtime),
+            format_size(f.size),
+            str(f.pid) if f.pid is not None else "",
+            Text(f.run_id or ""),
+            Text(f.path.name),
+            Text(_command(f.argv), overflow="ellipsis"),
+        )
+    _console().print(Text(f"Trace directory: {directory}", style="dim"))
+    _console().print(table)
+
+
+def _command(argv: list[str] | None) -> str:
+    return shlex.join(argv) if argv else ""
+
+
+# -- dump ---------------------------------------------------------------------------
+
+
+@main.command("dump")
+@click.argument("trace_file", required=False)
+@click.option(
+    "--filter",
+    "filter_",
+    metavar="TEXT",
+    help="Only records whose message contains TEXT (case-insensitive).",
+)
+@trace_dir_option
+def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | None) -> None:
+    """Print a trace file as a JSON array of records (default: the newest file)."""
+    from autotrace.reader import ReadProblems, iter_records
+
+    path = _resolve(trace_file, trace_dir)
+    problems = ReadProblems()
+    out = sys.stdout
+    first = True
+    try:
+        with _read_errors():
+            out.write("[")
+            for record in iter_records(path, filter_, problems):
+                out.write("\n  " if first else ",\n  ")
+                out.write(json.dumps(record, indent=2).replace("\n", "\n  "))
+                first = False
+            out.write("]\n" if first else "\n]\n")
+            out.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return
+    _report(problems.summary(path.name))
+
+
+def _quiet_broken_pipe() -> None:
+    # The reader of our output went away (`| head`): stop quietly, as cat does.
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _report(summary: str | None) -> None:
+    if summary:
+        click.echo(summary, err=True)
+
+
+# -- anomalies ----------------------------------------------------------------------
+
+
+@main.command("anomalies")
+@click.argument("trace_file", required=False)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also show errors and timeouts (by default only running and cancelled actions; "
+    "--json always has all four).",
+)
+@click.option(
+    "--filter",
+    "filter_",
+    metavar="TEXT",
+    help="Only records whose message contains TEXT (case-insensitive), applied before "
+    "actions are paired.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Output JSON: a {trace_file, as_of, running, cancelled, errors, timeouts} envelope.",
+)
+@trace_dir_option
+def anomalies_command(
+    trace_file: str | None,
+    show_all: bool,
+    filter_: str | None,
+    as_json: bool,
+    trace_dir: Path | None,
+) -> None:
+    """Show actions that never ended or were cancelled (default: the newest file)."""
+    from autotrace.reader import scan_file
+
+    path = _resolve(trace_file, trace_dir)
+    with _read_errors():
+        scanner = scan_file(path, filter_)
+    anomalies = scanner.anomalies()
+    as_of = time.time()
+    if as_json:
+        envelope = {"trace_file": path.as_posix(), "as_of": as_of, **anomalies.buckets_json(as_of)}
+        click.echo(json.dumps(envelope, indent=2))
+    else:
+        _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
+    scanner.report_problems()
+
+
+def _print_anomalies(
+    path: Path,
+    anomalies: Any,
+    show_all: bool,
+    as_of: float,
+    processes: list[dict[str, Any]],
+) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console()
+    console.print(f"[bold]TRACE:[/bold] {escape(str(path))}", highlight=False)
+    if processes:
+        first = processes[0]
+        argv = first.get("argv")
+        command = _command([str(a) for a in argv]) if isinstance(argv, list) else ""
+        console.print(
+            Text(f"pid {first.get('pid')}  run {first.get('run_id')}  {command}", style="dim"),
+            overflow="ellipsis",
+            no_wrap=True,
+        )
+    buckets = [("Running", anomalies.running), ("Cancelled", anomalies.cancelled)]
+    if show_all:
+        buckets += [("Errors", anomalies.errors), ("Timeouts", anomalies.timeouts)]
+    if not any(rows for _, rows in buckets):
+        if show_all:
+            console.print("\nNo anomalies found in trace log.")
+        else:
+            console.print(
+                "\nNo running or cancelled actions found in trace log "
+                "(pass --all to see errors and timeouts)."
+            )
+        return
+    for label, rows in buckets:
+        if not rows:
+            continue
+        age_label = "Running for" if label == "Running" else "Duration"
+        table = Table(
+            title=f"{label} ({len(rows)})",
+            title_justify="left",
+            title_style="bold",
+            box=None,
+            pad_edge=False,
+            header_style="bold",
+        )
+        table.add_column(age_label, justify="right", no_wrap=True)
+        table.add_column("Action", no_wrap=True)
+        table.add_column("Detail", overflow="fold")
+        table.add_column("PID", justify="right", no_wrap=True)
+        table.add_column("Started", no_wrap=True)
+        for row in rows:
+            detail = Text(row.detail or row.message)
+            if row.error is not None:
+                detail.append(f"  {row.error_type or 'error'}: {row.error}", style="red")
+            table.add_row(
+                format_duration(row.age(as_of)),
+                Text(row.action, style="cyan"),
+                detail,
+                str(row.pid) if row.pid is not None else "",
+                datetime.fromtimestamp(row.start_time).strftime("%H:%M:%S")
+                if row.start_time
+                else "",
+            )
+        console.print()
+        console.print(table)
+
+
+# -- formatting ---------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: 0.25s, 42.0s, 3m 07s, 2h 05m, 3d 04h."""
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def format_size(size: int) -> str:
+    """Bytes as B, KB, MB or GB."""
+    value = float(size)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 def _register_optional_commands() -> None:

@@ -1,0 +1,633 @@
+"""The trace reader: streaming, tolerant, fast; what `inspect-trace` and live views read with.
+
+A ``TraceScanner`` is fed the bytes of one trace file (all at once, chunk by chunk, or
+only what was appended since the last read) and keeps just what the anomalies need:
+the raw ``enter`` line of each action still open and the end lines that landed in the
+cancel / error / timeout buckets. Memory grows with the number of open (and
+anomalous) actions, never with the size of the file.
+
+Anomalies follow ``inspect trace anomalies`` exactly (same buckets, same sort, same
+``--filter`` semantics); rows add our keys (``trace_id``, ``pid``, ``parent_id``).
+Lines that are torn, blank, not JSON or not valid records are counted, not fatal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import sys
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from autotrace.records import EVENTS, MESSAGE_PREFIX
+
+CHUNK = 1 << 20
+
+# Byte patterns of the fast path (see TraceScanner._scan_lines for why they are safe).
+_HEAD = b'{"timestamp": "'
+_EVENT_KEY = b'"event": "'
+_ACTION_KEY = b', "action": "'
+_TRACE_ID_NEXT = b'", "trace_id": "'
+_AGENT_MESSAGE = b'"message": "' + MESSAGE_PREFIX.encode()
+# First four bytes of an event value -> (event, bytes from the value to the trace_id
+# value, their length): "enter" -> b'enter", "trace_id": "'.
+_EVENT_TAILS = {
+    e.encode()[:4]: (e, e.encode() + _TRACE_ID_NEXT, len(e) + len(_TRACE_ID_NEXT)) for e in EVENTS
+}
+
+BUCKETS = ("cancel", "error", "timeout")
+
+
+class TraceReadError(Exception):
+    """A trace file that cannot be read at all (missing, a directory, broken gzip)."""
+
+
+@dataclass
+class ReadProblems:
+    """Lines that were not valid records, counted per kind (never fatal)."""
+
+    blank: int = 0
+    garbage: int = 0  # not a JSON object line
+    invalid: int = 0  # JSON, but not a valid trace record (missing/mistyped keys)
+    unknown_event: int = 0  # an action record whose event inspect does not know
+    torn: int = 0  # the last line, cut short (a write in progress or a kill -9)
+    first_problem: str = ""
+
+    def total(self) -> int:
+        return self.blank + self.garbage + self.invalid + self.unknown_event + self.torn
+
+    def note(self, kind: str, detail: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if not self.first_problem:
+            self.first_problem = detail
+
+    def summary(self, name: str) -> str | None:
+        """One line for stderr, or None when every line was a valid record."""
+        if not self.total():
+            return None
+        parts = [
+            f"{count} {label}"
+            for count, label in (
+                (self.torn, "torn last line"),
+                (self.blank, "blank"),
+                (self.garbage, "not JSON"),
+                (self.invalid, "invalid"),
+                (self.unknown_event, "unknown event"),
+            )
+            if count
+        ]
+        first = f" (first: {self.first_problem})" if self.first_problem else ""
+        return f"note: skipped {self.total()} line(s) in {name}: {', '.join(parts)}{first}"
+
+
+@dataclass
+class ActionRecord:
+    """One action as an anomaly row: the end record (or the enter, while running)."""
+
+    trace_id: str
+    action: str
+    event: str
+    detail: str
+    message: str
+    start_time: float | None
+    duration: float | None
+    error: str | None = None
+    error_type: str | None = None
+    stacktrace: str | None = None
+    pid: int | None = None
+    parent_id: str | None = None
+    thread: str | None = None
+    task: str | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def sort_key(self) -> float:
+        """inspect's order: most recently finished first (running: latest start first)."""
+        return (self.start_time or 0) + (self.duration or 0)
+
+    def age(self, as_of: float) -> float:
+        """The recorded duration, or the time since start (as of ``as_of``) while running."""
+        if self.duration is not None:
+            return self.duration
+        if self.start_time is not None:
+            return as_of - self.start_time
+        return 0.0
+
+    def row(self, as_of: float) -> dict[str, Any]:
+        """The JSON row of `anomalies --json`: inspect's keys, then ours."""
+        row: dict[str, Any] = {
+            "action": self.action,
+            "detail": self.detail or self.message,
+            "start_time": self.start_time,
+            "duration": self.age(as_of),
+        }
+        if self.error is not None:
+            row["error"] = self.error
+        row["trace_id"] = self.trace_id
+        row["pid"] = self.pid
+        row["parent_id"] = self.parent_id
+        return row
+
+
+@dataclass
+class Anomalies:
+    """The four buckets of `anomalies`, each sorted as inspect sorts them."""
+
+    running: list[ActionRecord]
+    cancelled: list[ActionRecord]
+    errors: list[ActionRecord]
+    timeouts: list[ActionRecord]
+
+    def buckets_json(self, as_of: float) -> dict[str, list[dict[str, Any]]]:
+        """The bucket lists of the `--json` envelope (all four, always)."""
+        return {
+            "running": [a.row(as_of) for a in self.running],
+            "cancelled": [a.row(as_of) for a in self.cancelled],
+            "errors": [a.row(as_of) for a in self.errors],
+            "timeouts": [a.row(as_of) for a in self.timeouts],
+        }
+
+    def count(self) -> int:
+        return len(self.running) + len(self.cancelled) + len(self.errors) + len(self.timeouts)
+
+
+def validate_record(obj: Any) -> str | None:
+    """Why inspect's reader would reject ``obj`` (None: it accepts it)."""
+    if not isinstance(obj, dict):
+        return "garbage"
+    for key in ("timestamp", "level", "message"):
+        if not isinstance(obj.get(key), str):
+            return "invalid"
+    if "action" not in obj:
+        return None
+    if not isinstance(obj["action"], str) or not isinstance(obj.get("trace_id"), str):
+        return "invalid"
+    if obj.get("event") not in EVENTS:
+        return "unknown_event"
+    for key in ("start_time", "duration"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return "invalid"
+    for key in ("detail", "error", "error_type", "stacktrace"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            return "invalid"
+    if obj.get("detail") is None and "detail" in obj:
+        return "invalid"
+    return None
+
+
+def _action_record(obj: dict[str, Any]) -> ActionRecord:
+    pid = obj.get("pid")
+    return ActionRecord(
+        trace_id=obj["trace_id"],
+        action=obj["action"],
+        event=obj["event"],
+        detail=obj.get("detail") or "",
+        message=obj["message"],
+        start_time=_float(obj.get("start_time")),
+        duration=_float(obj.get("duration")),
+        error=obj.get("error"),
+        error_type=obj.get("error_type"),
+        stacktrace=obj.get("stacktrace"),
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        parent_id=obj.get("parent_id") if isinstance(obj.get("parent_id"), str) else None,
+        thread=obj.get("thread") if isinstance(obj.get("thread"), str) else None,
+        task=obj.get("task") if isinstance(obj.get("task"), str) else None,
+        record=obj,
+    )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+
+
+class TraceScanner:
+    """Reads one trace file incrementally; ``feed`` bytes, then ask for ``anomalies()``.
+
+    ``feed`` may be called with any slices of the file in order (a live view feeds
+    what was appended since ``offset``); a line is processed once its newline
+    arrives. ``close()`` says the input ended: a last line without newline is read
+    if it is complete and counted as torn if not.
+    """
+
+    def __init__(self, name: str = "", filter: str | None = None) -> None:
+        self.name = name
+        self.filter = filter.lower() if filter else None
+        self.offset = 0  # bytes fed so far
+        self.lines = 0
+        self.problems = ReadProblems()
+        # trace_id (utf-8 bytes) -> raw enter line, for actions still open
+        self.running: dict[bytes, bytes] = {}
+        # bucket -> trace_id -> (raw end line, raw enter line or None)
+        self.finished: dict[str, dict[bytes, tuple[bytes, bytes | None]]] = {b: {} for b in BUCKETS}
+        # non-action records of the agent itself ("[autotrace] process start", stacks, ...)
+        self.agent_records: list[dict[str, Any]] = []
+        self._pending = b""
+        self._closed = False
+        # A filter can be checked on the raw bytes only when the JSON escaping of a
+        # match cannot differ from the match itself (see _filter_maybe).
+        f = self.filter
+        self._filter_raw = (
+            f.encode("ascii")
+            if f is not None
+            and f.isascii()
+            and not any(c in f for c in '"\\/')
+            and all(c >= " " for c in f)
+            else None
+        )
+
+    # -- input -------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Process the complete lines in ``data`` (after whatever was fed before)."""
+        if not data:
+            return
+        self.offset += len(data)
+        if self._pending:
+            data = self._pending + data
+        lines = data.split(b"\n")
+        self._pending = lines.pop()
+        self._scan_lines(lines)
+
+    def close(self) -> None:
+        """End of input: a last line without newline is read if whole, else counted torn."""
+        if self._closed:
+            return
+        self._closed = True
+        last, self._pending = self._pending, b""
+        if not last.strip():
+            return
+        obj = _loads(last)
+        if not isinstance(obj, dict):
+            self.lines += 1
+            self.problems.note("torn", f"torn last line {last[:60]!r}")
+            return
+        self._scan_lines([last])
+
+    def feed_stream(self, stream: IO[bytes]) -> None:
+        """Feed everything ``stream`` yields (binary), chunk by chunk."""
+        read = stream.read
+        while True:
+            chunk = read(CHUNK)
+            if not chunk:
+                break
+            self.feed(chunk)
+
+    # -- the scan loop ----------------------------------------------------------
+
+    def _scan_lines(self, lines: list[bytes]) -> None:
+        """Classify each line; the byte-level fast path reads action lines unparsed.
+
+        Why reading keys from raw bytes is safe. Inside a JSON string every ``"`` is
+        written ``\\"``, so in a match of ``, "event": "`` the quote after ``event`` is
+        a real one that closes a string, and since ``:`` follows, that string is a key.
+        Its opening quote is real too, because a space, not a backslash, precedes it:
+        the key is exactly ``event``. It is a key of the top-level object when no
+        ``{`` comes before it on the line (a ``{`` inside a string only sends the line
+        to the slow path). The same holds for ``, "action": "`` before it. Both our
+        writer and inspect's ``json.dumps`` write ``event`` then ``trace_id`` with
+        ``", "`` and ``": "`` separators; a line in another shape, with a backslash
+        in its trace_id or with an unknown event goes through ``json.loads``. A line
+        kept for the result (open or anomalous) is fully parsed and validated at the
+        end; a line must end in ``}`` (a torn line does not).
+        """
+        running = self.running
+        finished = self.finished
+        kinds = _EVENT_TAILS
+        event_key, action_key, head, agent = _EVENT_KEY, _ACTION_KEY, _HEAD, _AGENT_MESSAGE
+        filtering = self.filter is not None
+        slow = self._slow
+        self.lines += len(lines)
+        for line in lines:
+            i = line.find(event_key)
+            if i < 0:
+                # No event key: a plain record (HTTP, messages, ours) unless it
+                # hides an action key in another shape (then the slow path decides).
+                if (
+                    line[:15] == head
+                    and line[-1] == 125
+                    and b'"action"' not in line
+                    and b"\\u" not in line
+                    and agent not in line
+                ):
+                    continue
+                slow(line)
+                continue
+            j = i + 10
+            kind = kinds.get(line[j : j + 4])
+            if (
+                kind is not None
+                and line[i - 2 : i] == b", "
+                and line[0] == 123  # {
+                and line[-1] == 125  # }
+                and line.startswith(kind[1], j)
+                and line.find(b"{", 1, i) < 0
+                and line.find(action_key, 1, i) > 0
+            ):
+                t0 = j + kind[2]
+                t1 = line.find(b'"', t0)
+                tid = line[t0:t1]
+                if t1 > 0 and b"\\" not in tid:
+                    if filtering and not self._filter_match(line):
+                        continue
+                    event = kind[0]
+                    if event == "enter":
+                        running[tid] = line
+                    else:
+                        enter = running.pop(tid, None)
+                        if event != "exit":
+                            finished[event][tid] = (line, enter)
+                    continue
+            slow(line)
+
+    def _slow(self, line: bytes) -> None:
+        """Parse one line fully; count it if it is not a valid record."""
+        if not line.strip():
+            self.problems.note("blank", "blank line")
+            return
+        obj = _loads(line)
+        problem = validate_record(obj)
+        if problem is not None:
+            self.problems.note(problem, f"{problem.replace('_', ' ')}: {line[:60]!r}")
+            return
+        assert isinstance(obj, dict)
+        if "action" not in obj:
+            # The agent's own records are kept whatever the filter (run, pid, stacks).
+            if obj["message"].startswith(MESSAGE_PREFIX):
+                self.agent_records.append(obj)
+            return
+        if self.filter is not None and self.filter not in obj["message"].lower():
+            return
+        tid = obj["trace_id"].encode("utf-8", "surrogatepass")
+        event = obj["event"]
+        if event == "enter":
+            self.running[tid] = line
+        else:
+            enter = self.running.pop(tid, None)
+            if event != "exit":
+                self.finished[event][tid] = (line, enter)
+
+    def _filter_match(self, line: bytes) -> bool:
+        """Whether the record's message contains the filter (case-insensitive).
+
+        An ASCII line without ``\\u`` escapes holds a match of a filter free of quotes,
+        backslashes, slashes and control characters verbatim, so a filter absent from
+        the lowered raw line cannot match; anything else is decided on the message.
+        """
+        raw = self._filter_raw
+        if raw is not None and line.isascii() and b"\\u" not in line:
+            if raw not in line.lower():
+                return False
+        obj = _loads(line)
+        return isinstance(obj, dict) and self.filter in str(obj.get("message", "")).lower()
+
+    # -- results ----------------------------------------------------------------
+
+    def anomalies(self) -> Anomalies:
+        """The anomalies of what was fed so far (call ``close()`` first at end of input)."""
+        running: list[ActionRecord] = []
+        for line in self.running.values():
+            record = self._parsed(line)
+            if record is not None:
+                running.append(record)
+        buckets: dict[str, list[ActionRecord]] = {}
+        for name in BUCKETS:
+            rows = []
+            for end_line, enter_line in self.finished[name].values():
+                record = self._parsed(end_line)
+                if record is None:
+                    continue
+                if enter_line is not None:
+                    enter = self._parsed(enter_line)
+                    if enter is not None:
+                        record.start_time = enter.start_time
+                rows.append(record)
+            buckets[name] = rows
+        return Anomalies(
+            running=_sorted(running),
+            cancelled=_sorted(buckets["cancel"]),
+            errors=_sorted(buckets["error"]),
+            timeouts=_sorted(buckets["timeout"]),
+        )
+
+    def _parsed(self, line: bytes) -> ActionRecord | None:
+        obj = _loads(line)
+        problem = validate_record(obj)
+        if problem is not None or not isinstance(obj, dict) or "action" not in obj:
+            self.problems.note(problem or "invalid", f"invalid: {line[:60]!r}")
+            return None
+        return _action_record(obj)
+
+    def open_actions(self) -> list[ActionRecord]:
+        """Actions entered and not ended, oldest first."""
+        rows = [r for r in map(self._parsed, self.running.values()) if r is not None]
+        return sorted(rows, key=lambda r: r.start_time or 0)
+
+    def process_records(self) -> list[dict[str, Any]]:
+        """The ``[autotrace] process start`` records (run_id, pid, parent_pid, argv)."""
+        return [r for r in self.agent_records if r.get("event_kind") == "process"]
+
+    def report_problems(self, stream: IO[str] | None = None) -> None:
+        """Write the one-line note about skipped lines (if any) to stderr."""
+        summary = self.problems.summary(self.name)
+        if summary:
+            print(summary, file=stream or sys.stderr)
+
+
+def _sorted(rows: list[ActionRecord]) -> list[ActionRecord]:
+    return sorted(rows, key=ActionRecord.sort_key, reverse=True)
+
+
+# -- files --------------------------------------------------------------------
+
+
+def open_trace(path: Path) -> IO[bytes]:
+    """Open a trace file for binary reading (``.gz`` transparently)."""
+    try:
+        if path.is_dir():
+            raise TraceReadError(f"{path} is a directory, not a trace file")
+        if path.name.endswith(".gz"):
+            return gzip.open(path, "rb")
+        return open(path, "rb")
+    except FileNotFoundError as exc:
+        raise TraceReadError(f"trace file {path} does not exist") from exc
+    except PermissionError as exc:
+        raise TraceReadError(f"cannot read {path}: permission denied") from exc
+    except OSError as exc:
+        raise TraceReadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def scan_file(path: Path, filter: str | None = None) -> TraceScanner:
+    """Read a whole trace file; problems are counted in ``scanner.problems``."""
+    scanner = TraceScanner(path.name, filter)
+    with open_trace(path) as stream:
+        try:
+            scanner.feed_stream(stream)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TraceReadError(_describe(path, exc)) from exc
+    scanner.close()
+    return scanner
+
+
+def _describe(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return f"cannot read {path}: compressed file ended early (truncated gzip)"
+    if isinstance(exc, gzip.BadGzipFile):
+        return f"cannot read {path}: not a gzip file"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot read {path}: {exc.strerror}"
+    return f"cannot read {path}: {exc}"
+
+
+def iter_records(
+    path: Path, filter: str | None = None, problems: ReadProblems | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every valid record of a file, in order (for ``dump``); problems are counted."""
+    problems = problems if problems is not None else ReadProblems()
+    needle = filter.lower() if filter else None
+    with open_trace(path) as stream:
+        pending = b""
+        try:
+            while True:
+                chunk = stream.read(CHUNK)
+                if not chunk:
+                    break
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    obj = _checked(line, problems, last=False)
+                    if obj is not None and (needle is None or needle in obj["message"].lower()):
+                        yield obj
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TraceReadError(_describe(path, exc)) from exc
+        if pending.strip():
+            obj = _checked(pending, problems, last=True)
+            if obj is not None and (needle is None or needle in obj["message"].lower()):
+                yield obj
+
+
+def _checked(line: bytes, problems: ReadProblems, *, last: bool) -> dict[str, Any] | None:
+    if not line.strip():
+        problems.note("blank", "blank line")
+        return None
+    obj = _loads(line)
+    problem = validate_record(obj)
+    if problem is not None:
+        kind = "torn" if last and problem == "garbage" else problem
+        problems.note(kind, f"{kind.replace('_', ' ')}: {line[:60]!r}")
+        return None
+    return obj  # type: ignore[no-any-return]
+
+
+# -- the trace directory ------------------------------------------------------
+
+
+@dataclass
+class TraceFileInfo:
+    """A trace file in a directory listing, with what its first record says."""
+
+    path: Path
+    mtime: float
+    size: int
+    pid: int | None = None
+    run_id: str | None = None
+    parent_pid: int | None = None
+    argv: list[str] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "mtime": self.mtime,
+            "size": self.size,
+            "pid": self.pid,
+            "run_id": self.run_id,
+            "parent_pid": self.parent_pid,
+            "argv": self.argv,
+        }
+
+
+_PID_NAME = re.compile(r"^trace-(\d+)\.log(?:\.gz)?$")
+
+
+def list_trace_files(directory: Path) -> list[TraceFileInfo]:
+    """Trace files in ``directory``, newest first (as inspect lists them: every file)."""
+    files: list[TraceFileInfo] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError as exc:
+        raise TraceReadError(f"{directory} is not a directory") from exc
+    except PermissionError as exc:
+        raise TraceReadError(f"cannot list {directory}: permission denied") from exc
+    for entry in entries:
+        try:
+            if not entry.is_file():
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        match = _PID_NAME.match(entry.name)
+        files.append(
+            TraceFileInfo(
+                path=Path(entry.path),
+                mtime=st.st_mtime,
+                size=st.st_size,
+                pid=int(match.group(1)) if match else None,
+            )
+        )
+    files.sort(key=lambda f: f.mtime, reverse=True)
+    return files
+
+
+def read_header(info: TraceFileInfo) -> TraceFileInfo:
+    """Fill run id, parent and command line from the file's process record, if it has one."""
+    try:
+        with open_trace(info.path) as stream:
+            first = stream.readline(1 << 16)
+    except (TraceReadError, OSError, EOFError, zlib.error):
+        return info
+    obj = _loads(first)
+    if isinstance(obj, dict) and obj.get("event_kind") == "process":
+        pid = obj.get("pid")
+        info.pid = pid if isinstance(pid, int) else info.pid
+        info.run_id = obj.get("run_id") if isinstance(obj.get("run_id"), str) else None
+        parent = obj.get("parent_pid")
+        info.parent_pid = parent if isinstance(parent, int) else None
+        argv = obj.get("argv")
+        info.argv = [str(a) for a in argv] if isinstance(argv, list) else None
+    return info
+
+
+def resolve_trace_file(file: str | None, directory: Path) -> Path:
+    """FILE as the CLI takes it: None -> newest in ``directory``; a bare name -> in it."""
+    if file is None:
+        files = list_trace_files(directory)
+        if not files:
+            raise TraceReadError(f"no trace files in {directory}")
+        return files[0].path
+    path = Path(file).expanduser()
+    if not path.is_absolute() and not path.exists() and (directory / file).exists():
+        path = directory / file
+    if not path.exists():
+        raise TraceReadError(f"trace file {file} does not exist (looked in . and {directory})")
+    if path.is_dir():
+        raise TraceReadError(f"{path} is a directory, not a trace file")
+    return path
+
+
+def scan_files(paths: Iterable[Path], filter: str | None = None) -> list[TraceScanner]:
+    """One scanner per file (a run spans several processes, one file each)."""
+    return [scan_file(p, filter) for p in paths]

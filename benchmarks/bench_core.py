@@ -1,0 +1,293 @@
+"""Core benchmarks: cost of one traced action, and `anomalies` on large files.
+
+(a) microseconds per traced action (enter + exit written) for autotrace's
+    ``trace_action`` against inspect's ``trace_action`` with its ``TraceFormatter``
+    FileHandler, set up as inspect's ``init_logger`` sets it up.
+(b) wall time and peak memory of ``inspect-trace anomalies`` against
+    ``inspect trace anomalies`` on generated inspect-format files, each run in a
+    child process (peak memory from ``RUSAGE_CHILDREN``).
+
+Run through ``benchmarks/run.py``; ``main(quick=...)`` returns the result rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ACTION_TARGET = 1 / 20  # ours at most 1/20 of inspect's cost per action
+SPEED_TARGET = 30.0  # anomalies at least 30x faster
+MEMORY_TARGET_MB = 64.0
+
+# -- (a) cost of one traced action ------------------------------------------------
+
+_OURS = r"""
+import os, sys, time
+os.environ["AUTOTRACE_FILE"] = sys.argv[1]
+from autotrace import trace_action
+n = int(sys.argv[2])
+def run(n):
+    for _ in range(n):
+        with trace_action("Model", "generate (openai/gpt-4o)"):
+            pass
+run(1000)
+best = float("inf")
+for _ in range(5):
+    t = time.perf_counter(); run(n); best = min(best, time.perf_counter() - t)
+print(best / n * 1e6)
+"""
+
+_INSPECT = r"""
+import logging, sys, time
+from inspect_ai._util.constants import TRACE
+from inspect_ai._util.trace import TraceFormatter, trace_action
+# As inspect's init_logger: the 'inspect_ai' logger at TRACE, propagate off, a
+# FileHandler with TraceFormatter (inspect routes it through its LogHandler.emit).
+logging.addLevelName(TRACE, "TRACE")
+handler = logging.FileHandler(sys.argv[1])
+handler.setFormatter(TraceFormatter())
+handler.setLevel(TRACE)
+logger = logging.getLogger("inspect_ai.bench")
+root = logging.getLogger("inspect_ai")
+root.setLevel(TRACE)
+root.propagate = False
+root.addHandler(handler)
+n = int(sys.argv[2])
+def run(n):
+    for _ in range(n):
+        with trace_action(logger, "Model", "generate (openai/gpt-4o)"):
+            pass
+run(200)
+best = float("inf")
+for _ in range(3):
+    t = time.perf_counter(); run(n); best = min(best, time.perf_counter() - t)
+print(best / n * 1e6)
+"""
+
+
+def per_action_us(script: str, n: int, workdir: Path) -> float:
+    """Best-of-runs microseconds per traced action, measured in a fresh interpreter."""
+    target = workdir / f"bench-{abs(hash(script))}.log"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(target), str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AUTOTRACE_DISABLE": "1"},
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+# -- (b) anomalies on large files --------------------------------------------------
+
+
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t).astimezone().isoformat()
+
+
+def generate_inspect_file(path: Path, records: int, seed: int = 7) -> dict[str, int]:
+    """Write ``records`` lines as inspect's TraceFormatter writes them; a realistic mix.
+
+    Up to 64 actions are in flight at once (concurrent samples); most end with exit,
+    about 1% with error, 0.2% cancel, 0.1% timeout, 0.3% never end; 5% of lines are
+    plain records (HTTP). Returns the expected bucket sizes.
+    """
+    rng = random.Random(seed)
+    actions = [
+        ("Model", "generate (openai/gpt-4o)"),
+        ("Subprocess", "docker compose exec default bash -c 'ls -la /tmp'"),
+        ("Tool Call", "bash"),
+        ("Log Write", "logs/2026-eval.eval"),
+        ("S3", "PutObject s3://bucket/key-{n}"),
+    ]
+    t = time.time() - 3600
+    in_flight: list[tuple[str, str, str, float]] = []
+    counts = {"running": 0, "cancel": 0, "error": 0, "timeout": 0}
+    written = 0
+    serial = 0
+    dumps = json.dumps
+    with open(path, "w") as f:
+        while written < records:
+            t += 0.001
+            r = rng.random()
+            if r < 0.05:
+                line = {
+                    "timestamp": _stamp(t),
+                    "level": "HTTP",
+                    "message": f'POST https://api.example.com/v1/chat/completions "HTTP/1.1 200 OK" {serial}',
+                }
+                f.write(dumps(line) + "\n")
+                written += 1
+                continue
+            if len(in_flight) < 64 and (r < 0.55 or not in_flight):
+                action, detail = rng.choice(actions)
+                serial += 1
+                detail = detail.replace("{n}", str(serial))
+                trace_id = "".join(
+                    rng.choices("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=22)
+                )
+                line = {
+                    "timestamp": _stamp(t),
+                    "level": "TRACE",
+                    "message": f"{action}: {detail} (enter)",
+                    "action": action,
+                    "detail": detail,
+                    "event": "enter",
+                    "trace_id": trace_id,
+                    "start_time": t,
+                    "sample": serial % 100,
+                }
+                f.write(dumps(line) + "\n")
+                in_flight.append((action, detail, trace_id, t))
+                written += 1
+                continue
+            action, detail, trace_id, start = in_flight.pop(rng.randrange(len(in_flight)))
+            o = rng.random()
+            if o < 0.003:
+                counts["running"] += 1  # never ends
+                continue
+            event = "exit"
+            if o < 0.013:
+                event = "error"
+            elif o < 0.015:
+                event = "cancel"
+            elif o < 0.016:
+                event = "timeout"
+            line = {
+                "timestamp": _stamp(t),
+                "level": "TRACE",
+                "message": f"{action}: {detail} ({event})",
+                "action": action,
+                "detail": detail,
+                "event": event,
+                "trace_id": trace_id,
+                "duration": t - start,
+            }
+            if event == "error":
+                line.update(
+                    error="Connection reset by peer",
+                    error_type="ConnectionError",
+                    stacktrace='Traceback (most recent call last):\n  File "x.py", line 1\nConnectionError: Connection reset by peer\n',
+                )
+            f.write(dumps(line) + "\n")
+            if event != "exit":
+                counts[event] += 1
+            written += 1
+    counts["running"] += len(in_flight)
+    return counts
+
+
+def run_measured(argv: list[str]) -> tuple[float, float, str]:
+    """Run ``argv`` in a child: (wall seconds, peak RSS in MB, stdout)."""
+    # A fresh intermediate process, so RUSAGE_CHILDREN holds this one command only.
+    probe = (
+        "import resource, subprocess, sys, time;"
+        "t = time.perf_counter();"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "w = time.perf_counter() - t;"
+        "sys.stderr.write(p.stderr);"
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss);"
+        "print(p.stdout, end='');"
+        "sys.exit(p.returncode)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+    )
+    head, _, rest = out.stdout.partition("\n")
+    wall, rss_kb = head.split()
+    return float(wall), float(rss_kb) / 1024, rest
+
+
+def buckets_of(json_text: str) -> dict[str, int]:
+    data = json.loads(json_text)
+    return {
+        "running": len(data["running"]),
+        "cancel": len(data["cancelled"]),
+        "error": len(data["errors"]),
+        "timeout": len(data["timeouts"]),
+    }
+
+
+def _fmt_ratio(x: float) -> str:
+    return f"{x:.1f}x"
+
+
+def main(quick: bool = False, log: Callable[[str], None] = print) -> list[dict[str, object]]:
+    """Run the core benchmarks; return rows {name, ours, baseline, ratio, target, ok}."""
+    rows: list[dict[str, object]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="autotrace-bench-"))
+    try:
+        n = 20_000 if quick else 100_000
+        ours = per_action_us(_OURS, n, workdir)
+        theirs = per_action_us(_INSPECT, max(2_000, n // 10), workdir)
+        ratio = ours / theirs
+        log(
+            f"per action: autotrace {ours:.2f} us, inspect {theirs:.2f} us, ratio 1/{theirs / ours:.0f}"
+        )
+        rows.append(
+            {
+                "name": "traced action (enter+exit)",
+                "ours": f"{ours:.2f} us",
+                "baseline": f"{theirs:.1f} us",
+                "ratio": f"1/{theirs / ours:.0f}",
+                "target": "<= 1/20",
+                "ok": ratio <= ACTION_TARGET,
+            }
+        )
+        sizes = [100_000] if quick else [100_000, 1_000_000]
+        for size in sizes:
+            path = workdir / f"trace-{size}.log"
+            expected = generate_inspect_file(path, size)
+            mb = path.stat().st_size / 1e6
+            log(f"generated {path.name}: {size:,} records, {mb:.0f} MB, buckets {expected}")
+            o_wall, o_mem, o_out = run_measured(
+                [str(BIN / "inspect-trace"), "anomalies", str(path), "--json"]
+            )
+            i_wall, i_mem, i_out = run_measured(
+                [str(BIN / "inspect"), "trace", "anomalies", str(path), "--json"]
+            )
+            same = buckets_of(o_out) == buckets_of(i_out) == expected
+            log(
+                f"anomalies {size:,}: autotrace {o_wall:.2f} s / {o_mem:.0f} MB, "
+                f"inspect {i_wall:.2f} s / {i_mem:.0f} MB, same buckets: {same}"
+            )
+            rows.append(
+                {
+                    "name": f"anomalies {size:,} records: time",
+                    "ours": f"{o_wall:.2f} s",
+                    "baseline": f"{i_wall:.2f} s",
+                    "ratio": _fmt_ratio(i_wall / o_wall) + " faster",
+                    "target": f">= {SPEED_TARGET:.0f}x",
+                    "ok": i_wall / o_wall >= SPEED_TARGET and same,
+                }
+            )
+            rows.append(
+                {
+                    "name": f"anomalies {size:,} records: peak memory",
+                    "ours": f"{o_mem:.0f} MB",
+                    "baseline": f"{i_mem:.0f} MB",
+                    "ratio": _fmt_ratio(i_mem / o_mem) + " less",
+                    "target": f"<= {MEMORY_TARGET_MB:.0f} MB",
+                    "ok": o_mem <= MEMORY_TARGET_MB,
+                }
+            )
+            path.unlink()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)
+    _ = resource  # keep the import for readers running this file alone
