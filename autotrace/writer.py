@@ -84,13 +84,17 @@ class TraceWriter:
         except Exception as exc:  # config or platformdirs trouble: never break the program
             self.disable(f"cannot open trace file: {exc!r}")
             return -1
-        self.path, self._fd, self._pid = path, fd, pid
+        # write() uses the descriptor without the lock once _pid matches: publish the
+        # pid only after the header and the repeated enters, or a thread could write
+        # its enter directly and have it repeated by the callback too.
+        self.path, self._fd, self._pid = path, fd, -1
         self._checked_at = time.monotonic()
         for callback in list(self.on_open):
             try:
                 callback(self)
             except Exception:
                 pass
+        self._pid = pid
         return fd
 
     def _reopen(self) -> int:
