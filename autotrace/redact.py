@@ -62,6 +62,8 @@ _TEXT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         rf"\1{MASK}",
     ),
     (re.compile(r"(?i)(--(?:password|passwd|pass|token|secret|api-key|apikey)=)\S+"), rf"\1{MASK}"),
+    # `docker login -p X` (and podman, helm, ...): -p is a password only after login.
+    (re.compile(r"(?i)(\blogin\b(?:\s+(?!-p\b)\S+)*?\s+-p\s+)(?!-)\S+"), rf"\1{MASK}"),
 ]
 
 
@@ -70,7 +72,7 @@ _TEXT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 # (Matched against the lowered text: an IGNORECASE alternation is five times slower.)
 _TRIGGER = re.compile(
     r"bearer|basic|token|sk-|gh[pousr]_|github_pat|akia|asia|xox|hf_|aiza|://|pass|secret"
-    r"|key|auth|credential|signature|session"
+    r"|key|auth|credential|signature|session|login"
 )
 
 
