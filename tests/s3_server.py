@@ -23,7 +23,9 @@ What the fixtures do:
   ``os.environ`` (monkeypatch: restored after the test) so boto3, aiobotocore and
   s3fs never read the user's AWS config, and stops every proxy/silent server it made.
 
-Nothing here imports the autotrace patches: a test installs those itself.
+- ``s3_patches`` (function, opt-in): installs the S3 patches (botocore, aiobotocore,
+  s3transfer, s3fs, aioboto3) in this process and uninstalls them after the test.
+  End-to-end tests that trace a child process through the bootstrap do not need it.
 """
 
 from __future__ import annotations
@@ -221,6 +223,26 @@ class MotoS3:
         """Close every proxy and silent server made for this test."""
         while self._proxies:
             self._proxies.pop().close()
+
+
+S3_PATCHES = ("botocore", "aiobotocore", "s3transfer", "s3fs", "aioboto3")
+
+
+@pytest.fixture
+def s3_patches() -> Iterator[dict[str, Any]]:
+    """The S3 patches installed in-process for one test ({name: Patch}), removed afterwards."""
+    from autotrace import agent
+
+    installed = {}
+    try:
+        for name in S3_PATCHES:
+            patch = agent.load_patch(name)
+            agent.install_patch(patch)
+            installed[name] = patch
+        yield installed
+    finally:
+        for patch in installed.values():
+            agent.uninstall_patch(patch)
 
 
 @pytest.fixture(scope="session")
