@@ -104,6 +104,9 @@ class ActionRecord:
     thread: str | None = None
     task: str | None = None
     record: dict[str, Any] = field(default_factory=dict, repr=False)
+    # The latest stack the watchdog wrote for this action (running actions only).
+    stack: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    where: str = ""
 
     def sort_key(self) -> float:
         """inspect's order: most recently finished first (running: latest start first)."""
@@ -130,6 +133,8 @@ class ActionRecord:
         row["trace_id"] = self.trace_id
         row["pid"] = self.pid
         row["parent_id"] = self.parent_id
+        row["stack"] = self.stack
+        row["where"] = self.where
         return row
 
 
@@ -415,8 +420,13 @@ class TraceScanner:
                         record.start_time = enter.start_time
                 rows.append(record)
             buckets[name] = rows
+        stacks = latest_stacks(self.agent_records)
+        for record in running:
+            found = stacks.get(record.trace_id)
+            if found is not None:
+                record.stack, record.where = found["stack"], found["where"]
         return Anomalies(
-            running=_sorted(running),
+            running=culprit_first(running),
             cancelled=_sorted(buckets["cancel"]),
             errors=_sorted(buckets["error"]),
             timeouts=_sorted(buckets["timeout"]),
@@ -444,6 +454,31 @@ class TraceScanner:
         summary = self.problems.summary(self.name)
         if summary:
             print(summary, file=stream or sys.stderr)
+
+
+def culprit_first(rows: list[ActionRecord]) -> list[ActionRecord]:
+    """Running actions that no other open action waits on first (oldest first), then parents.
+
+    An action with an open child waits on it: the child is nearer the culprit.
+    """
+    parents = {r.parent_id for r in rows if r.parent_id}
+    return sorted(rows, key=lambda r: (r.trace_id in parents, r.start_time or 0.0))
+
+
+def latest_stacks(agent_records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """trace_id -> {stack, where} of the latest watchdog record (stuck report or snapshot)."""
+    out: dict[str, dict[str, Any]] = {}
+    for rec in agent_records:
+        kind = rec.get("event_kind")
+        entries = [rec] if kind == "stack" else rec.get("actions") if kind == "snapshot" else None
+        for entry in entries or []:
+            if isinstance(entry, dict) and isinstance(entry.get("trace_id"), str):
+                stack = entry.get("stack")
+                out[entry["trace_id"]] = {
+                    "stack": stack if isinstance(stack, list) else [],
+                    "where": str(entry.get("where") or ""),
+                }
+    return out
 
 
 def _sorted(rows: list[ActionRecord]) -> list[ActionRecord]:
