@@ -218,6 +218,7 @@ def _compress_wrapper(
             ours = actions.writer.path or config.trace_file_for(os.getpid())
             gz_file = log_file.with_suffix(".log.gz")
             if os.path.abspath(ours) == os.path.abspath(log_file) and gz_file.exists():
+                os.chmod(gz_file, 0o600)  # gzip.open made it with the umask's mode
                 actions.writer.continue_in_gzip(gz_file)
         except Exception as exc:
             PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
@@ -240,6 +241,8 @@ def _init_logger_wrapper(
 
         path = config.trace_file_for(os.getpid())
         ensure_directory(path.parent)
+        # Created by us first, so the file is 0600 whoever writes to it first.
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
     except Exception:
         return wrapped(*args, **kwargs)
     os.environ[config.INSPECT_TRACE_FILE] = os.environ[config.ENV_INSPECT_FILE_SET] = str(path)
