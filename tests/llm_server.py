@@ -30,13 +30,20 @@ Every response that carries an answer includes ``usage`` (inspect needs it).
 
 In a test::
 
-    from llm_server import llm_server  # noqa: F401  (the fixture)
+    from llm_server import LLMServer
 
-    def test_x(llm_server):
-        llm_server.script([{"do": "hang"}])
-        client = openai.OpenAI(base_url=llm_server.openai_url, api_key="sk-test", max_retries=0)
+    @pytest.fixture
+    def llm():
+        with LLMServer() as server:  # started on 127.0.0.1, stopped after the test
+            yield server
+
+    def test_x(llm):
+        llm.script([{"do": "hang"}])
+        client = openai.OpenAI(base_url=llm.openai_url, api_key="sk-test", max_retries=0)
         ...
-        llm_server.wait_hanging(1)      # a request is now held by the server
+        llm.wait_hanging(1)      # a request is now held by the server
+
+(or ``from llm_server import llm_server`` to use the ready-made fixture of that name.)
 
 As a process (for a traced ``inspect eval`` subprocess)::
 
@@ -108,7 +115,7 @@ class LLMServer:
         handler = type("Handler", (_Handler,), {"llm": self})
         self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="llm-server", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="llm-server", daemon=True
         )
         self._thread.start()
         return self
