@@ -191,17 +191,50 @@ def _report(summary: str | None) -> None:
     is_flag=True,
     help="Output JSON: a {trace_file, as_of, running, cancelled, errors, timeouts} envelope.",
 )
+@click.option(
+    "--run",
+    "run_id",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[RUN_ID]",
+    help="Read every process of a run together, grouped per process [default run: that of "
+    "TRACE_FILE, else of the newest file].",
+)
+@click.option("--watch", is_flag=True, help="Refresh live as the run's files grow (Ctrl-C quits).")
+@click.option(
+    "--stuck-after",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Highlight running actions older than this [default: $AUTOTRACE_STUCK_AFTER, else 60].",
+)
 @trace_dir_option
 def anomalies_command(
     trace_file: str | None,
     show_all: bool,
     filter_: str | None,
     as_json: bool,
+    run_id: str | None,
+    watch: bool,
+    stuck_after: float | None,
     trace_dir: Path | None,
 ) -> None:
-    """Show actions that never ended or were cancelled (default: the newest file)."""
+    """Show actions that never ended or were cancelled (default: the newest file).
+
+    Running actions come culprit first, with the line each waits on when the
+    watchdog has reported it stuck.
+    """
     from autotrace.reader import scan_file
 
+    if run_id is not None or watch:
+        from autotrace import diagnose
+
+        with _read_errors():
+            path = _resolve(trace_file, trace_dir) if trace_file or not run_id else None
+            run = diagnose.run_of(_directory(trace_dir), run_id or None, path)
+            diagnose.show_run(run, as_json=as_json, watch=watch, threshold=stuck_after)
+        return
     path = _resolve(trace_file, trace_dir)
     with _read_errors():
         scanner = scan_file(path, filter_)
@@ -266,7 +299,15 @@ def _print_anomalies(
         table.add_column("Detail", overflow="fold")
         table.add_column("PID", justify="right", no_wrap=True)
         table.add_column("Started", no_wrap=True)
+        if label == "Running":
+            from autotrace.diagnose import parent_cell, where_cell
+
+            table.add_column("Parent", no_wrap=True)
+            table.add_column("Where it waits", overflow="fold")
         for row in rows:
+            extra = []
+            if label == "Running":
+                extra = [parent_cell(row.parent_id, rows), where_cell(row.row(as_of))]
             detail = Text(row.detail or row.message)
             if row.error is not None:
                 detail.append(f"  {row.error_type or 'error'}: {row.error}", style="red")
@@ -278,6 +319,7 @@ def _print_anomalies(
                 datetime.fromtimestamp(row.start_time).strftime("%H:%M:%S")
                 if row.start_time
                 else "",
+                *extra,
             )
         console.print()
         console.print(table)
