@@ -17,7 +17,6 @@ import shlex
 import socket
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +26,29 @@ from autotrace import config, records
 
 PROCESS_START = f"{records.MESSAGE_PREFIX} process start"
 INNERMOST = 3  # frames shown per action in tables
-_KEEP_ENDED = 50  # ended actions with a bad outcome kept per bucket and process
 
 
 # -- one file -------------------------------------------------------------------
 
 
-@dataclass
 class ProcessTrace:
-    """The state of one process's trace file, read so far."""
+    """One process's trace file, read so far (``autotrace.reader.TraceScanner`` underneath)."""
 
-    path: Path
-    offset: int = 0
-    header: dict[str, Any] | None = None
-    running: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stacks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ended: dict[str, list[dict[str, Any]]] = field(
-        default_factory=lambda: {records.ERROR: [], records.TIMEOUT: [], records.CANCEL: []}
-    )
-    ended_counts: dict[str, int] = field(default_factory=dict)
-    last_write: float = 0.0
-    skipped: int = 0
-    gone: bool = False
-    _partial: bytes = b""
+    def __init__(self, path: Path) -> None:
+        from autotrace.reader import TraceScanner
+
+        self.path = path
+        self.scanner = TraceScanner(path.name)
+        self.header: dict[str, Any] | None = None
+        self.running: dict[str, dict[str, Any]] = {}  # trace_id -> its enter record
+        self.stacks: dict[str, dict[str, Any]] = {}  # trace_id -> latest stack
+        self.ended_counts: dict[str, int] = {}
+        self.last_write = 0.0
+        self.gone = False
+
+    @property
+    def offset(self) -> int:
+        return self.scanner.offset
 
     @property
     def pid(self) -> int | None:
@@ -65,12 +64,11 @@ class ProcessTrace:
 
     @property
     def parent_pid(self) -> int | None:
-        header = self.header or {}
-        return header.get("parent_pid")
+        return (self.header or {}).get("parent_pid")
 
     @property
     def argv(self) -> list[str]:
-        return list((self.header or {}).get("argv") or [])
+        return [str(a) for a in (self.header or {}).get("argv") or []]
 
     @property
     def started(self) -> float | None:
@@ -85,82 +83,40 @@ class ProcessTrace:
             self.gone = True
             return False
         if self.path.name.endswith(".gz"):
-            if self.offset:
+            if self.scanner.offset:
                 return False
-            try:
-                with gzip.open(self.path, "rb") as f:
-                    data = f.read()
-            except (OSError, EOFError):
-                self.skipped += 1
-                data = b""
-            self.offset = st.st_size
-            self.last_write = st.st_mtime
-            self._feed_lines(data.split(b"\n"))
-            return True
-        if st.st_size < self.offset:  # truncated or replaced: read it again
-            fresh = ProcessTrace(self.path)
-            self.__dict__.update(fresh.__dict__)
-        if st.st_size == self.offset:
-            return False
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        self.offset += len(data)
+            from autotrace.reader import open_trace
+
+            with open_trace(self.path) as f:
+                self.scanner.feed_stream(f)
+            self.scanner.close()
+        else:
+            if st.st_size < self.scanner.offset:  # truncated or replaced: read it again
+                self.__init__(self.path)  # type: ignore[misc]
+            if st.st_size == self.scanner.offset:
+                return False
+            with open(self.path, "rb") as f:
+                f.seek(self.scanner.offset)
+                self.scanner.feed(f.read(st.st_size - self.scanner.offset))
         self.last_write = max(self.last_write, st.st_mtime)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()  # an incomplete last line waits for its end
-        self._feed_lines(lines)
+        self._update()
         return True
 
-    def _feed_lines(self, lines: Iterable[bytes]) -> None:
-        for line in lines:
-            if line.strip():
-                self.feed(line)
+    def _update(self) -> None:
+        from autotrace.reader import latest_stacks
 
-    def feed(self, line: bytes | str) -> None:
-        """Apply one record line to the state."""
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            self.skipped += 1
-            return
-        if not isinstance(rec, dict):
-            self.skipped += 1
-            return
-        if "action" not in rec:
-            message = rec.get("message")
-            if isinstance(message, str) and message.startswith(records.MESSAGE_PREFIX):
-                self._agent_record(rec)
-            return
-        trace_id, event = rec.get("trace_id"), rec.get("event")
-        if not isinstance(trace_id, str):
-            self.skipped += 1
-            return
-        if event == records.ENTER:
-            self.running.setdefault(trace_id, rec)
-        elif event in records.END_EVENTS:
-            self.running.pop(trace_id, None)
-            self.stacks.pop(trace_id, None)
-            if event in self.ended:
-                self.ended_counts[event] = self.ended_counts.get(event, 0) + 1
-                bucket = self.ended[event]
-                bucket.append(rec)
-                if len(bucket) > _KEEP_ENDED:
-                    del bucket[0]
-        else:
-            self.skipped += 1
-
-    def _agent_record(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("event_kind")
-        if kind == "process" or rec.get("message") == PROCESS_START:
-            if self.header is None:
-                self.header = rec
-        elif kind == "stack" and isinstance(rec.get("trace_id"), str):
-            self.stacks[rec["trace_id"]] = _stack_of(rec)
-        elif kind == "snapshot":
-            for entry in rec.get("actions") or []:
-                if isinstance(entry, dict) and isinstance(entry.get("trace_id"), str):
-                    self.stacks[entry["trace_id"]] = _stack_of(entry, rec.get("timestamp"))
+        scanner = self.scanner
+        if self.header is None:
+            processes = scanner.process_records()
+            self.header = processes[0] if processes else None
+        self.running = {r.trace_id: r.record for r in scanner.open_actions()}
+        stacks = latest_stacks(scanner.agent_records)
+        self.stacks = {tid: stacks[tid] for tid in self.running if tid in stacks}
+        self.ended_counts = {
+            records.ERROR: len(scanner.finished["error"]),
+            records.TIMEOUT: len(scanner.finished["timeout"]),
+            records.CANCEL: len(scanner.finished["cancel"]),
+        }
 
     def state(self, now: float | None = None) -> str:
         """'running', 'exited' (gone with nothing open) or 'dead' (gone with actions open)."""
@@ -170,16 +126,6 @@ class ProcessTrace:
         if pid is not None and process_alive(pid, self.started):
             return "running"
         return "dead" if self.running else "exited"
-
-
-def _stack_of(rec: dict[str, Any], timestamp: Any = None) -> dict[str, Any]:
-    stack = rec.get("stack") if isinstance(rec.get("stack"), list) else []
-    return {
-        "stack": stack,
-        "where": rec.get("where") or "",
-        "stack_source": rec.get("stack_source"),
-        "stack_time": _epoch(timestamp or rec.get("timestamp")),
-    }
 
 
 def _epoch(timestamp: Any) -> float | None:
@@ -340,10 +286,10 @@ def process_rows(trace: ProcessTrace, now: float) -> list[dict[str, Any]]:
                 "parent_id": rec.get("parent_id"),
                 "thread": rec.get("thread"),
                 "task": rec.get("task"),
+                "child_pid": rec.get("child_pid"),
                 "abandoned": abandoned,
                 "stack": stack.get("stack") or [],
                 "where": stack.get("where") or "",
-                "stack_time": stack.get("stack_time"),
             }
         )
     return rows
@@ -353,8 +299,13 @@ def _spawned_child(row: dict[str, Any], run: RunTrace | None) -> bool:
     """A Subprocess/Docker action whose traced child process still has open actions."""
     if run is None or row["action"] not in (records.SUBPROCESS, records.DOCKER):
         return False
+    child_pid = row.get("child_pid")
     for child in run.processes.values():
-        if child.parent_pid != row["pid"] or not child.running:
+        if not child.running:
+            continue
+        if child_pid is not None and child.pid == child_pid:
+            return True
+        if child.parent_pid != row["pid"]:
             continue
         if child.started is not None and child.started + 1.0 < row["start_time"]:
             continue
@@ -397,6 +348,32 @@ def load_run(directory: Path, run_id: str | None = None) -> RunTrace:
     if not run.processes:
         raise click.ClickException(f"no trace file of run {run_id} in {directory}")
     return run
+
+
+def run_of(directory: Path, run_id: str | None = None, path: Path | None = None) -> RunTrace:
+    """The run named ``run_id``, else the run of ``path`` (just that file if it has none)."""
+    if not run_id and path is not None:
+        header = read_header(path)
+        run_id = str(header["run_id"]) if header and header.get("run_id") else None
+        if run_id is None:
+            run = RunTrace(directory, None, [path])
+            run.refresh()
+            return run
+    return load_run(directory, run_id)
+
+
+def show_run(
+    run: RunTrace, *, as_json: bool = False, watch: bool = False, threshold: float | None = None
+) -> None:
+    """``anomalies --run`` / ``--watch``: print the run once, or live until Ctrl-C."""
+    if watch:
+        if as_json:
+            raise click.ClickException("--watch shows a live table: it does not take --json")
+        from autotrace import live
+
+        live.watch(run, stuck_threshold(threshold))
+        return
+    print_run(run, as_json=as_json, threshold=threshold)
 
 
 def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
@@ -463,21 +440,44 @@ def format_duration(seconds: float) -> str:
 
 
 def where_cell(row: dict[str, Any]) -> Any:
-    """A rich Text with the blamed line and the innermost frames (escaped: plain Text)."""
+    """The innermost frames, innermost first, the blamed line in bold (plain Text: escaped)."""
     from rich.text import Text
 
     text = Text()
-    if row.get("where"):
-        text.append("waits at ", style="dim")
-        text.append(_short_where(row["where"]), style="bold")
-    frames = innermost(row.get("stack") or [])
-    for frame in reversed(frames):
+    where = row.get("where") or ""
+    stack = row.get("stack") or []
+    shown = stack[-INNERMOST:]
+    if where and not any(where == _full(e) for e in shown):
+        text.append(_short_where(where), style="bold")
+    for entry in reversed(shown):
         if text:
             text.append("\n")
-        text.append("  " + frame, style="dim")
+        blamed = where == _full(entry)
+        text.append(
+            f"{_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}",
+            style="bold" if blamed else "dim",
+        )
     if not text:
         text.append("(no stack yet)", style="dim")
     return text
+
+
+def _full(entry: dict[str, Any]) -> str:
+    return f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
+
+
+def parent_cell(parent_id: str | None, rows: Iterable[Any]) -> Any:
+    """The parent action's name when it is open too, else its trace_id (or '-')."""
+    from rich.text import Text
+
+    if not parent_id:
+        return Text("-", style="dim")
+    for row in rows:
+        trace_id = row["trace_id"] if isinstance(row, dict) else row.trace_id
+        if trace_id == parent_id:
+            action = row["action"] if isinstance(row, dict) else row.action
+            return Text(f"{action} ({parent_id})", style="dim")
+    return Text(parent_id, style="dim")
 
 
 def _short_where(where: str) -> str:
@@ -498,18 +498,15 @@ def action_table(rows: list[dict[str, Any]], threshold: float, *, show_pid: bool
     table.add_column("age", justify="right", no_wrap=True)
     table.add_column("parent", no_wrap=True)
     table.add_column("where it waits", overflow="fold", ratio=3)
-    ids = {r["trace_id"]: r for r in rows}
     for row in rows:
         stuck = row["duration"] >= threshold
         style = "red" if row.get("abandoned") else ("bold yellow" if stuck else "")
         age = format_duration(row["duration"]) + (" abandoned" if row.get("abandoned") else "")
-        parent = ids.get(row.get("parent_id") or "")
-        parent_text = f"{parent['action']}" if parent else (row.get("parent_id") or "-")
         cells = [
             Text(str(row.get("action")), style=style),
             Text(str(row.get("detail") or "")),
             Text(age, style=style),
-            Text(str(parent_text), style="dim"),
+            parent_cell(row.get("parent_id"), rows),
             where_cell(row),
         ]
         if show_pid:
