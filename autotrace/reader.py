@@ -457,12 +457,19 @@ class TraceScanner:
 
 
 def culprit_first(rows: list[ActionRecord]) -> list[ActionRecord]:
-    """Running actions that no other open action waits on first (oldest first), then parents.
+    """Running actions that no other open action waits on first (oldest first), then parents
+    (innermost, i.e. newest, first).
 
     An action with an open child waits on it: the child is nearer the culprit.
     """
     parents = {r.parent_id for r in rows if r.parent_id}
-    return sorted(rows, key=lambda r: (r.trace_id in parents, r.start_time or 0.0))
+
+    def key(r: ActionRecord) -> tuple[bool, float]:
+        waits = r.trace_id in parents
+        start = r.start_time or 0.0
+        return waits, -start if waits else start
+
+    return sorted(rows, key=key)
 
 
 def latest_stacks(agent_records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
