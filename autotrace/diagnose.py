@@ -316,7 +316,8 @@ def _spawned_child(row: dict[str, Any], run: RunTrace | None) -> bool:
 
 
 def rank(rows: list[dict[str, Any]], run: RunTrace | None = None) -> list[dict[str, Any]]:
-    """Culprit first: actions nothing else of ours waits on, oldest first, then the rest.
+    """Culprit first: actions nothing else of ours waits on, oldest first, then the rest
+    innermost first.
 
     An action waits on another when it is that one's parent, or when it started a
     traced child process that has open actions.
@@ -324,7 +325,14 @@ def rank(rows: list[dict[str, Any]], run: RunTrace | None = None) -> list[dict[s
     parents = {row["parent_id"] for row in rows if row.get("parent_id")}
     for row in rows:
         row["waits_on_other"] = row["trace_id"] in parents or _spawned_child(row, run)
-    return sorted(rows, key=lambda r: (r["waits_on_other"], -r["duration"]))
+    # Leaves oldest first; then the waiting ones innermost (newest) first.
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["waits_on_other"],
+            r["duration"] if r["waits_on_other"] else -r["duration"],
+        ),
+    )
 
 
 def default_run(directory: Path) -> str | None:
