@@ -1,0 +1,130 @@
+"""The inspect_ai patch with the installed (newest) inspect, in traced child processes.
+
+inspect binds names with ``from ... import ...`` when it is imported, so the agent must be
+active before that: each test runs a program from tests/inspect_tasks/scenarios.py under
+the bootstrap (PYTHONPATH=sitecustomize_example), as `inspect-trace run` does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from autotrace.patches.inspect_ai import function_call
+from llm_server import llm_server  # noqa: F401  (pytest fixture)
+
+ROOT = Path(__file__).parent.parent
+SCENARIOS = Path(__file__).parent / "inspect_tasks" / "scenarios.py"
+BIN = Path(sys.executable).parent
+
+
+def run_scenario(python: Path | str, args: list[str], env_extra: dict[str, str]) -> dict[str, Any]:
+    """Run a scenario under the bootstrap; its one line of facts, parsed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
+    env.update(PYTHONPATH=str(ROOT / "sitecustomize_example"), **env_extra)
+    result = subprocess.run(
+        [str(python), str(SCENARIOS), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[autotrace]" not in result.stderr, result.stderr  # no patch turned itself off
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def records_of(directory: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("trace-*")):
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt") as f:  # type: ignore[operator]
+            out.extend(json.loads(line) for line in f if line.strip())
+    return out
+
+
+def enters(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["action"], r["detail"]) for r in records if r.get("event") == "enter"]
+
+
+def outside_eval_actions(python: Path | str, tmp_path: Path, url: str) -> list[dict[str, Any]]:
+    """Run the outside_eval scenario; check its results are as without us; its records."""
+    directory = tmp_path / "traces"
+    facts = run_scenario(python, ["outside_eval", url], {"AUTOTRACE_DIR": str(directory)})
+    assert facts == {
+        "completion": "Hello! This is the local test model.",
+        "subtasks": ["A", "b!"],
+        "sandbox": "sandboxed",
+        "subtask_is_coroutine": True,
+    }
+    records = [r for r in records_of(directory) if "action" in r]
+    ended = {r["trace_id"] for r in records if r["event"] != "enter"}
+    assert all(r["trace_id"] in ended for r in records)
+    return records
+
+
+def assert_one_action_per_call(records: list[dict[str, Any]]) -> None:
+    seen = enters(records)
+    # one generate is one Model action (the client call inside is not a second one)
+    assert seen.count(("Model", "generate (openai/test)")) == 1, seen
+    assert ("Subtask", "bare_subtask") in seen and ("Subtask", "named_subtask") in seen
+    # sandbox exec and the process it starts are the same work: one Subprocess
+    assert seen.count(("Subprocess", "echo sandboxed")) == 1, seen
+    assert len([a for a, _ in seen if a == "Model"]) == 1, seen
+
+
+def test_function_call_detail_is_readable_and_shortened() -> None:
+    assert function_call("bash", {"cmd": "ls -la"}) == "bash(cmd='ls -la')"
+    assert function_call("f", {}) == "f()"
+    long = function_call("write", {"path": "/tmp/x", "text": "y" * 500})
+    assert long.startswith("write(path='/tmp/x', text='yyy") and len(long) <= 200
+    assert "..." in long
+
+
+def test_calls_outside_an_eval_are_each_one_action(
+    tmp_path: Path,
+    llm_server: Any,  # noqa: F811
+) -> None:
+    """No inspect handler yet: inspect's own trace_action calls are written by us, once."""
+    records = outside_eval_actions(sys.executable, tmp_path, llm_server.openai_url)
+    assert_one_action_per_call(records)
+
+
+def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
+    tmp_path: Path,
+) -> None:
+    """inspect's handler on: one file per process, gzipped at exit with nothing lost."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}  # inspect's default trace dir, isolated
+    directory = tmp_path / "xdg" / "inspect_ai" / "traces"
+    facts = run_scenario(sys.executable, ["native_at_exit"], env)
+
+    files = sorted(p.name for p in directory.iterdir())
+    pid = Path(facts["writer"]).name[len("trace-") : -len(".log")]
+    assert files == [f"trace-{pid}.log.gz"]  # inspect gzipped our shared file, nothing else
+    assert (directory / files[0]).stat().st_mode & 0o777 == 0o600
+    records = records_of(directory)
+    by_detail = {r["detail"]: r for r in records if r.get("event") == "enter"}
+    native = by_detail["probe(x=1)"]
+    assert "source" not in native  # written by inspect's handler
+    assert by_detail["inside the native action"]["parent_id"] == native["trace_id"]
+    # the same work inside inspect's Subprocess is not traced twice; its secret is masked
+    assert "same work, suppressed" not in by_detail
+    assert "docker run --env OPENAI_API_KEY=*** img" in by_detail
+    # an end written after inspect's gzip (by an earlier atexit hook) is in the .gz too
+    late = by_detail["ends after inspect gzipped the file"]
+    assert any(r.get("trace_id") == late["trace_id"] and r["event"] == "exit" for r in records)
+
+    cli_env = {**os.environ, **env}
+    for command in (
+        [str(BIN / "inspect"), "trace", "anomalies", "--json"],
+        [str(BIN / "inspect-trace"), "anomalies", "--json"],
+    ):
+        result = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        shown = [(r["action"], r["detail"]) for r in json.loads(result.stdout)["running"]]
+        assert shown == [("Subprocess", "still running at exit")], (command, shown)
