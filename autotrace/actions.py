@@ -133,17 +133,21 @@ class OpenAction:
         if self.ended:
             return
         self.ended = True
-        open_actions.pop(self.trace_id, None)
         if self.pid != _pid:  # opened before a fork: its enter is in the parent's file
+            open_actions.pop(self.trace_id, None)
             return
         try:
             duration = time.monotonic() - self.start_mono
             outcome = event or records.outcome_of(exc)
+            # Still registered while its end is written: if this write reopens a file
+            # rotated away, the new file gets this action's enter before its end.
             writer.write(
                 self.lines.line(outcome, time.time(), duration=duration, error=exc, extra=extra)
             )
         except Exception as internal:
             _internal_error(internal)
+        finally:
+            open_actions.pop(self.trace_id, None)
 
     def __repr__(self) -> str:
         return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"
