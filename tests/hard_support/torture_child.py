@@ -144,20 +144,27 @@ def spin(args: argparse.Namespace) -> None:
     threading.Event().wait()
 
 
-class _EnospcOs:
-    """autotrace.writer's view of ``os``: write() fails with ENOSPC after ``budget`` calls."""
+class _FaultyOs:
+    """autotrace.writer's view of ``os``: ``call`` fails with ``code`` after ``budget`` calls.
 
-    def __init__(self, budget: int) -> None:
-        self._budget = budget
+    The seam for faults the machine cannot make (a full disk without a mount).
+    """
 
-    def write(self, fd: int, data: bytes) -> int:
-        self._budget -= 1
-        if self._budget < 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return os.write(fd, data)
+    def __init__(self, call: str, code: int, budget: int) -> None:
+        self._call, self._code, self._budget = call, code, budget
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(os, name)
+        real = getattr(os, name)
+        if name != self._call:
+            return real
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            self._budget -= 1
+            if self._budget < 0:
+                raise OSError(self._code, os.strerror(self._code))
+            return real(*args, **kwargs)
+
+        return failing
 
 
 def program(args: argparse.Namespace) -> None:
@@ -165,10 +172,12 @@ def program(args: argparse.Namespace) -> None:
 
     With ``--plain`` the same steps run without any tracing (the baseline).
     """
-    if args.enospc_after is not None:
+    if args.os_fault:
         import autotrace.writer
 
-        autotrace.writer.os = _EnospcOs(args.enospc_after)  # type: ignore[assignment]
+        call, code, budget = args.os_fault.split(":")
+        fault = _FaultyOs(call, getattr(errno, code), int(budget))
+        autotrace.writer.os = fault  # type: ignore[assignment]
 
     def step(label: str) -> Any:
         return contextlib.nullcontext() if args.plain else trace_action(ACTION, label)
@@ -183,7 +192,7 @@ def program(args: argparse.Namespace) -> None:
             if args.until_exists:
                 # Go on (traced) until the writer has noticed and written a new file.
                 end = time.monotonic() + 20
-                target = Path(args.until_exists)
+                target = Path(args.until_exists.replace("PID", str(os.getpid())))
                 while not target.exists() and time.monotonic() < end:
                     with step("waiting for the writer to notice"):
                         time.sleep(0.01)
@@ -279,7 +288,7 @@ def main() -> None:
     p.add_argument("--plain", action="store_true")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--pad", type=int, default=0)
-    p.add_argument("--enospc-after", type=int, default=None)
+    p.add_argument("--os-fault", default="", help="CALL:ERRNO:AFTER, e.g. write:ENOSPC:40")
     p.add_argument("--pause-at", type=int, default=-1)
     p.add_argument("--until-exists", default="")
     p = sub.add_parser("forks")
