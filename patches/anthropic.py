@@ -49,9 +49,7 @@ def _stream_helper(
     manager = wrapped(*args, **kwargs)
     if not PATCH.enabled:
         return manager
-    return streams.EnteredStreamProxy(
-        manager, begin=lambda: _begin(instance, args, kwargs), attach=_attach
-    )
+    return streams.entered(manager, begin=lambda: _begin(instance, args, kwargs), attach=_attach)
 
 
 def _messages(module: str) -> list[Wrap]:
