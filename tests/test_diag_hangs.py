@@ -46,7 +46,7 @@ class Traced:
         self.trace_dir = trace_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def env(self, **extra: str) -> dict[str, str]:
+    def env(self, launcher: bool = False, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         for name in (
             config.ENV_FILE,
@@ -57,19 +57,31 @@ class Traced:
             config.ENV_DISABLE,
         ):
             env.pop(name, None)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(SITECUSTOMIZE), env.get("PYTHONPATH", "")) if p
-        )
-        env[config.ENV_DIR] = str(self.trace_dir)
-        env[config.ENV_STUCK_AFTER] = str(STUCK_AFTER)
+        if not launcher:  # `inspect-trace run` sets these itself
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(SITECUSTOMIZE), env.get("PYTHONPATH", "")) if p
+            )
+            env[config.ENV_DIR] = str(self.trace_dir)
+            env[config.ENV_STUCK_AFTER] = str(STUCK_AFTER)
         env.update(extra)
         return env
 
-    def start(self, script: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, script: Path, launcher: bool = False, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start ``python script`` traced: through the example sitecustomize, or through
+        `inspect-trace run --stuck-after` (which execs: same pid)."""
+        command = [sys.executable, script.name]
+        if launcher:
+            command = [
+                *(sys.executable, "-m", "autotrace", "run"),
+                *("--stuck-after", str(STUCK_AFTER), "--trace-dir", str(self.trace_dir)),
+                *("--", *command),
+            ]
         proc = subprocess.Popen(
-            [sys.executable, script.name],
+            command,
             cwd=self.workdir,
-            env=self.env(**extra_env),
+            env=self.env(launcher, **extra_env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its children (sleep 600) die with it
@@ -167,6 +179,19 @@ def anomalies(trace_dir: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def anomalies_text(trace_dir: Path, *args: str) -> str:
+    """`inspect-trace anomalies` as people see it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "autotrace", "anomalies", "--trace-dir", str(trace_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, COLUMNS="130"),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def where(script: Path, function: str) -> str:
     return f"{script}:{marker_line(script)} in {function}"
 
@@ -250,6 +275,20 @@ def test_tool_in_an_endless_cpu_loop_is_named_with_its_line(traced: Traced, tmp_
     assert (culprit["action"], culprit["detail"]) == ("Tool Call", "spin")
     assert culprit["where"] == where(script, "tool")
 
+    # A snapshot on demand from the live process, also written to its trace file.
+    pid = traced.procs[0].pid
+    snap = subprocess.run(
+        [sys.executable, "-m", "autotrace", "stacks", str(pid), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert snap.returncode == 0, snap.stderr
+    snapshot = json.loads(snap.stdout)
+    assert [a["where"] for a in snapshot["actions"]] == [where(script, "tool")]
+    assert {"MainThread", "tool"} <= {t["name"] for t in snapshot["threads"]}
+    assert any(r.get("event_kind") == "snapshot" for r in records_of(traced.trace_dir))
+
 
 def test_child_python_process_hung_in_a_subprocess_is_named_across_the_run(
     traced: Traced, tmp_path: Path
@@ -267,11 +306,12 @@ def test_child_python_process_hung_in_a_subprocess_is_named_across_the_run(
     parent.write_text(
         'import subprocess, sys\n\nsubprocess.run([sys.executable, "child.py"])  # WAITS\n'
     )
-    traced.start(parent)
+    traced.start(parent, launcher=True)
     stuck = wait_for_stuck(traced, lambda r: "sleep 600" in r.get("detail", ""))
     assert_reported_in_time(stuck, traced.trace_dir)
 
     report = anomalies(traced.trace_dir, "--run")
+    print(anomalies_text(traced.trace_dir, "--run"))  # shown with -s
     culprit = report["running"][0]
     assert culprit["detail"] == "sleep 600"
     assert culprit["where"] == where(child, "hang")
