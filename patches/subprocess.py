@@ -63,9 +63,17 @@ def _program(argv: Any) -> str:
             words = text.split()
         first = words[0] if words else ""
     else:
-        items = list(argv)
-        first = os.fsdecode(items[0]) if items else ""
+        items = _words(argv)
+        first = items[0] if items else ""
     return os.path.basename(first)
+
+
+def _words(argv: Any) -> list[str]:
+    """An argv sequence as text words (a bad argument, which Popen rejects, as one word)."""
+    try:
+        return [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv]
+    except TypeError:
+        return [repr(argv)]
 
 
 def describe(argv: Any) -> tuple[str, str]:
@@ -73,9 +81,7 @@ def describe(argv: Any) -> tuple[str, str]:
     if isinstance(argv, (str, bytes, os.PathLike)):
         detail = redact_text(os.fsdecode(argv))
     else:
-        detail = shlex.join(
-            redact_argv(os.fsdecode(a) if isinstance(a, bytes) else a for a in argv)
-        )
+        detail = shlex.join(redact_argv(_words(argv)))
     if len(detail) > DETAIL_WIDTH:
         detail = detail[: DETAIL_WIDTH - 3] + "..."
     name = records.DOCKER if _program(argv) in DOCKER_PROGRAMS else records.SUBPROCESS
