@@ -201,3 +201,17 @@ def test_stacks_of_an_untraced_or_missing_process_is_one_line_exit_1() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_watchdog_and_stacks_leave_every_signal_handler_alone(
+    trace_dir: Path, blocked_tool: actions.OpenAction
+) -> None:
+    import signal
+
+    def handlers() -> dict[int, object]:
+        return {s: signal.getsignal(s) for s in signal.valid_signals() if signal.getsignal(s)}
+
+    before = handlers()
+    watchdog.start()
+    request_snapshot(os.getpid())
+    assert handlers() == before
