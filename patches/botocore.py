@@ -143,7 +143,12 @@ def describe_api_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
     """Detail for ``_make_api_call(operation_name, api_params)``; None for reads and non-S3."""
     operation = args[0] if args else kwargs.get("operation_name")
     if not is_write_operation(operation):
-        return None
+        if instance is not None or not args:
+            return None
+        instance, args = args[0], args[1:]  # called on the class: (client, operation, params)
+        operation = args[0] if args else kwargs.get("operation_name")
+        if not is_write_operation(operation):
+            return None
     if instance.meta.service_model.service_name != "s3":
         return None
     params = args[1] if len(args) > 1 else kwargs.get("api_params")
