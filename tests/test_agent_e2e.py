@@ -1,0 +1,96 @@
+"""End to end: a run killed while a subprocess and a `docker compose up` hang shows both running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import read_records
+
+from autotrace import config
+
+BIN = Path(__file__).parent / "bin"
+
+SCRIPT = """
+    import subprocess, threading
+
+    def sleeper():
+        subprocess.run(["sleep", "600"])
+
+    def compose():
+        subprocess.run(["docker", "compose", "up"])
+
+    threads = [threading.Thread(target=sleeper), threading.Thread(target=compose)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+"""
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.1)
+
+
+def _enters(trace_dir: Path) -> set[str]:
+    found = set()
+    for path in trace_dir.glob("trace-*.log"):
+        for line in path.read_text().splitlines():
+            if '"event": "enter"' in line:
+                found.add(json.loads(line)["action"])
+    return found
+
+
+@pytest.mark.slow
+def test_killed_run_shows_hung_subprocess_and_docker_as_running(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(textwrap.dedent(SCRIPT))
+    trace_dir = tmp_path / "traces"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
+    env.pop(config.INSPECT_TRACE_FILE, None)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    run = subprocess.Popen(
+        ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, "script.py"],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,  # its own process group: teardown kills sleep and docker too
+    )
+    try:
+        _wait_for(lambda: _enters(trace_dir) >= {"Subprocess", "Docker"})
+        os.kill(run.pid, signal.SIGKILL)
+        assert run.wait(timeout=30) == -signal.SIGKILL
+
+        result = subprocess.run(
+            ["inspect-trace", "anomalies", "--json", "--trace-dir", str(trace_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        envelope = json.loads(result.stdout)
+        running = {(r["action"], r["detail"]) for r in envelope["running"]}
+        assert running == {("Subprocess", "sleep 600"), ("Docker", "docker compose up")}
+
+        # inspect's own reader accepts every line of the file.
+        from inspect_ai._util.trace import read_trace_file
+
+        (path,) = trace_dir.glob("trace-*.log")
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert len(read_trace_file(path)) == len(lines) == len(read_records(path))
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        run.wait(timeout=30)
