@@ -190,6 +190,13 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
 def read_header(path: Path) -> dict[str, Any] | None:
     """The ``[autotrace] process start`` record that opens a file, if it has one."""
     try:
@@ -227,7 +234,7 @@ class RunTrace:
             if path in self._known:
                 continue
             header = read_header(path)
-            if header is None and path.stat().st_size == 0:
+            if header is None and _size(path) == 0:
                 continue  # just created: look again next time
             self._known.add(path)
             if header is not None and header.get("run_id") == self.run_id:

@@ -53,7 +53,7 @@ def blocked_tool(trace_dir: Path) -> Iterator[actions.OpenAction]:
         with actions.trace_action("Tool Call", "wait_for_release") as span:
             opened.append(span)
             ready.set()
-            release.wait(30)  # TOOL WAITS
+            release.wait(30)  # key sk-proj-Abcdefghijklmnopqrstuvwx1234 # TOOL WAITS
 
     worker = threading.Thread(target=tool, name="tool-worker")
     worker.start()
@@ -79,7 +79,10 @@ def test_stuck_sync_action_reports_thread_stack_at_the_waiting_line(
     assert rec["where"] == f"{THIS_FILE}:{marker_line('TOOL WAITS')} in blocked_tool.<locals>.tool"
     files = {entry["file"] for entry in rec["stack"]}
     assert not any("/autotrace/" in f or "/wrapt/" in f for f in files)
-    assert "sk-live-local-value" not in json.dumps(rec)
+    assert "sk-live-local-value" not in json.dumps(rec)  # no local variable values
+    assert "Abcdefghijklmnopqrstuvwx1234" not in json.dumps(rec)  # source lines redacted
+    [own] = [e for e in rec["stack"] if e["file"] == THIS_FILE]
+    assert own["code"].startswith("release.wait(30)")
 
 
 def test_same_action_is_reported_again_at_doubling_ages(
