@@ -44,10 +44,10 @@ def is_write_operation(operation: str) -> bool:
     """True for S3 operation names that write (PutObject, UploadPart, DeleteObjects, ...)."""
     known = _is_write.get(operation)
     if known is None:
+        if not isinstance(operation, str):
+            return False  # not an operation name (a call made on the class): never cached
         known = _is_write[operation] = (
-            isinstance(operation, str)
-            and operation.startswith(_WRITE_PREFIXES)
-            and operation not in _NOT_WRITES
+            operation.startswith(_WRITE_PREFIXES) and operation not in _NOT_WRITES
         )
     return known
 
