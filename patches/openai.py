@@ -1,4 +1,4 @@
-"""openai: chat completions, responses, completions and embeddings calls are ``Model`` actions.
+"""openai: chat completions, responses (beta too), completions and embeddings are ``Model`` actions.
 
 Sync and async resource classes are wrapped by dotted path. A streamed call
 (``stream=True``, ``.stream()``) lasts until its stream ends (autotrace.streams). A
@@ -58,6 +58,7 @@ def _calls(module: str, sync_class: str, async_class: str, *methods: str) -> lis
 
 _CHAT = "openai.resources.chat.completions.completions"
 _RESPONSES = "openai.resources.responses.responses"
+_BETA_RESPONSES = "openai.resources.beta.responses.responses"
 _CHAT_STREAM = "openai.lib.streaming.chat._completions"
 _RESPONSE_STREAM = "openai.lib.streaming.responses._responses"
 
@@ -67,6 +68,7 @@ PATCH = Patch(
     wraps=[
         *_calls(_CHAT, "Completions", "AsyncCompletions", "create", "parse"),
         *_calls(_RESPONSES, "Responses", "AsyncResponses", "create", "parse"),
+        *_calls(_BETA_RESPONSES, "Responses", "AsyncResponses", "create"),
         *_calls("openai.resources.completions", "Completions", "AsyncCompletions", "create"),
         *_calls("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings", "create"),
         Wrap(_CHAT_STREAM, "ChatCompletionStream.close", wrapper=_helper_closed),

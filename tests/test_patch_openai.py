@@ -101,6 +101,7 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     ),
     "chat-parse": lambda c: c.chat.completions.parse(model=MODEL, messages=MESSAGES),
     "responses": lambda c: c.responses.create(model=MODEL, input="Say hello"),
+    "beta-responses": lambda c: c.beta.responses.create(model=MODEL, input="Say hello"),
     "responses-parse": lambda c: c.responses.parse(model=MODEL, input="Say hello"),
     "completions": lambda c: c.completions.create(model=MODEL, prompt="Say hello"),
     "embeddings": lambda c: c.embeddings.create(model=MODEL, input=["a", "bb"]),
