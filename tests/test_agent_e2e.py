@@ -94,3 +94,37 @@ def test_killed_run_shows_hung_subprocess_and_docker_as_running(tmp_path: Path) 
         except ProcessLookupError:
             pass
         run.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_demo_ends_on_its_own_leaving_the_hung_tool_running(tmp_path: Path) -> None:
+    trace_dir = tmp_path / "traces"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
+    env.pop(config.INSPECT_TRACE_FILE, None)
+    demo = subprocess.run(
+        [
+            "inspect-trace",
+            "run",
+            "--trace-dir",
+            str(trace_dir),
+            "--",
+            sys.executable,
+            "-m",
+            "autotrace.demo",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert demo.returncode == 1, demo.stderr
+    result = subprocess.run(
+        ["inspect-trace", "anomalies", "--json", "--trace-dir", str(trace_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    envelope = json.loads(result.stdout)
+    running = [(r["action"], r["detail"].split()[1:]) for r in envelope["running"]]
+    assert running == [("Subprocess", ["-m", "autotrace.demo", "--hung-tool"])]
