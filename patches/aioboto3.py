@@ -29,7 +29,7 @@ def _describe(name: str, instance: Any, args: tuple[Any, ...], kwargs: dict[str,
     if instance is None:  # called as a plain function: upload_fileobj(client, ...)
         args = args[1:]
     first_name = {"upload_fileobj": "Fileobj", "upload_file": "Filename", "copy": "CopySource"}
-    first = args[0] if args else kwargs.get(first_name[name])
+    first: Any = args[0] if args else kwargs.get(first_name[name])
     bucket = args[1] if len(args) > 1 else kwargs.get("Bucket")
     key = args[2] if len(args) > 2 else kwargs.get("Key")
     detail = f"{name} {s3_url(bucket, key)}"

@@ -40,7 +40,7 @@ _NOT_WRITES = frozenset({"CreateSession"})  # S3 Express: a credential call, no 
 _is_write: dict[str, bool] = {}
 
 
-def is_write_operation(operation: str) -> bool:
+def is_write_operation(operation: Any) -> bool:
     """True for S3 operation names that write (PutObject, UploadPart, DeleteObjects, ...)."""
     known = _is_write.get(operation)
     if known is None:
@@ -141,7 +141,7 @@ def s3_detail(operation: str, params: Mapping[str, Any]) -> str:
 
 def describe_api_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """Detail for ``_make_api_call(operation_name, api_params)``; None for reads and non-S3."""
-    operation = args[0] if args else kwargs.get("operation_name")
+    operation: Any = args[0] if args else kwargs.get("operation_name")
     if not is_write_operation(operation):
         if instance is not None or not args:
             return None
