@@ -45,6 +45,7 @@ class ProcessTrace:
         self.ended_counts: dict[str, int] = {}
         self.last_write = 0.0
         self.gone = False
+        self._gz_size = -1
 
     @property
     def offset(self) -> int:
@@ -83,10 +84,14 @@ class ProcessTrace:
             self.gone = True
             return False
         if self.path.name.endswith(".gz"):
-            if self.scanner.offset:
+            # Compressed at exit (by inspect); members may still be appended: no seeking
+            # in gzip, so a grown file is read again from the start.
+            if st.st_size == self._gz_size:
                 return False
             from autotrace.reader import open_trace
 
+            self.__init__(self.path)  # type: ignore[misc]
+            self._gz_size = st.st_size
             with open_trace(self.path) as f:
                 self.scanner.feed_stream(f)
             self.scanner.close()
@@ -238,6 +243,9 @@ class RunTrace:
                 continue  # just created: look again next time
             self._known.add(path)
             if header is not None and header.get("run_id") == self.run_id:
+                # trace-PID.log compressed to trace-PID.log.gz: the same process.
+                if path.name.endswith(".gz"):
+                    self.processes.pop(path.with_name(path.name[: -len(".gz")]), None)
                 self.processes[path] = ProcessTrace(path)
 
     def refresh(self) -> bool:

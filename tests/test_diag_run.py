@@ -173,3 +173,23 @@ def test_watch_refreshes_as_files_grow_and_ctrl_c_exits_cleanly(run_dir: Path) -
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+def test_a_file_compressed_at_exit_replaces_its_log_in_the_run(run_dir: Path) -> None:
+    import gzip
+
+    from autotrace.diagnose import RunTrace
+
+    run = RunTrace(run_dir, RUN)
+    run.refresh()
+    [child_log] = [p for p in run.processes if "child" in " ".join(run.processes[p].argv)]
+    data = child_log.read_bytes()
+    gz = child_log.with_name(child_log.name + ".gz")
+    with gzip.open(gz, "wb") as f:
+        f.write(data)
+    child_log.unlink()
+    run.refresh()
+    assert sorted(p.name for p in run.processes) == sorted([gz.name, f"trace-{os.getpid()}.log"])
+    assert run.processes[gz].state() == "exited"
+    [row] = [r for r in run.rows() if r["detail"] == "sleep 600"]
+    assert row["abandoned"] and row["where"] == "/work/child.py:4 in hang"
