@@ -26,7 +26,9 @@ class Wrap:
     """One wrapped callable: ``name`` is a dotted path inside ``module`` ("Class.method").
 
     Either ``action`` + ``describe`` (detail from ``(instance, args, kwargs)``; None
-    means "not traced, pass through"), or a full wrapt-style ``wrapper``.
+    means "not traced, pass through"), or a full wrapt-style ``wrapper``. An
+    ``optional`` row whose target this version of the library lacks is skipped instead
+    of disabling the patch.
     """
 
     module: str
@@ -34,6 +36,7 @@ class Wrap:
     action: str | None = None
     describe: Describe | None = None
     wrapper: Wrapper | None = None
+    optional: bool = False
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Patch:
         try:
             for row in self.wraps:
                 if row.module == module.__name__:
+                    if row.optional and not _has_path(module, row.name):
+                        continue
                     self._wrap(module, row)
             if self.on_import is not None and module.__name__ in self.target_modules():
                 self.on_import(module)
@@ -150,6 +155,18 @@ class Patch:
         except Exception:
             pass
         actions.agent_message(message, patch=self.name)
+
+
+def _has_path(module: ModuleType, dotted: str) -> bool:
+    target: Any = module
+    for part in dotted.split("."):
+        target = getattr(target, part, _MISSING)
+        if target is _MISSING:
+            return False
+    return True
+
+
+_MISSING = object()
 
 
 def guarded(patch: Patch, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
