@@ -64,7 +64,7 @@ class _HookFinder:
             _resolving.active = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _HookLoader(spec.loader)
+        spec.loader = _HookLoader(spec.loader)  # type: ignore[assignment]
         return spec
 
 

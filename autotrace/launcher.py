@@ -178,12 +178,12 @@ def patches_command(as_json: bool) -> None:
     table.add_column("target modules")
     table.add_column("library")
     for row in rows:
-        libraries = ", ".join(
-            f"{escape(name)} {'[green]yes[/]' if ok else '[red]not installed[/]'}"
-            for name, ok in row["libraries"].items()
+        installed = ", ".join(
+            f"{escape(library)} {'[green]yes[/]' if ok else '[red]not installed[/]'}"
+            for library, ok in row["libraries"].items()
         )
-        name = escape(row["name"]) + ("" if row["source"] == "shipped" else f"\n({row['source']})")
+        label = escape(row["name"]) + ("" if row["source"] == "shipped" else f"\n({row['source']})")
         table.add_row(
-            name, escape(row["description"]), escape("\n".join(row["targets"])), libraries
+            label, escape(row["description"]), escape("\n".join(row["targets"])), installed
         )
     Console().print(table)
