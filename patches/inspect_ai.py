@@ -138,12 +138,18 @@ def _capture_uuid(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return value
 
 
-class _NativeAction:
-    """What inspect's ``trace_action(logger, action, message, *args)`` returns under us."""
+class _NativeAction(contextlib.ContextDecorator):
+    """What inspect's ``trace_action(logger, action, message, *args)`` returns under us.
+
+    A context manager, usable as a decorator too, as the ``contextmanager`` original is.
+    """
 
     def __init__(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._wrapped, self._args, self._kwargs = wrapped, args, kwargs
         self._stack = contextlib.ExitStack()
+
+    def _recreate_cm(self) -> _NativeAction:
+        return _NativeAction(self._wrapped, self._args, self._kwargs)
 
     def __enter__(self) -> None:
         try:

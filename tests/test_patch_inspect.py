@@ -103,6 +103,7 @@ def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
     directory = tmp_path / "xdg" / "inspect_ai" / "traces"
     facts = run_scenario(sys.executable, ["native_at_exit"], env)
 
+    assert facts["env"] is None
     files = sorted(p.name for p in directory.iterdir())
     pid = Path(facts["writer"]).name[len("trace-") : -len(".log")]
     assert files == [f"trace-{pid}.log.gz"]  # inspect gzipped our shared file, nothing else
@@ -115,6 +116,9 @@ def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
     # the same work inside inspect's Subprocess is not traced twice; its secret is masked
     assert "same work, suppressed" not in by_detail
     assert "docker run --env OPENAI_API_KEY=*** img" in by_detail
+    decorated = [r for r in records if r.get("detail") == "decorated"]
+    assert [r["event"] for r in decorated] == ["enter", "exit", "enter", "exit"]
+    assert len({r["trace_id"] for r in decorated}) == 2
     # an end written after inspect's gzip (by an earlier atexit hook) is in the .gz too
     late = by_detail["ends after inspect gzipped the file"]
     assert any(r.get("trace_id") == late["trace_id"] and r["event"] == "exit" for r in records)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import sys
 import threading
 
@@ -69,6 +70,13 @@ def native_at_exit() -> dict[str, object]:
         with actions.trace_action("Subprocess", "same work, suppressed"):
             pass
 
+    @trace_action(logger, "Sandbox", "decorated")  # a contextmanager is a decorator too
+    def decorated() -> None:
+        pass
+
+    decorated()
+    decorated()
+
     stuck = threading.Event()
 
     def never_ends() -> None:
@@ -78,7 +86,8 @@ def native_at_exit() -> dict[str, object]:
     threading.Thread(target=never_ends, daemon=True).start()
     while not any(a.detail == "still running at exit" for a in list(actions.open_actions.values())):
         threading.Event().wait(0.01)
-    return {"writer": str(actions.writer.path)}
+    # inspect got our file while its handler was made; the variable is not left for children
+    return {"writer": str(actions.writer.path), "env": os.environ.get("INSPECT_TRACE_FILE")}
 
 
 if __name__ == "__main__":
