@@ -36,16 +36,29 @@ S3 = "S3"
 _ts_cache: tuple[int, str, str] = (-1, "", "")
 
 
-def iso_timestamp(t: float) -> str:
-    """ISO 8601 with local offset and microseconds, as inspect's TraceFormatter writes."""
+def _ts_parts(sec: int) -> tuple[int, str, str]:
     global _ts_cache
+    whole = datetime.datetime.fromtimestamp(sec).astimezone().isoformat()
+    _ts_cache = (sec, whole[:19], whole[19:])  # one assignment: safe across threads
+    return _ts_cache
+
+
+def iso_timestamp(t: float) -> str:
+    """ISO 8601 with local offset and microseconds, as inspect's TraceFormatter writes.
+
+    Equal to ``datetime.fromtimestamp(t).astimezone().isoformat(timespec="microseconds")``:
+    microseconds are rounded half to even as datetime rounds them; the date, time and
+    offset of the whole second are computed once per second.
+    """
     sec = int(t)
-    cached_sec, head, offset = _ts_cache
-    if sec != cached_sec:
-        whole = datetime.datetime.fromtimestamp(sec).astimezone().isoformat()
-        head, offset = whole[:19], whole[19:]
-        _ts_cache = (sec, head, offset)  # one assignment: safe across threads
-    return f"{head}.{int((t - sec) * 1_000_000):06d}{offset}"
+    us = round((t - sec) * 1e6)
+    if us >= 1_000_000:
+        sec += 1
+        us -= 1_000_000
+    cache = _ts_cache
+    if cache[0] != sec:
+        cache = _ts_parts(sec)
+    return f"{cache[1]}.{us:06d}{cache[2]}"
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -86,6 +99,27 @@ def _value(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=True)
 
 
+# (action, detail) -> the encoded parts every record of such an action repeats.
+_parts_cache: dict[tuple[str, str], tuple[str, str, str]] = {}
+_PARTS_CACHE_SIZE = 2048
+
+
+def _action_parts(action: str, detail: str) -> tuple[str, str, str]:
+    key = (action, detail)
+    parts = _parts_cache.get(key)
+    if parts is None:
+        # JSON escaping is per character, so a quoted prefix can be completed later.
+        parts = (
+            '", "level": "TRACE", "message": ' + _quote(f"{action}: {detail} (")[:-1],
+            ')", "action": ' + _quote(action) + ', "event": "',
+            _quote(detail),
+        )
+        if len(_parts_cache) >= _PARTS_CACHE_SIZE:
+            _parts_cache.clear()
+        _parts_cache[key] = parts
+    return parts
+
+
 class ActionLines:
     """Builds the lines of one action: the parts every record repeats are encoded once."""
 
@@ -102,13 +136,9 @@ class ActionLines:
         task: str | None,
         parent_id: str | None,
     ) -> None:
-        # JSON escaping is per character, so a quoted prefix can be completed later.
-        self._message_head = (
-            '", "level": "TRACE", "message": ' + _quote(f"{action}: {detail} (")[:-1]
-        )
-        self._head = '", "action": ' + _quote(action) + ', "event": "'
-        self._ids = '", "trace_id": ' + _quote(trace_id) + ', "detail": ' + _quote(detail)
-        tail = ', "pid": ' + str(pid) + ', "thread": ' + _quote(thread)
+        self._message_head, self._head, quoted_detail = _action_parts(action, detail)
+        self._ids = f'", "trace_id": {_quote(trace_id)}, "detail": {quoted_detail}'
+        tail = f', "pid": {pid}, "thread": {_quote(thread)}'
         if task is not None:
             tail += ', "task": ' + _quote(task)
         if parent_id is not None:
@@ -126,35 +156,24 @@ class ActionLines:
         extra: dict[str, Any] | None = None,
     ) -> bytes:
         """One complete record (bytes ending in a newline) for ``event``."""
-        parts = [
-            '{"timestamp": "',
-            iso_timestamp(now),
-            self._message_head,
-            event,
-            ")",
-            self._head,
-            event,
-            self._ids,
-        ]
+        middle = ""
         if start_time is not None:
-            parts += (', "start_time": ', repr(start_time))
+            middle = f', "start_time": {start_time!r}'
         if duration is not None:
-            parts += (', "duration": ', repr(duration))
+            middle += f', "duration": {duration!r}'
         if error is not None and event == ERROR:
-            parts += (
-                ', "error": ',
-                _quote(error_text(error)),
-                ', "error_type": ',
-                _quote(type(error).__name__),
-                ', "stacktrace": ',
-                _quote(stacktrace_text(error)),
+            middle += (
+                f', "error": {_quote(error_text(error))}'
+                f', "error_type": {_quote(type(error).__name__)}'
+                f', "stacktrace": {_quote(stacktrace_text(error))}'
             )
-        parts.append(self._tail)
+        end = self._tail
         if extra:
-            for key, value in extra.items():
-                parts += (", ", _quote(key), ": ", _value(value))
-        parts.append(', "source": "autotrace"}\n')
-        return "".join(parts).encode("ascii")
+            end += "".join(f", {_quote(str(k))}: {_value(v)}" for k, v in extra.items())
+        return (
+            f'{{"timestamp": "{iso_timestamp(now)}{self._message_head}{event}{self._head}'
+            f'{event}{self._ids}{middle}{end}, "source": "autotrace"}}\n'
+        ).encode("ascii")
 
 
 def message_line(message: str, now: float, fields: dict[str, Any] | None = None) -> bytes:

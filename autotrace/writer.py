@@ -21,6 +21,18 @@ from autotrace import config
 
 _RECHECK_SECONDS = 1.0  # how often we look whether our file was deleted under us
 
+# This process's pid, kept current by a fork hook: os.getpid() is a system call, and
+# write() compares it on every line.
+_process_pid = os.getpid()
+
+
+def _update_pid_after_fork() -> None:
+    global _process_pid
+    _process_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_update_pid_after_fork)
+
 
 class TraceWriter:
     """Appends complete lines to this process's trace file."""
@@ -40,7 +52,7 @@ class TraceWriter:
         if self.disabled:
             return
         fd = self._fd
-        if fd < 0 or self._pid != os.getpid():
+        if fd < 0 or self._pid != _process_pid:
             fd = self._open()
             if fd < 0:
                 return
