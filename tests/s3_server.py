@@ -10,6 +10,7 @@ Import both fixtures into a test module (tests/ is on sys.path under pytest)::
         fs = s3_server.filesystem()             # s3fs.S3FileSystem pointed at moto
         env = s3_server.env                     # AWS_* variables for a subprocess
                                                 # (AWS_ENDPOINT_URL points at moto)
+        env = s3_server.env_for(proxy.endpoint_url)  # ... or at a proxy
         proxy = s3_server.stallable()           # TCP proxy to moto ...
         proxy.endpoint_url                      #   ... use it like the real endpoint,
         proxy.stall()                           #   then it stops answering (hangs)
@@ -160,12 +161,16 @@ class MotoS3:
     @property
     def env(self) -> dict[str, str]:
         """AWS_* variables that point a child process (boto3, s3fs, inspect) at moto."""
+        return self.env_for(self.endpoint_url)
+
+    def env_for(self, endpoint_url: str) -> dict[str, str]:
+        """AWS_* variables pointing at ``endpoint_url`` (e.g. a ``stallable()`` proxy's)."""
         return {
             **FAKE_CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ENDPOINT_URL_S3": endpoint_url,
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_CONFIG_FILE": "/nonexistent/aws-config",
             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",

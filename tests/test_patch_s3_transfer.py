@@ -291,8 +291,18 @@ def test_aioboto3_transfers_are_one_action_each_with_their_parts_nested(
         transfer = one(records, detail, "enter")
         end = [r for r in records if r["trace_id"] == transfer["trace_id"]][-1]
         assert end["event"] == ("exit" if result is None else "error")
-        create = one(records, f"CreateMultipartUpload s3://aio-transfers/{key}", "enter")
-        part = one(records, f"UploadPart s3://aio-transfers/{key} part 1 ({size})", "enter")
-        assert create["parent_id"] == transfer["trace_id"] == part["parent_id"]
+        calls = {
+            r["detail"]
+            for r in records
+            if r.get("parent_id") == transfer["trace_id"] and r["event"] == "enter"
+        }
+        # aioboto3 7.0 always uploads in parts; later releases PUT small bodies at once
+        assert calls in (
+            {
+                f"CreateMultipartUpload s3://aio-transfers/{key}",
+                f"UploadPart s3://aio-transfers/{key} part 1 ({size})",
+            },
+            {f"PutObject s3://aio-transfers/{key} ({size})"},
+        )
     # upload_file calls upload_fileobj itself: still one transfer action
     assert sum(r["detail"].startswith("upload_") for r in records if r["event"] == "enter") == 2
