@@ -10,9 +10,9 @@ Import both fixtures into a test module (tests/ is on sys.path under pytest)::
         fs = s3_server.filesystem()             # s3fs.S3FileSystem pointed at moto
         env = s3_server.env                     # AWS_* variables for a subprocess
                                                 # (AWS_ENDPOINT_URL points at moto)
-        env = s3_server.env_for(proxy.endpoint_url)  # ... or at a proxy
         proxy = s3_server.stallable()           # TCP proxy to moto ...
         proxy.endpoint_url                      #   ... use it like the real endpoint,
+        env = s3_server.env_for(proxy.endpoint_url)  # (a child pointed at the proxy)
         proxy.stall()                           #   then it stops answering (hangs)
         dead = s3_server.silent()               # accepts connections, never answers
 
@@ -23,7 +23,6 @@ What the fixtures do:
 - ``s3_server`` (function): resets moto's state, sets fake credentials and region in
   ``os.environ`` (monkeypatch: restored after the test) so boto3, aiobotocore and
   s3fs never read the user's AWS config, and stops every proxy/silent server it made.
-
 - ``s3_patches`` (function, opt-in): installs the S3 patches (botocore, aiobotocore,
   s3transfer, s3fs, aioboto3) in this process and uninstalls them after the test.
   End-to-end tests that trace a child process through the bootstrap do not need it.
