@@ -5,7 +5,8 @@
 (a) microseconds per traced action (enter + exit written) with the watchdog thread
     running against the same loop with the watchdog never started;
 (b) CPU time the idle watchdog thread uses over a few seconds while 1,000 actions
-    stay open (not yet stuck) and another thread opens and closes actions.
+    stay open (not yet stuck) and another thread opens and closes actions;
+(c) the cost of one stuck report (paid only when an action is stuck).
 """
 
 from __future__ import annotations
@@ -49,6 +50,32 @@ def inner(mode: str) -> None:
     print(min(per_action_us() for _ in range(ROUNDS)))
 
 
+def one_report_us() -> float:
+    """The cost of one stuck report, paid only when an action is stuck."""
+    release = threading.Event()
+    opened: list[actions.OpenAction] = []
+
+    def blocked() -> None:
+        with actions.trace_action("Tool Call", "blocked") as span:
+            assert span is not None
+            opened.append(span)
+            release.wait()
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    while not opened:
+        time.sleep(0.001)
+    dog = watchdog.Watchdog(threshold=1.0)
+    rounds = 200
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        dog.report(opened[0], time.monotonic())
+    cost = (time.perf_counter() - t0) / rounds * 1e6
+    release.set()
+    thread.join()
+    return cost
+
+
 def main() -> None:
     # (a) alternate fresh processes so that neither mode gets the warmer machine.
     import subprocess
@@ -87,11 +114,13 @@ def main() -> None:
     for span in spans:
         if span is not None:
             span.end()
+    report_cost = one_report_us()
     print(
         f"(b) idle watchdog thread CPU over {seconds:.0f} s with 1,000 open actions: "
         f"{used * 1000:.1f} ms ({used / seconds * 100:.3f} % of one core), "
         f"wake-ups: {dog.checks - checks}, stuck reports: {dog.reports}"
     )
+    print(f"(c) one stuck report (stack of a blocked thread, record written): {report_cost:.0f} us")
 
 
 if __name__ == "__main__":
