@@ -20,7 +20,6 @@ import os
 import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from autotrace import actions, config, records
@@ -355,56 +354,41 @@ def _subtask_wrapper(
         return result
 
 
-# The table: (module, callable, action, detail). Rows whose callable a release lacks are
-# skipped; the rows of the modules a release has are installed when they are imported.
+Row = functools.partial(Wrap, optional=True)
+
+# The table: (module, callable, action, detail). Every row is optional: a release that
+# lacks a module or callable skips that row (0.3.40 has no trace_action, no recorders).
 ROWS: list[Wrap] = [
-    Wrap(TRACE_MODULE, "trace_action", wrapper=_trace_action_wrapper),
-    Wrap(TRACE_MODULE, "uuid", wrapper=_capture_uuid),
-    Wrap(TRACE_MODULE, "compress_trace_log", wrapper=_compress_wrapper),
-    Wrap(LOGGER_MODULE, "init_logger", wrapper=_init_logger_wrapper),
-    Wrap(MODEL_MODULE, "Model.generate", records.MODEL, _describe_generate),
-    Wrap(CALL_TOOLS_MODULE, "call_tool", records.TOOL_CALL, _describe_tool_call),
-    Wrap(SUBTASK_MODULE, "subtask", wrapper=_subtask_wrapper),
-    Wrap(
+    Row(TRACE_MODULE, "trace_action", wrapper=_trace_action_wrapper),
+    Row(TRACE_MODULE, "uuid", wrapper=_capture_uuid),
+    Row(TRACE_MODULE, "compress_trace_log", wrapper=_compress_wrapper),
+    Row(LOGGER_MODULE, "init_logger", wrapper=_init_logger_wrapper),
+    Row(MODEL_MODULE, "Model.generate", records.MODEL, _describe_generate),
+    Row(CALL_TOOLS_MODULE, "call_tool", records.TOOL_CALL, _describe_tool_call),
+    Row(SUBTASK_MODULE, "subtask", wrapper=_subtask_wrapper),
+    Row(
         LOCAL_SANDBOX_MODULE,
         "LocalSandboxEnvironment.exec",
         wrapper=_sandbox_wrapper(records.SUBPROCESS),
     ),
-    Wrap(
+    Row(
         DOCKER_SANDBOX_MODULE,
         "DockerSandboxEnvironment.exec",
         wrapper=_sandbox_wrapper(records.DOCKER),
     ),
-    Wrap(
+    Row(
         OLD_LOG_MODULE,
         "JSONRecorder.write_log",
         records.LOG_WRITE,
         _describe_log_write(OLD_LOG_MODULE),
     ),
-    Wrap(
+    Row(
         JSON_RECORDER_MODULE,
         "JSONRecorder.write_log",
         records.LOG_WRITE,
         _describe_log_write(JSON_RECORDER_MODULE),
     ),
 ]
-
-
-def _present(module: ModuleType, dotted: str) -> bool:
-    target: Any = module
-    for part in dotted.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return False
-    return callable(target)
-
-
-def _install(module: ModuleType) -> None:
-    # Installed here, not through Patch.wraps: a row that this release lacks is skipped
-    # instead of turning the whole patch off.
-    for row in ROWS:
-        if row.module == module.__name__ and _present(module, row.name):
-            PATCH._wrap(module, row)
 
 
 def _removed() -> None:
@@ -416,7 +400,6 @@ PATCH = Patch(
     name="inspect_ai",
     description="inspect_ai: Model.generate, tool calls, subtasks, sandbox exec, log writes; "
     "inspect's own trace_action adopted as parent",
-    modules=tuple(dict.fromkeys(row.module for row in ROWS)),
-    on_import=_install,
+    wraps=ROWS,
     on_remove=_removed,
 )
