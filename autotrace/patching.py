@@ -79,8 +79,10 @@ class Patch:
 
         parent, attribute, original = wrapt.resolve_path(module, row.name)
         stored = vars(parent).get(attribute, original) if isinstance(parent, type) else original
-        if isinstance(original, wrapt.ObjectProxy) and getattr(original, "_self_autotrace", False):
-            return  # already ours (installed twice)
+        # wrapt 2's FunctionWrapper is not an instance of wrapt.ObjectProxy, so the mark
+        # alone says "ours"; the stored attribute too, for a class reached through two modules.
+        if any(getattr(found, "_self_autotrace", False) is True for found in (original, stored)):
+            return  # already ours (installed twice, or the class reached through two modules)
         wrapper = row.wrapper or self._action_wrapper(row, original)
         proxy = wrapt.FunctionWrapper(original, wrapper)
         proxy._self_autotrace = True
