@@ -52,22 +52,27 @@ def _stream_helper(
     return streams.entered(manager, begin=lambda: _begin(instance, args, kwargs), attach=_attach)
 
 
-def _messages(module: str) -> list[Wrap]:
+def _messages(module: str, optional: bool = False) -> list[Wrap]:
     rows = []
     for method in ("create", "parse"):
-        rows.append(Wrap(module, f"Messages.{method}", wrapper=_sync_call))
-        rows.append(Wrap(module, f"AsyncMessages.{method}", wrapper=_async_call))
+        required = method == "create" and not optional  # parse came later
+        rows.append(Wrap(module, f"Messages.{method}", wrapper=_sync_call, optional=not required))
+        rows.append(Wrap(module, f"AsyncMessages.{method}", wrapper=_async_call, optional=not required))
     # .stream() is a plain method in both classes: it returns a (async) context manager.
-    rows.append(Wrap(module, "Messages.stream", wrapper=_stream_helper))
-    rows.append(Wrap(module, "AsyncMessages.stream", wrapper=_stream_helper))
+    rows.append(Wrap(module, "Messages.stream", wrapper=_stream_helper, optional=True))
+    rows.append(Wrap(module, "AsyncMessages.stream", wrapper=_stream_helper, optional=True))
     return rows
 
 
+# Older releases define Messages in the package module one level up: those rows cover
+# them (for newer ones they name the same class, which is wrapped once).
 PATCH = Patch(
     name="anthropic",
     description="anthropic messages calls (create, parse, stream; beta too) as Model actions",
     wraps=[
         *_messages("anthropic.resources.messages.messages"),
-        *_messages("anthropic.resources.beta.messages.messages"),
+        *_messages("anthropic.resources.beta.messages.messages", optional=True),
+        *_messages("anthropic.resources.messages", optional=True),
+        *_messages("anthropic.resources.beta.messages", optional=True),
     ],
 )

@@ -50,6 +50,6 @@ PATCH = Patch(
     description="MCP client tool calls as Tool Call actions",
     wraps=[
         Wrap("mcp.client.session", "ClientSession.call_tool", records.TOOL_CALL, _describe),
-        Wrap("mcp.client.client", "Client.call_tool", records.TOOL_CALL, _describe),
+        Wrap("mcp.client.client", "Client.call_tool", records.TOOL_CALL, _describe, optional=True),
     ],
 )

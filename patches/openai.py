@@ -48,11 +48,13 @@ async def _helper_aclosed(
         streams.finish(getattr(instance, "_raw_stream", None))
 
 
-def _calls(module: str, sync_class: str, async_class: str, *methods: str) -> list[Wrap]:
+def _calls(
+    module: str, sync_class: str, async_class: str, *methods: str, optional: bool = True
+) -> list[Wrap]:
     rows = []
     for method in methods:
-        rows.append(Wrap(module, f"{sync_class}.{method}", wrapper=_sync_call))
-        rows.append(Wrap(module, f"{async_class}.{method}", wrapper=_async_call))
+        rows.append(Wrap(module, f"{sync_class}.{method}", wrapper=_sync_call, optional=optional))
+        rows.append(Wrap(module, f"{async_class}.{method}", wrapper=_async_call, optional=optional))
     return rows
 
 
@@ -62,18 +64,31 @@ _BETA_RESPONSES = "openai.resources.beta.responses.responses"
 _CHAT_STREAM = "openai.lib.streaming.chat._completions"
 _RESPONSE_STREAM = "openai.lib.streaming.responses._responses"
 
+# Rows are optional (methods come and go across releases) but chat completions' create.
+# Releases before 1.60 define chat completions in the module one level up: the second
+# row set covers them (for newer ones it names the same class, which is wrapped once).
 PATCH = Patch(
     name="openai",
     description="openai client calls (chat, responses, completions, embeddings) as Model actions",
     wraps=[
-        *_calls(_CHAT, "Completions", "AsyncCompletions", "create", "parse"),
+        *_calls(_CHAT, "Completions", "AsyncCompletions", "create", optional=False),
+        *_calls(_CHAT, "Completions", "AsyncCompletions", "parse"),
+        *_calls(
+            "openai.resources.chat.completions",
+            "Completions",
+            "AsyncCompletions",
+            "create",
+            "parse",
+        ),
         *_calls(_RESPONSES, "Responses", "AsyncResponses", "create", "parse"),
         *_calls(_BETA_RESPONSES, "Responses", "AsyncResponses", "create"),
         *_calls("openai.resources.completions", "Completions", "AsyncCompletions", "create"),
         *_calls("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings", "create"),
-        Wrap(_CHAT_STREAM, "ChatCompletionStream.close", wrapper=_helper_closed),
-        Wrap(_CHAT_STREAM, "AsyncChatCompletionStream.close", wrapper=_helper_aclosed),
-        Wrap(_RESPONSE_STREAM, "ResponseStream.close", wrapper=_helper_closed),
-        Wrap(_RESPONSE_STREAM, "AsyncResponseStream.close", wrapper=_helper_aclosed),
+        Wrap(_CHAT_STREAM, "ChatCompletionStream.close", wrapper=_helper_closed, optional=True),
+        Wrap(
+            _CHAT_STREAM, "AsyncChatCompletionStream.close", wrapper=_helper_aclosed, optional=True
+        ),
+        Wrap(_RESPONSE_STREAM, "ResponseStream.close", wrapper=_helper_closed, optional=True),
+        Wrap(_RESPONSE_STREAM, "AsyncResponseStream.close", wrapper=_helper_aclosed, optional=True),
     ],
 )
