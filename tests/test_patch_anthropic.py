@@ -130,7 +130,11 @@ def test_wrapped_methods_keep_signature_and_async_ness() -> None:
     before = shape()
     with patched():
         assert shape() == before
-        assert type(vars(messages.Messages)["create"]).__name__ == "FunctionWrapper"
+        for cls in (messages.Messages, messages.AsyncMessages, beta.Messages):
+            for name in ("create", "parse", "stream"):
+                wrapper = vars(cls)[name]
+                assert type(wrapper).__name__ == "FunctionWrapper"
+                assert inspect.isfunction(wrapper.__wrapped__)  # wrapped once
     assert inspect.isfunction(vars(messages.Messages)["create"])
 
 

@@ -161,6 +161,8 @@ def test_wrapped_methods_keep_signature_and_async_ness() -> None:
     with patched():
         after = shape()
         assert all(vars(c)[m] is not o for (c, m), o in zip(targets, originals, strict=True))
+        # wrapped once, though chat completions is reachable through two modules
+        assert all(inspect.isfunction(vars(c)[m].__wrapped__) for c, m in targets)
     assert after == before
     assert [vars(c)[m] for c, m in targets] == originals  # uninstall puts the originals back
 
