@@ -52,7 +52,6 @@ def wrapper_overhead(n: int, repeats: int) -> dict[str, tuple[float, float]]:
 
     from autotrace.patching import Patch, Wrap
 
-    row = botocore_patch.PATCH.wraps[0]
     s3, dynamodb = _clients()
     module = types.ModuleType("autotrace_bench_stub")
 
@@ -69,11 +68,9 @@ def wrapper_overhead(n: int, repeats: int) -> dict[str, tuple[float, float]]:
         op: _best_per_call_us(lambda o=op, c=c: c._make_api_call(o, {}), n, repeats)
         for op, c in bare.items()
     }
-    patch = Patch(
-        name="bench-botocore",
-        description="",
-        wraps=[Wrap(module.__name__, "Stub._make_api_call", row.action, row.describe)],
-    )
+    patch = Patch(name="bench-botocore", description="")
+    wrapper = botocore_patch.api_call_wrapper(patch, False)  # the botocore patch's own
+    patch.wraps.append(Wrap(module.__name__, "Stub._make_api_call", wrapper=wrapper))
     patch.install_module(module)
     try:
         patched_times = {
@@ -131,7 +128,7 @@ def main(quick: bool = False, log: Callable[[str], None] = print) -> list[dict[s
                 "ok": added <= TARGET_US,
             }
         )
-    patched, unpatched = real_call(2_000 if quick else 10_000, 3 if quick else 5)
+    patched, unpatched = real_call(2_000 if quick else 5_000, 5 if quick else 9)
     log(
         f"real get_object (no network): {patched:.1f} us patched, {unpatched:.1f} us unpatched, "
         f"+{patched - unpatched:.2f} us"

@@ -6,20 +6,16 @@ coroutine function (it stays one), with the same operation filter and detail.
 
 from __future__ import annotations
 
-from autotrace.patches.botocore import describe_api_call
+from autotrace.patches.botocore import api_call_wrapper
 
-from autotrace import records
 from autotrace.patching import Patch, Wrap
 
 PATCH = Patch(
     name="aiobotocore",
     description="S3 write calls of aiobotocore clients (s3fs, aioboto3) as S3 actions",
-    wraps=[
-        Wrap(
-            "aiobotocore.client",
-            "AioBaseClient._make_api_call",
-            action=records.S3,
-            describe=describe_api_call,
-        ),
-    ],
+)
+PATCH.wraps.append(
+    Wrap(
+        "aiobotocore.client", "AioBaseClient._make_api_call", wrapper=api_call_wrapper(PATCH, True)
+    )
 )

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from autotrace import records
-from autotrace.patching import Patch, Wrap
+from autotrace import actions, records
+from autotrace.patching import Patch, Wrap, Wrapper, guarded
 
 # Operation-name prefixes that change state in S3 (objects, parts, buckets, settings).
 _WRITE_PREFIXES = (
@@ -155,15 +155,58 @@ def describe_api_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
     return s3_detail(operation, params if isinstance(params, Mapping) else {})
 
 
+# botocore's timeouts (ReadTimeoutError, ConnectTimeoutError, ...) do not derive from
+# the builtin TimeoutError, yet a timed-out write is exactly what a reader looks for.
+_TIMEOUT_SUFFIX = "TimeoutError"
+
+
+def end_event(exc: BaseException) -> str | None:
+    """``timeout`` for botocore's timeout errors; None lets the action API classify."""
+    return records.TIMEOUT if type(exc).__name__.endswith(_TIMEOUT_SUFFIX) else None
+
+
+def api_call_wrapper(patch: Patch, is_async: bool) -> Wrapper:
+    """The wrapper of ``_make_api_call`` (sync, or async for aiobotocore) for ``patch``."""
+    describe = guarded(patch, describe_api_call)
+
+    def sync_call(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        detail = describe(instance, args, kwargs)
+        span = actions.start_action(records.S3, detail) if detail is not None else None
+        if span is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with actions.under(span):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            span.end(exc, event=end_event(exc))
+            raise
+        span.end()
+        return result
+
+    async def async_call(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        detail = describe(instance, args, kwargs)
+        span = actions.start_action(records.S3, detail) if detail is not None else None
+        if span is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            with actions.under(span):
+                result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            span.end(exc, event=end_event(exc))
+            raise
+        span.end()
+        return result
+
+    return async_call if is_async else sync_call
+
+
 PATCH = Patch(
-    name="botocore",
-    description="S3 write calls of botocore clients (boto3) as S3 actions",
-    wraps=[
-        Wrap(
-            "botocore.client",
-            "BaseClient._make_api_call",
-            action=records.S3,
-            describe=describe_api_call,
-        ),
-    ],
+    name="botocore", description="S3 write calls of botocore clients (boto3) as S3 actions"
+)
+PATCH.wraps.append(
+    Wrap("botocore.client", "BaseClient._make_api_call", wrapper=api_call_wrapper(PATCH, False))
 )
