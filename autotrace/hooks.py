@@ -9,6 +9,7 @@ looks at names it watches; the callback (a patch installer) imports wrapt then.
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 import threading
 
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
 
 _hooks: dict[str, list[Callback]] = {}
 _lock = threading.RLock()
+
+
+def _new_lock_in_child() -> None:
+    # A thread of the parent may have held the lock at fork time: that thread does
+    # not exist in the child, so the child's first watched import would wait forever.
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 _resolving = threading.local()
 
 
