@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from autotrace.patches.botocore import human_size, s3_url
+from autotrace.patches.botocore import end_event, human_size, s3_url
 
 from autotrace import actions, records
 from autotrace.patching import Patch, Wrap, guarded
@@ -66,7 +66,8 @@ def _end_when_done(span: actions.OpenAction, future: Any) -> None:
         if status == "cancelled":
             done.end(coordinator.exception, event=records.CANCEL)
         elif status == "failed":
-            done.end(coordinator.exception or RuntimeError("transfer failed"))
+            exc = coordinator.exception or RuntimeError("transfer failed")
+            done.end(exc, event=end_event(exc))
         else:
             done.end()
 
