@@ -210,9 +210,12 @@ def program(args: argparse.Namespace) -> None:
 
 
 def _child_work(label: str, out: str) -> None:
-    """A forked/spawned child: a few actions, then reports its pid."""
+    """A forked/spawned child: a few actions and a watched import, then reports its pid."""
     with trace_action(ACTION, f"{label} child"):
         work(label, 50)
+        import wave  # watched by a post-import hook: takes the hooks' lock
+
+        assert wave.__name__ == "wave"
     Path(out).write_text(str(os.getpid()))
 
 
@@ -231,9 +234,24 @@ def forks(args: argparse.Namespace) -> None:
                     pass
                 i += 1
 
+    from autotrace import hooks
+
+    hooks.when_imported("wave", lambda module: None)
     busy_thread = threading.Thread(target=busy)
     busy_thread.start()
     holding.wait()
+    # Another thread holds the writer's and the import hooks' locks while we fork.
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with actions.writer._lock, hooks._lock:
+            locked.set()
+            release.wait()
+
+    holder_thread = threading.Thread(target=holder)
+    if args.hold_locks:
+        holder_thread.start()
+        locked.wait()
     children: dict[str, int] = {}
     forked: list[int] = []
 
@@ -253,6 +271,7 @@ def forks(args: argparse.Namespace) -> None:
     fork_thread = threading.Thread(target=forker, args=(args.os_forks,))
     fork_thread.start()
     fork_thread.join()
+    release.set()
     codes = {}
     for pid in forked:
         _, status = os.waitpid(pid, 0)
@@ -294,6 +313,7 @@ def main() -> None:
     p = sub.add_parser("forks")
     p.add_argument("--os-forks", type=int, default=3)
     p.add_argument("--methods", default="fork,spawn,forkserver")
+    p.add_argument("--hold-locks", action="store_true")
     args = parser.parse_args()
     {"torture": torture, "spin": spin, "program": program, "forks": forks}[args.mode](args)
     _ = actions  # the writer lives there; imported for its side effects on fork
