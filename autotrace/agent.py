@@ -114,27 +114,88 @@ def format_targets(table: dict[str, list[str]]) -> str:
 
 
 def patch_targets(refs: list[str]) -> dict[str, list[str]]:
-    """The target modules of each reference: from AUTOTRACE_PATCH_TARGETS, else by importing.
+    """The target modules of each reference, from the cheapest source that has them.
 
-    Targets learnt by importing are added to the variable, so children need no import.
-    A reference that cannot be loaded is reported and left out.
+    AUTOTRACE_PATCH_TARGETS (set by the launcher or a parent), else the user cache of the
+    shipped patches (valid while their files are unchanged), else importing the patch.
+    What was learnt goes into the variable, so children need neither. A reference that
+    cannot be loaded is reported and left out.
     """
     known = parse_targets(os.environ.get(config.ENV_PATCH_TARGETS, ""))
     table: dict[str, list[str]] = {}
-    learnt = False
+    learnt = imported = False
+    cache: dict[str, list[str]] | None = None
     for ref in refs:
         if ref in known:
             table[ref] = known[ref]
             continue
+        if ":" not in ref:
+            if cache is None:
+                cache = _read_cache()
+            if ref in cache:
+                table[ref] = known[ref] = cache[ref]
+                learnt = True
+                continue
         try:
             patch = load_patch(ref)
             table[ref] = known[ref] = list(patch.target_modules())
             learnt = True
+            imported = imported or ":" not in ref
         except Exception as exc:
             _report(f"patch {ref} disabled: could not be loaded: {exc!r}", patch=ref)
     if learnt:
         os.environ[config.ENV_PATCH_TARGETS] = format_targets(known)
+    if imported:
+        _write_cache({ref: targets for ref, targets in known.items() if ":" not in ref})
     return table
+
+
+def _cache_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "autotrace", "patch-targets")
+
+
+def _cache_key() -> str:
+    """What the cached table depends on: our version and every shipped patch file."""
+    from autotrace import __version__, patches
+
+    parts = [__version__]
+    for directory in patches.__path__:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(directory, name))
+                parts.append(f"{directory}/{name}:{st.st_mtime_ns}:{st.st_size}")
+    return "|".join(parts)
+
+
+def _read_cache() -> dict[str, list[str]]:
+    """The cached target table of the shipped patches, or {} when missing or stale."""
+    try:
+        with open(_cache_path(), encoding="utf-8") as f:
+            key, _, table = f.read().partition("\n")
+        if key == _cache_key():
+            return parse_targets(table.strip())
+    except Exception:
+        pass
+    return {}
+
+
+def _write_cache(table: dict[str, list[str]]) -> None:
+    """Store the table for the next first process (atomic replace); errors are ignored."""
+    try:
+        path = _cache_path()
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(f"{_cache_key()}\n{format_targets(table)}\n")
+        os.replace(temporary, path)
+    except Exception:
+        pass
 
 
 class _Deferred:
@@ -164,18 +225,56 @@ class _Deferred:
         self.unregister()
         try:
             patch = load_patch(self.ref)
-            # wrapt imports asyncio, which imports other targets: let that happen before
-            # any hook of this patch is registered, not inside one of its installs.
-            import wrapt  # noqa: F401
         except Exception as exc:
             _report(f"patch {self.ref} disabled: could not be loaded: {exc!r}", patch=self.ref)
             return
-        try:
-            # Registers the patch's own hooks: installed at once on targets already
-            # imported; the module being imported now gets it from hooks._fire.
-            install_patch(patch)
-        except Exception as exc:
-            _report(f"patch {self.ref} disabled: {exc!r}", patch=self.ref)
+        _install_when_wrapt_is_ready(patch)
+
+
+# Patches loaded while wrapt was half imported (wrapt imports asyncio, which imports
+# subprocess, a target): installed once wrapt's import has finished.
+_waiting_for_wrapt: list[Patch] = []
+
+
+def _wrapt_is_importing() -> bool:
+    module = sys.modules.get("wrapt")
+    spec = getattr(module, "__spec__", None)
+    return module is not None and bool(getattr(spec, "_initializing", False))
+
+
+def _install_when_wrapt_is_ready(patch: Patch) -> None:
+    if _wrapt_is_importing():
+        with _lock:
+            _waiting_for_wrapt.append(patch)
+        return
+    try:
+        import wrapt  # noqa: F401  (its import may queue other patches, installed below)
+    except Exception as exc:
+        _report(f"patch {patch.name} disabled: wrapt cannot be imported: {exc!r}", patch=patch.name)
+        return
+    _install_reported(patch)
+    _install_waiting()
+
+
+def _install_waiting(module: object = None) -> None:
+    """Install the patches that waited for wrapt (a hook on wrapt itself, and after our import)."""
+    # Called as wrapt's hook, wrapt has run to the end though it is still marked initializing.
+    ready = module is not None
+    while True:
+        with _lock:
+            if not _waiting_for_wrapt or (not ready and _wrapt_is_importing()):
+                return
+            patch = _waiting_for_wrapt.pop(0)
+        _install_reported(patch)
+
+
+def _install_reported(patch: Patch) -> None:
+    try:
+        # Registers the patch's own hooks: installed at once on targets already
+        # imported; a module being imported now gets it from hooks._fire.
+        install_patch(patch)
+    except Exception as exc:
+        _report(f"patch {patch.name} disabled: {exc!r}", patch=patch.name)
 
 
 def install_patch(patch: Patch) -> None:
@@ -218,6 +317,9 @@ def activate() -> None:
     except Exception as exc:
         _report(f"no patch installed: {exc!r}")
         return
+    if table:
+        # The program may import wrapt itself, and a target in the middle of it.
+        hooks.when_imported("wrapt", _install_waiting)
     for ref, targets in table.items():
         deferred = _Deferred(ref, targets)
         with _lock:

@@ -38,6 +38,7 @@ def _env(trace_dir: Path, *path: str, **extra: str) -> dict[str, str]:
     env.pop(config.INSPECT_TRACE_FILE, None)
     env["PYTHONPATH"] = os.pathsep.join(path)
     env[config.ENV_DIR] = str(trace_dir)
+    env["XDG_CACHE_HOME"] = str(trace_dir.parent / "cache")  # the patch-target cache
     env.update(extra)
     return env
 
@@ -239,3 +240,30 @@ def test_entry_points_are_read_only_when_asked(tmp_path: Path) -> None:
     plain = _python(code, _launcher_env(tmp_path))
     asked = _python(code, _launcher_env(tmp_path, AUTOTRACE_ENTRY_POINTS="1"))
     assert (plain.stdout.strip(), asked.stdout.strip()) == ("False", "True")
+
+
+def test_first_process_without_launcher_caches_the_patch_targets(tmp_path: Path) -> None:
+    code = "import os, sys; print('autotrace.patching' in sys.modules, bool(os.environ.get('AUTOTRACE_PATCH_TARGETS')))"
+    env = _env(tmp_path / "t", EXAMPLE_DIR)
+    first = _python(code, env)
+    second = _python(code, env)
+    assert first.stdout.split() == ["True", "True"]  # imported the patches to learn them
+    assert second.stdout.split() == ["False", "True"]  # read them from the cache
+    assert (tmp_path / "cache" / "autotrace" / "patch-targets").stat().st_mode & 0o077 == 0
+
+
+def test_program_that_imports_wrapt_first_is_still_traced(tmp_path: Path) -> None:
+    # wrapt imports asyncio, which imports subprocess: a target seen while wrapt is half done.
+    trace_dir = tmp_path / "t"
+    code = """
+        import wrapt, subprocess, asyncio
+        subprocess.run(["true"])
+        async def main():
+            proc = await asyncio.create_subprocess_exec("true")
+            await proc.wait()
+        asyncio.run(main())
+    """
+    result = _python(code, _launcher_env(trace_dir))
+    assert result.returncode == 0 and "[autotrace]" not in result.stderr, result.stderr
+    (records,) = _files(trace_dir).values()
+    assert [r["event"] for r in records if "action" in r] == ["enter", "exit"] * 2
