@@ -277,7 +277,7 @@ class Watchdog:
         actions.agent_message(message, event_kind="stack", **entry)
         self.reports += 1
 
-    # The listener lives in the same thread: select() on its socket is the sleep.
+    # The listener lives in the same thread: poll() on its socket is the sleep.
 
     def _listen(self) -> None:
         try:
@@ -328,13 +328,16 @@ class Watchdog:
         """The thread's loop; an internal error stops the watchdog with one warning."""
         self._listen()
         try:
+            # poll(), not select(): the socket's descriptor may be above FD_SETSIZE
+            # in a program that holds many files open.
+            poller = select.poll() if self._sock is not None else None
+            if poller is not None and self._sock is not None:
+                poller.register(self._sock, select.POLLIN)
             while True:
                 timeout = self.check(time.monotonic())
-                if self._sock is None:
+                if poller is None:
                     time.sleep(timeout)
-                    continue
-                readable, _, _ = select.select([self._sock], [], [], timeout)
-                if readable:
+                elif poller.poll(timeout * 1000):
                     self.serve_one()
         except Exception as exc:  # never let the watchdog disturb the program
             try:
