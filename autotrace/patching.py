@@ -85,7 +85,7 @@ class Patch:
             return  # already ours (installed twice, or the class reached through two modules)
         wrapper = row.wrapper or self._action_wrapper(row, original)
         proxy = wrapt.FunctionWrapper(original, wrapper)
-        proxy._self_autotrace = True
+        proxy._self_autotrace = True  # type: ignore[attr-defined]
         setattr(parent, attribute, proxy)
         self.installed.append((parent, attribute, stored))
 
