@@ -104,7 +104,10 @@ def _native_records_written() -> bool:
     handler = native_handler()
     if handler is None or getattr(handler, "stream", True) is None:
         return False
+    # inspect's handler drops records below INSPECT_TRACE_LEVEL (its TRACE level is 13).
     level = os.environ.get("INSPECT_TRACE_LEVEL", "").strip().upper()
+    if level.isdigit():
+        return int(level) <= 13
     return level in ("", "TRACE", "NOTSET", "DEBUG")
 
 

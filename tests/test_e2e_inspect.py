@@ -282,6 +282,8 @@ def test_model_server_silent_on_second_request_shows_running_generate(
     eval_file = next(f for f in files if model["trace_id"] in f.read_text())
     # inspect's own records of the run are in the directory, in the eval process's file
     assert any(r.get("action") == "Run Task" for r in trace_records(directory))
+    default = default_trace_dir(env)
+    assert not default.exists() or not any(default.iterdir())  # none left in inspect's dir
 
     ours = running_details(anomalies(env, "--trace-dir", str(directory), inspect=False))
     theirs = running_details(anomalies(env, str(eval_file), inspect=True))
