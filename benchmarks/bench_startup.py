@@ -2,8 +2,9 @@
 
     python benchmarks/bench_startup.py [--runs N]
 
-1. ``python -c pass`` without and with the agent (the environment `inspect-trace run`
-   gives its processes), runs interleaved, min and median of each, and the difference.
+1. ``python -c pass`` without the agent, with the environment `inspect-trace run` gives its
+   processes, and with ``PYTHONPATH=sitecustomize_example``; runs interleaved, min and
+   median of each, and the differences to the baseline.
 2. A wrapped call that is not traced (a pass-through) against the raw call: a Patch row
    whose describe returns None, and ``Popen.poll()`` of an ended child with the
    subprocess patch installed, in microseconds per call.
@@ -19,17 +20,12 @@ import sys
 import tempfile
 import time
 import timeit
+from pathlib import Path
 from typing import Any
 
 STARTUP_BUDGET_MS = 10.0
 PASS_THROUGH_BUDGET_US = 2.0
-
-
-def _agent_env(trace_dir: str) -> dict[str, str]:
-    from autotrace import launcher
-
-    env = launcher._environment(trace_dir, [], [], None)
-    return env
+EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "sitecustomize_example"
 
 
 def _run_once(env: dict[str, str]) -> float:
@@ -38,33 +34,48 @@ def _run_once(env: dict[str, str]) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _environments(trace_dir: str, pycache: str, cache: str) -> dict[str, dict[str, str]]:
+    """Baseline, `inspect-trace run`'s environment, and sitecustomize_example's."""
+    from autotrace import launcher
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
+    base.pop("PYTHONPATH", None)
+    # As installed: modules load from cached bytecode (kept out of the source tree).
+    base.pop("PYTHONDONTWRITEBYTECODE", None)
+    base["PYTHONPYCACHEPREFIX"] = pycache
+    base["XDG_CACHE_HOME"] = cache  # the agent's patch-target cache, for the example path
+    run = launcher._environment(trace_dir, [], [], None)
+    run.pop("PYTHONDONTWRITEBYTECODE", None)
+    run.update(PYTHONPYCACHEPREFIX=pycache, XDG_CACHE_HOME=cache)
+    example = dict(base, PYTHONPATH=str(EXAMPLE_DIR), AUTOTRACE_DIR=trace_dir)
+    return {"baseline": base, "run": run, "example": example}
+
+
 def startup(runs: int) -> dict[str, float]:
     """Milliseconds of ``python -c pass``: min and median, without and with the agent."""
-    with tempfile.TemporaryDirectory() as trace_dir, tempfile.TemporaryDirectory() as pycache:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
-        base_env.pop("PYTHONPATH", None)
-        # As installed: modules load from cached bytecode (kept out of the source tree).
-        base_env.pop("PYTHONDONTWRITEBYTECODE", None)
-        base_env["PYTHONPYCACHEPREFIX"] = pycache
-        agent_env = _agent_env(trace_dir)
-        agent_env.pop("PYTHONDONTWRITEBYTECODE", None)
-        agent_env["PYTHONPYCACHEPREFIX"] = pycache
-        for _ in range(3):  # warm the page cache and the .pyc files
-            _run_once(base_env)
-            _run_once(agent_env)
-        base: list[float] = []
-        agent: list[float] = []
-        for _ in range(runs):
-            base.append(_run_once(base_env))
-            agent.append(_run_once(agent_env))
-    return {
-        "baseline_min_ms": min(base),
-        "baseline_median_ms": statistics.median(base),
-        "agent_min_ms": min(agent),
-        "agent_median_ms": statistics.median(agent),
-        "tax_min_ms": min(agent) - min(base),
-        "tax_median_ms": statistics.median(agent) - statistics.median(base),
-    }
+    with (
+        tempfile.TemporaryDirectory() as trace_dir,
+        tempfile.TemporaryDirectory() as pycache,
+        tempfile.TemporaryDirectory() as cache,
+    ):
+        envs = _environments(trace_dir, pycache, cache)
+        times: dict[str, list[float]] = {name: [] for name in envs}
+        for _ in range(3):  # warm the page cache, the .pyc files and the target cache
+            for env in envs.values():
+                _run_once(env)
+        for _ in range(runs):  # interleaved: load on the machine hits every variant alike
+            for name, env in envs.items():
+                times[name].append(_run_once(env))
+    figures: dict[str, float] = {}
+    for name, values in times.items():
+        figures[f"{name}_min_ms"] = min(values)
+        figures[f"{name}_median_ms"] = statistics.median(values)
+    for name in ("run", "example"):
+        figures[f"{name}_tax_min_ms"] = figures[f"{name}_min_ms"] - figures["baseline_min_ms"]
+        figures[f"{name}_tax_median_ms"] = (
+            figures[f"{name}_median_ms"] - figures["baseline_median_ms"]
+        )
+    return figures
 
 
 def _per_call_us(fn: Any, number: int) -> float:
@@ -123,17 +134,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     figures = startup(args.runs)
     print(f"start-up: python -c pass, {args.runs} runs each, interleaved")
-    print(
-        f"  baseline  min {figures['baseline_min_ms']:6.1f} ms   median {figures['baseline_median_ms']:6.1f} ms"
-    )
-    print(
-        f"  agent     min {figures['agent_min_ms']:6.1f} ms   median {figures['agent_median_ms']:6.1f} ms"
-    )
-    print(
-        f"  tax       min {figures['tax_min_ms']:+6.1f} ms   median {figures['tax_median_ms']:+6.1f} ms"
-        f"   (budget {STARTUP_BUDGET_MS:.0f} ms; ratio of medians "
-        f"{figures['agent_median_ms'] / figures['baseline_median_ms']:.2f})"
-    )
+    labels = {
+        "baseline": "baseline (no agent)",
+        "run": "inspect-trace run",
+        "example": "sitecustomize_example",
+    }
+    for name, label in labels.items():
+        line = f"  {label:24} min {figures[name + '_min_ms']:6.1f} ms   median {figures[name + '_median_ms']:6.1f} ms"
+        if name != "baseline":
+            line += (
+                f"   tax min {figures[name + '_tax_min_ms']:+5.1f} ms, median "
+                f"{figures[name + '_tax_median_ms']:+5.1f} ms (budget {STARTUP_BUDGET_MS:.0f} ms; "
+                f"ratio of medians {figures[name + '_median_ms'] / figures['baseline_median_ms']:.2f})"
+            )
+        print(line)
     calls = pass_through()
     figures.update(calls)
     print("pass-through: a wrapped call that is not traced, per call")
