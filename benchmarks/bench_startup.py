@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     """Measure and print both figures; returns them (benchmarks/run.py collects them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40, help="interleaved runs of each start-up")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # a caller's sys.argv is not ours
     figures = startup(args.runs)
     print(f"start-up: python -c pass, {args.runs} runs each, interleaved")
     labels = {
@@ -163,4 +163,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
