@@ -42,7 +42,6 @@ class ProcessTrace:
         self.header: dict[str, Any] | None = None
         self.running: dict[str, dict[str, Any]] = {}  # trace_id -> its enter record
         self.stacks: dict[str, dict[str, Any]] = {}  # trace_id -> latest stack
-        self.ended_counts: dict[str, int] = {}
         self.last_write = 0.0
         self.gone = False
         self._gz_size = -1
@@ -117,11 +116,6 @@ class ProcessTrace:
         self.running = {r.trace_id: r.record for r in scanner.open_actions()}
         stacks = latest_stacks(scanner.agent_records)
         self.stacks = {tid: stacks[tid] for tid in self.running if tid in stacks}
-        self.ended_counts = {
-            records.ERROR: len(scanner.finished["error"]),
-            records.TIMEOUT: len(scanner.finished["timeout"]),
-            records.CANCEL: len(scanner.finished["cancel"]),
-        }
 
     def state(self, now: float | None = None) -> str:
         """'running', 'exited' (gone with nothing open) or 'dead' (gone with actions open)."""
@@ -400,11 +394,17 @@ def show_run(
 
 
 def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
-    """The whole run as JSON: processes with their command lines, running actions culprit first."""
+    """The whole run as JSON: inspect's envelope over every file of the run (running
+    culprit first, with ``abandoned``, ``stack``, ``where``), plus each process with its
+    command line and state."""
     now = time.time() if now is None else now
     rows = run.rows(now)
+    ended: dict[str, list[dict[str, Any]]] = {"cancelled": [], "errors": [], "timeouts": []}
     processes = []
     for trace in run.processes_ranked(rows):
+        buckets = trace.scanner.anomalies().buckets_json(now)
+        for name in ended:
+            ended[name].extend(buckets[name])
         processes.append(
             {
                 "pid": trace.pid,
@@ -414,12 +414,19 @@ def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
                 "trace_file": str(trace.path),
                 "last_write": trace.last_write,
                 "running": [r for r in rows if r["pid"] == trace.pid],
-                "errors": trace.ended_counts.get(records.ERROR, 0),
-                "timeouts": trace.ended_counts.get(records.TIMEOUT, 0),
-                "cancelled": trace.ended_counts.get(records.CANCEL, 0),
+                "counts": {name: len(buckets[name]) for name in ended},
             }
         )
-    return {"run_id": run.run_id, "as_of": now, "running": rows, "processes": processes}
+    for name in ended:  # inspect's order: most recently ended first
+        ended[name].sort(key=lambda r: (r["start_time"] or 0) + (r["duration"] or 0), reverse=True)
+    return {
+        "run_id": run.run_id,
+        "as_of": now,
+        "trace_files": [str(p) for p in run.processes],
+        "running": rows,
+        **ended,
+        "processes": processes,
+    }
 
 
 # -- rendering -------------------------------------------------------------------
@@ -554,7 +561,7 @@ def render_run(report: dict[str, Any], threshold: float) -> list[Any]:
         if state == "dead":
             title.append(" without exit records: open actions abandoned", style=style)
         title.append("\n  " + shlex.join(proc["argv"]) if proc["argv"] else "")
-        counts = [f"{proc[k]} {k}" for k in ("errors", "timeouts", "cancelled") if proc.get(k)]
+        counts = [f"{n} {k}" for k, n in proc["counts"].items() if n]
         if counts:
             title.append("\n  " + ", ".join(counts), style="dim")
         out.append(title)

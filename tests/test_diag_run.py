@@ -67,6 +67,10 @@ def run_dir(tmp_path: Path) -> Path:
         header(child, me, ["python", "child.py"], start + 1)
         + enter("Subprocess", "sleep 600", f"c-{child}-1", child, start + 1)
         + stuck(f"c-{child}-1", "/work/child.py", 4, "hang", start + 3)
+        + enter("Subprocess", "false", f"c-{child}-2", child, start + 2)
+        + records.ActionLines(
+            "Subprocess", "false", f"c-{child}-2", pid=child, thread="T", task=None, parent_id=None
+        ).line("error", start + 2.5, duration=0.5, error=RuntimeError("exit 1"))
     )
     os.utime(child_file, (start + 8, start + 8))  # its last write: 7 s after the enter
     other = directory / "trace-99999999.log"  # another run: left out
@@ -95,6 +99,9 @@ def test_run_reads_parent_and_child_together_and_marks_the_dead_child(run_dir: P
     assert waiting["detail"] == "python child.py" and waiting["waits_on_other"]
     assert not waiting["abandoned"] and waiting["duration"] >= 30
     assert all(row["detail"] != "other" for row in report["running"])
+    [error] = report["errors"]
+    assert (error["detail"], error["pid"]) == ("false", child["pid"])
+    assert child["counts"] == {"cancelled": 0, "errors": 1, "timeouts": 0}
 
 
 def test_run_text_groups_per_process_with_its_command_line(run_dir: Path) -> None:
