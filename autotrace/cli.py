@@ -199,7 +199,7 @@ def _report(summary: str | None) -> None:
     default=None,
     metavar="[RUN_ID]",
     help="Read every process of a run together, grouped per process [default run: that of "
-    "TRACE_FILE, else of the newest file].",
+    "TRACE_FILE, else of the newest file]. --json adds run_id, trace_files and processes.",
 )
 @click.option("--watch", is_flag=True, help="Refresh live as the run's files grow (Ctrl-C quits).")
 @click.option(
@@ -207,7 +207,8 @@ def _report(summary: str | None) -> None:
     type=float,
     default=None,
     metavar="SECONDS",
-    help="Highlight running actions older than this [default: $AUTOTRACE_STUCK_AFTER, else 60].",
+    help="With --run/--watch: highlight running actions older than this "
+    "[default: $AUTOTRACE_STUCK_AFTER, else 60].",
 )
 @trace_dir_option
 def anomalies_command(
