@@ -127,10 +127,10 @@ def pass_through(number: int = 200_000) -> dict[str, float]:
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Measure and print both figures; returns them (benchmarks/run.py collects them)."""
+def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, object]]:
+    """Measure and print both figures; returns summary rows for benchmarks/run.py."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40, help="interleaved runs of each start-up")
+    parser.add_argument("--runs", type=int, default=15 if quick else 40, help="runs of each")
     args = parser.parse_args([] if argv is None else argv)  # a caller's sys.argv is not ours
     figures = startup(args.runs)
     print(f"start-up: python -c pass, {args.runs} runs each, interleaved")
@@ -159,7 +159,37 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"  Popen.poll    raw {calls['popen_poll_raw_us']:.3f} us   wrapped {calls['popen_poll_wrapped_us']:.3f} us"
         f"   extra {calls['popen_poll_extra_us']:+.3f} us (budget {PASS_THROUGH_BUDGET_US:.0f} us)"
     )
-    return figures
+    return rows(figures)
+
+
+def rows(figures: dict[str, float]) -> list[dict[str, object]]:
+    """The summary rows ({name, ours, baseline, ratio, target, ok}) of benchmarks/run.py."""
+    out: list[dict[str, object]] = []
+    for name, label in (("run", "inspect-trace run"), ("example", "sitecustomize_example")):
+        ours, base = figures[f"{name}_median_ms"], figures["baseline_median_ms"]
+        out.append(
+            {
+                "name": f"start-up python -c pass, {label} (median)",
+                "ours": f"{ours:.1f} ms",
+                "baseline": f"{base:.1f} ms",
+                "ratio": f"{ours / base:.2f}",
+                "target": f"<= +{STARTUP_BUDGET_MS:.0f} ms",
+                "ok": ours - base <= STARTUP_BUDGET_MS,
+            }
+        )
+    for key, label in (("patch_row", "Patch row"), ("popen_poll", "Popen.poll")):
+        ours, base = figures[f"{key}_wrapped_us"], figures[f"{key}_raw_us"]
+        out.append(
+            {
+                "name": f"pass-through call, {label}",
+                "ours": f"{ours:.3f} us",
+                "baseline": f"{base:.3f} us",
+                "ratio": f"{ours / base:.1f}",
+                "target": f"<= +{PASS_THROUGH_BUDGET_US:.0f} us",
+                "ok": ours - base <= PASS_THROUGH_BUDGET_US,
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":
