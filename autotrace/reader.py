@@ -320,12 +320,17 @@ class TraceScanner:
             if i < 0:
                 # No event key: a plain record (HTTP, messages, ours) unless it
                 # hides an action key in another shape (then the slow path decides).
+                # Its level and message keys are top-level strings when found after
+                # ", " on a line with no other "{" (same reasoning as below).
                 if (
                     line[:15] == head
                     and line[-1] == 125
                     and b'"action"' not in line
                     and b"\\u" not in line
                     and agent not in line
+                    and b', "level": "' in line
+                    and b', "message": "' in line
+                    and line.find(b"{", 1) < 0
                 ):
                     continue
                 slow(line)

@@ -1,0 +1,324 @@
+"""The streaming reader: inspect's anomaly semantics, tolerance of bad lines, fast path safety."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autotrace import reader
+from autotrace.reader import TraceReadError, TraceScanner, scan_file
+
+T0 = 1_795_700_000.0
+
+
+def rec(event: str, tid: str, detail: str = "", action: str = "Model", **extra: Any) -> dict:
+    """A record as inspect's TraceFormatter orders its keys."""
+    detail = detail or f"detail {tid}"
+    out: dict[str, Any] = {
+        "timestamp": "2026-11-27T03:00:00.000000+00:00",
+        "level": "TRACE",
+        "message": f"{action}: {detail} ({event})",
+        "action": action,
+        "detail": detail,
+        "event": event,
+        "trace_id": tid,
+    }
+    if event == "enter":
+        out["start_time"] = extra.pop("start_time", T0)
+    else:
+        out["duration"] = extra.pop("duration", 1.0)
+    if event == "error":
+        out.update(error="bad", error_type="ValueError", stacktrace="Traceback...")
+    out.update(extra)
+    return out
+
+
+def plain(message: str, **extra: Any) -> dict:
+    return {"timestamp": "2026-11-27T03:00:00+00:00", "level": "HTTP", "message": message, **extra}
+
+
+def to_bytes(records: list[dict], **dumps: Any) -> bytes:
+    return b"".join(json.dumps(r, **dumps).encode() + b"\n" for r in records)
+
+
+def scan_bytes(data: bytes, filter: str | None = None) -> TraceScanner:
+    scanner = TraceScanner("test.log", filter)
+    scanner.feed(data)
+    scanner.close()
+    return scanner
+
+
+def buckets(scanner: TraceScanner) -> dict[str, list[str]]:
+    a = scanner.anomalies()
+    return {
+        "running": sorted(r.trace_id for r in a.running),
+        "cancelled": sorted(r.trace_id for r in a.cancelled),
+        "errors": sorted(r.trace_id for r in a.errors),
+        "timeouts": sorted(r.trace_id for r in a.timeouts),
+    }
+
+
+MIXED = [
+    rec("enter", "a", start_time=T0 + 1),
+    rec("enter", "b", start_time=T0 + 2),
+    plain("POST https://api 200 OK"),
+    rec("enter", "c", start_time=T0 + 3),
+    rec("enter", "d", start_time=T0 + 4),
+    rec("enter", "e", start_time=T0 + 5),
+    rec("exit", "a"),
+    rec("error", "b", duration=10.0),
+    rec("cancel", "c", duration=1.0),
+    rec("timeout", "d", duration=2.0),
+    rec("timeout", "orphan", duration=3.0),  # end without enter: still bucketed
+]
+EXPECTED = {
+    "running": ["e"],
+    "cancelled": ["c"],
+    "errors": ["b"],
+    "timeouts": ["d", "orphan"],
+}
+
+
+def test_buckets_follow_inspect() -> None:
+    scanner = scan_bytes(to_bytes(MIXED))
+    assert buckets(scanner) == EXPECTED
+    assert scanner.problems.total() == 0
+    a = scanner.anomalies()
+    error = a.errors[0]
+    assert (error.start_time, error.duration, error.error) == (T0 + 2, 10.0, "bad")
+    # Sorted most recently finished first: d ended at T0+6, orphan at 0+3.
+    assert [r.trace_id for r in a.timeouts] == ["d", "orphan"]
+    assert a.timeouts[1].start_time is None
+
+
+def test_json_rows_have_inspect_keys_and_ours() -> None:
+    data = to_bytes([rec("enter", "x", pid=7, parent_id="p"), rec("error", "y")])
+    envelope = scan_bytes(data).anomalies().buckets_json(as_of=T0 + 30)
+    (running,) = envelope["running"]
+    assert running["action"] == "Model" and running["detail"] == "detail x"
+    assert running["start_time"] == T0 and running["duration"] == 30.0
+    assert (running["trace_id"], running["pid"], running["parent_id"]) == ("x", 7, "p")
+    (error,) = envelope["errors"]
+    assert error["error"] == "bad" and error["start_time"] is None
+
+
+def test_other_spacing_gives_the_same_answer_as_the_fast_path() -> None:
+    compact = to_bytes(MIXED, separators=(",", ":"))
+    reordered = b"".join(
+        json.dumps(dict(reversed(list(r.items())))).encode() + b"\n" for r in MIXED
+    )
+    for data in (compact, reordered):
+        assert buckets(scan_bytes(data)) == EXPECTED
+
+
+def test_bad_lines_are_counted_and_reported_once(capsys: pytest.CaptureFixture[str]) -> None:
+    data = (
+        to_bytes(MIXED[:3])
+        + b"\n   \n"
+        + b"not json at all\n"
+        + b'{"timestamp": "t", "level": "TRACE"}\n'  # no message: invalid
+        + to_bytes([rec("finish", "zz")])  # an event inspect does not know
+        + b"[1, 2]\n"
+        + to_bytes(MIXED[3:])
+        + b'{"timestamp": "2026-11-27T03:00:00+00:00", "level": "TRACE", "mess'
+    )
+    scanner = scan_bytes(data)
+    assert buckets(scanner) == EXPECTED
+    p = scanner.problems
+    assert (p.blank, p.garbage, p.invalid, p.unknown_event, p.torn) == (2, 2, 1, 1, 1)
+    scanner.report_problems()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "skipped 7 line(s) in test.log" in err[0]
+
+
+def test_complete_last_line_without_newline_is_read() -> None:
+    data = to_bytes(MIXED).rstrip(b"\n")
+    scanner = scan_bytes(data)
+    assert buckets(scanner) == EXPECTED and scanner.problems.total() == 0
+
+
+def test_torn_line_in_the_middle_does_not_end_an_action() -> None:
+    exit_line = json.dumps(rec("exit", "e")).encode()
+    data = to_bytes(MIXED) + exit_line[:-1] + b"\n"  # no closing brace
+    scanner = scan_bytes(data)
+    assert buckets(scanner)["running"] == ["e"]
+    assert scanner.problems.garbage == 1
+
+
+@pytest.mark.parametrize(
+    "trap",
+    [
+        # Text that looks like keys, inside strings: escaped, never read as keys.
+        rec("enter", "t", detail='x", "event": "exit", "trace_id": "e'),
+        plain('", "action": "Model", "event": "exit", "trace_id": "e"'),
+        # A nested object with the keys of an end record.
+        plain("stack", frame={"action": "Model", "event": "exit", "trace_id": "e"}),
+        plain("stack", **{"a": 1, "nested": [{"event": "exit", "trace_id": "e"}]}),
+        # A key that ends in "event".
+        {"timestamp": "t", "level": "TRACE", "message": "m", 'x", "event': "exit"},
+        # An event record without an action key is not an action (as in inspect).
+        {"timestamp": "t", "level": "TRACE", "message": "m", "event": "exit", "trace_id": "e"},
+    ],
+)
+def test_fast_path_is_not_fooled(trap: dict) -> None:
+    scanner = scan_bytes(to_bytes([*MIXED, trap]))
+    assert "e" in buckets(scanner)["running"]
+
+
+def test_filter_is_applied_before_pairing_like_inspect() -> None:
+    data = to_bytes(MIXED)
+    # Only enter messages match: every entered action looks running.
+    assert buckets(scan_bytes(data, filter="(ENTER)"))["running"] == ["a", "b", "c", "d", "e"]
+    only_c = buckets(scan_bytes(data, filter="detail c"))
+    assert only_c == {"running": [], "cancelled": ["c"], "errors": [], "timeouts": []}
+
+
+@pytest.mark.parametrize(
+    ("detail", "needle"),
+    [
+        ("caf\u00e9 order", "CAF\u00c9"),
+        ('say "hi" now', '"HI"'),
+        ("path a/b", "A/B"),
+        ("line one\nline two", "one\nline"),
+        ("tab\there", "b\th"),
+        ("kelvin 5\u212a", "5k"),  # the Kelvin sign lowers to an ASCII k
+    ],
+)
+def test_filter_matches_the_decoded_message(detail: str, needle: str) -> None:
+    data = to_bytes([rec("enter", "hit", detail=detail), rec("enter", "miss", detail="other")])
+    assert buckets(scan_bytes(data, filter=needle))["running"] == ["hit"]
+
+
+def test_inspect_sample_prefix_and_extra_keys_are_read() -> None:
+    enter = rec("enter", "s", sample_id=3, epoch=1, task="t")
+    enter["message"] = "sample=3\n" + enter["message"]
+    scanner = scan_bytes(to_bytes([enter]))
+    (running,) = scanner.anomalies().running
+    assert running.detail == "detail s" and running.record["sample_id"] == 3
+    assert buckets(scan_bytes(to_bytes([enter]), filter="sample=3"))["running"] == ["s"]
+
+
+def test_feeding_in_any_chunks_gives_the_same_result() -> None:
+    data = to_bytes(MIXED) + b"garbage\n" + to_bytes([rec("enter", "late")])
+    whole = scan_bytes(data)
+    rng = random.Random(5)
+    for _ in range(20):
+        scanner = TraceScanner("chunks")
+        pos = 0
+        while pos < len(data):
+            step = rng.randint(1, 90)
+            scanner.feed(data[pos : pos + step])
+            pos += step
+            assert scanner.offset == min(pos, len(data))
+        scanner.close()
+        assert buckets(scanner) == buckets(whole)
+        assert scanner.problems == whole.problems
+
+
+def test_memory_holds_open_actions_not_the_file() -> None:
+    scanner = TraceScanner("big")
+    for n in range(200):
+        chunk = to_bytes(
+            [r for i in range(50) for r in (rec("enter", f"{n}-{i}"), rec("exit", f"{n}-{i}"))]
+        )
+        scanner.feed(chunk)
+    scanner.feed(to_bytes([rec("enter", "open")]))
+    scanner.close()
+    assert scanner.lines == 20_001
+    assert list(scanner.running) == [b"open"]
+    assert all(not bucket for bucket in scanner.finished.values())
+
+
+def test_agent_records_are_kept_whatever_the_filter() -> None:
+    start = {
+        "timestamp": "t",
+        "level": "TRACE",
+        "message": "[autotrace] process start",
+        "event_kind": "process",
+        "run_id": "run-1",
+        "pid": 11,
+        "parent_pid": 10,
+        "argv": ["python", "x.py"],
+    }
+    scanner = scan_bytes(to_bytes([start, *MIXED]), filter="detail c")
+    (process,) = scanner.process_records()
+    assert (process["run_id"], process["pid"], process["parent_pid"]) == ("run-1", 11, 10)
+
+
+def test_reads_gzip_and_reports_truncated_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "trace-1.log.gz"
+    payload = gzip.compress(to_bytes(MIXED))
+    path.write_bytes(payload)
+    assert buckets(scan_file(path)) == EXPECTED
+    path.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(TraceReadError, match="truncated gzip"):
+        scan_file(path)
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(TraceReadError, match="not a gzip file"):
+        scan_file(path)
+
+
+def test_gzip_members_appended_after_compression_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "trace-1.log.gz"
+    path.write_bytes(gzip.compress(to_bytes(MIXED[:6])) + gzip.compress(to_bytes(MIXED[6:])))
+    assert buckets(scan_file(path)) == EXPECTED
+
+
+def test_missing_file_and_directory_are_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(TraceReadError, match="does not exist"):
+        scan_file(tmp_path / "nope.log")
+    with pytest.raises(TraceReadError, match="directory"):
+        scan_file(tmp_path)
+
+
+def test_iter_records_streams_valid_records_and_filters(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(to_bytes(MIXED) + b"junk\n")
+    problems = reader.ReadProblems()
+    records = list(reader.iter_records(path, None, problems))
+    assert records == MIXED and problems.garbage == 1
+    assert [r["trace_id"] for r in reader.iter_records(path, "DETAIL B")] == ["b", "b"]
+
+
+def test_list_resolve_and_header(tmp_path: Path) -> None:
+    import os
+
+    header = {
+        "timestamp": "t",
+        "level": "TRACE",
+        "message": "[autotrace] process start",
+        "event_kind": "process",
+        "run_id": "r-9",
+        "pid": 21,
+        "parent_pid": 20,
+        "argv": ["inspect", "eval", "task.py"],
+    }
+    old, new = tmp_path / "trace-20.log", tmp_path / "trace-21.log"
+    old.write_bytes(to_bytes(MIXED))
+    new.write_bytes(to_bytes([header]))
+    os.utime(old, (1000, 1000))
+    files = reader.list_trace_files(tmp_path)
+    assert [f.path for f in files] == [new, old]
+    info = reader.read_header(files[0])
+    assert (info.pid, info.run_id, info.parent_pid) == (21, "r-9", 20)
+    assert info.argv == ["inspect", "eval", "task.py"]
+    assert reader.resolve_trace_file(None, tmp_path) == new
+    assert reader.resolve_trace_file("trace-20.log", tmp_path) == old
+    assert reader.resolve_trace_file(str(old), tmp_path / "elsewhere") == old
+    with pytest.raises(TraceReadError, match="no trace files"):
+        reader.resolve_trace_file(None, tmp_path / "empty")
+    with pytest.raises(TraceReadError, match="does not exist"):
+        reader.resolve_trace_file("trace-99.log", tmp_path)
+
+
+def test_feed_stream_reads_a_binary_stream() -> None:
+    scanner = TraceScanner("stream")
+    scanner.feed_stream(io.BytesIO(to_bytes(MIXED)))
+    scanner.close()
+    assert buckets(scanner) == EXPECTED
