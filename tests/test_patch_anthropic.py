@@ -269,3 +269,10 @@ def test_call_inside_a_model_action_adds_no_action(llm: LLMServer, traced: Path)
         with c.messages.stream(**ARGS) as stream:
             stream.until_done()
     assert [r["detail"] for r in action_records(traced)] == ["generate (anthropic/outer)"] * 2
+
+
+def test_stream_helper_refused_at_entry_is_an_error(llm: LLMServer, traced: Path) -> None:
+    llm.script([{"do": "error", "status": 429}])
+    with pytest.raises(anthropic.RateLimitError), client(llm).messages.stream(**ARGS):
+        pass
+    assert model_events(traced) == [("enter", None), ("error", None)]

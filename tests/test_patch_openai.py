@@ -323,3 +323,22 @@ def test_call_inside_a_model_action_or_suppressed_adds_no_action(
         ("enter", "generate (openai/outer)"),
         ("exit", "generate (openai/outer)"),
     ]
+
+
+def test_async_call_to_never_answering_server_runs_in_its_task_until_cancelled(
+    llm: LLMServer, traced: Path
+) -> None:
+    llm.script([{"do": "hang"}])
+
+    async def main() -> None:
+        async with async_client(llm) as c:
+            task = asyncio.create_task(c.responses.create(model=MODEL, input="hi"), name="sample-1")
+            await asyncio.to_thread(llm.wait_hanging, 1)
+            (running,) = actions.open_actions.values()
+            assert (running.detail, running.task_name) == (f"generate (openai/{MODEL})", "sample-1")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    assert [e for e, _ in model_pairs(traced)] == ["enter", "cancel"]
