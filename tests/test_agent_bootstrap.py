@@ -267,3 +267,22 @@ def test_program_that_imports_wrapt_first_is_still_traced(tmp_path: Path) -> Non
     assert result.returncode == 0 and "[autotrace]" not in result.stderr, result.stderr
     (records,) = _files(trace_dir).values()
     assert [r["event"] for r in records if "action" in r] == ["enter", "exit"] * 2
+
+
+def test_interpreter_without_autotrace_runs_quietly_and_chains(tmp_path: Path) -> None:
+    # A python outside this venv (here: the base interpreter) inherits PYTHONPATH too.
+    base_python = Path(sys.base_prefix) / "bin" / "python3"
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "sitecustomize.py").write_text("print('user sitecustomize')\n")
+    env = _env(tmp_path / "t", BOOTSTRAP_DIR, str(user_dir))
+    result = subprocess.run(
+        [str(base_python), "-c", "print('program')"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["user sitecustomize", "program"]
+    assert result.stderr == ""

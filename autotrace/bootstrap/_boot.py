@@ -25,6 +25,14 @@ def boot(bootstrap_file: str) -> None:
     _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
 
 
+def chain_only(bootstrap_file: str) -> None:
+    """Only import the sitecustomize our folder hides (an interpreter without autotrace)."""
+    try:
+        _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
+    except Exception:
+        pass
+
+
 def _activate() -> None:
     try:
         from autotrace import config

@@ -1,5 +1,21 @@
-"""Bootstrap: activates the agent in every Python process started under `inspect-trace run`."""
+"""Bootstrap: activates the agent in every Python process started under `inspect-trace run`.
 
-from autotrace.bootstrap import _boot
+An interpreter without autotrace (another venv, a system python) inherits PYTHONPATH
+too: it gets no agent, no error, and still runs its own sitecustomize.
+"""
 
-_boot.boot(__file__)
+try:
+    from autotrace.bootstrap import _boot
+except ImportError:
+    import importlib.util as _util
+    import os as _os
+
+    _spec = _util.spec_from_file_location(
+        "_autotrace_boot", _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_boot.py")
+    )
+    if _spec is not None and _spec.loader is not None:
+        _fallback = _util.module_from_spec(_spec)
+        _spec.loader.exec_module(_fallback)
+        _fallback.chain_only(__file__)
+else:
+    _boot.boot(__file__)
