@@ -35,7 +35,6 @@ LOCAL_SANDBOX_MODULE = "inspect_ai.util._sandbox.local"
 DOCKER_SANDBOX_MODULE = "inspect_ai.util._sandbox.docker.docker"
 OLD_LOG_MODULE = "inspect_ai.log._file"  # releases before the recorders package
 JSON_RECORDER_MODULE = "inspect_ai.log._recorders.json"
-EVAL_RECORDER_MODULE = "inspect_ai.log._recorders.eval"
 
 DETAIL_WIDTH = 200  # a Tool Call detail is cut here
 VALUE_WIDTH = 60  # and each argument value here
@@ -162,42 +161,49 @@ class _NativeAction(contextlib.ContextDecorator):
         if plan is None:  # as without us
             self._stack.enter_context(self._wrapped(*self._args, **self._kwargs))
             return None
-        action, detail, native = plan
+        action, detail, native, call_args, call_kwargs = plan
+        _captured.armed, _captured.id = native, None
+        try:
+            # inspect's own enter: its errors reach the program, as without us
+            self._stack.enter_context(self._wrapped(*call_args, **call_kwargs))
+            trace_id = _captured.id
+        finally:
+            _captured.armed = False
+        try:
+            if not native:
+                # inspect's records reach no file yet (its handler does not exist): ours do.
+                self._stack.enter_context(actions.trace_action(action, detail))
+            elif trace_id is not None:
+                self._stack.enter_context(actions.adopt_action(action, detail, str(trace_id)))
+            prefix = SAME_WORK_INSIDE.get(action)
+            if prefix is not None and detail.startswith(prefix):
+                self._stack.enter_context(actions.suppress_tracing())
+        except Exception as exc:
+            PATCH.fail(f"trace_action wrapper failed: {exc!r}")
+        return None
+
+    def _plan(self) -> tuple[str, str, bool, tuple[Any, ...], dict[str, Any]] | None:
+        """(action, detail, inspect writes it?, args and kwargs for inspect's trace_action)."""
+        if not PATCH.enabled:
+            return None
+        args, kwargs = self._args, self._kwargs
+        if len(args) < 3 or not isinstance(args[1], str) or not isinstance(args[2], str):
+            return None
+        action, message, rest = args[1], args[2], args[3:]
+        try:
+            detail = message % rest if rest else message % kwargs if kwargs else message
+        except Exception:  # inspect's own formatting fails the same way: let it
+            return None
+        native = _native_records_written()
         if native:
             from autotrace.redact import redact_text
 
             redacted = redact_text(detail)
-            # inspect's own detail for docker calls carries --env values: redact those too.
-            call_args = self._args if redacted == detail else (self._args[0], action, redacted)
-            _captured.armed, _captured.id = True, None
-            try:
-                self._stack.enter_context(
-                    self._wrapped(*call_args, **({} if redacted != detail else self._kwargs))
-                )
-                trace_id = _captured.id
-            finally:
-                _captured.armed = False
-            if trace_id is not None:
-                self._stack.enter_context(actions.adopt_action(action, redacted, str(trace_id)))
-        else:
-            # inspect's records reach no file yet (its handler does not exist): ours do.
-            self._stack.enter_context(self._wrapped(*self._args, **self._kwargs))
-            self._stack.enter_context(actions.trace_action(action, detail))
-        prefix = SAME_WORK_INSIDE.get(action)
-        if prefix is not None and detail.startswith(prefix):
-            self._stack.enter_context(actions.suppress_tracing())
-        return None
-
-    def _plan(self) -> tuple[str, str, bool] | None:
-        if not PATCH.enabled:
-            return None
-        args, kwargs = self._args, self._kwargs
-        if len(args) < 3 or not isinstance(args[1], str):
-            return None
-        action, message = args[1], args[2]
-        rest = args[3:]
-        detail = message % rest if rest else message % kwargs if kwargs else message
-        return action, str(detail), _native_records_written()
+            if redacted != detail:
+                # inspect's own detail for docker calls carries --env values: masked too
+                # (no format arguments: inspect then takes the message as it is).
+                return action, redacted, True, (args[0], action, redacted), {}
+        return action, detail, native, args, kwargs
 
     def __exit__(self, *exc_info: Any) -> bool:
         return bool(self._stack.__exit__(*exc_info))
@@ -220,16 +226,25 @@ def _compress_wrapper(
         _native_handler = handler
 
     def compress_then_follow() -> None:
-        compress()
+        writer = actions.writer
+        held: list[bytes] = []
+        # Lines written while inspect copies the file and deletes it would be lost: hold them.
+        writer.write = held.append  # type: ignore[method-assign]
         try:
-            log_file = Path(handler.baseFilename)  # type: ignore[union-attr]
-            ours = actions.writer.path or config.trace_file_for(os.getpid())
-            gz_file = log_file.with_suffix(".log.gz")
-            if os.path.abspath(ours) == os.path.abspath(log_file) and gz_file.exists():
-                os.chmod(gz_file, 0o600)  # gzip.open made it with the umask's mode
-                actions.writer.continue_in_gzip(gz_file)
-        except Exception as exc:
-            PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
+            compress()
+        finally:
+            writer.__dict__.pop("write", None)
+            try:
+                log_file = Path(handler.baseFilename)  # type: ignore[union-attr]
+                ours = writer.path or config.trace_file_for(os.getpid())
+                gz_file = log_file.with_suffix(".log.gz")
+                if os.path.abspath(ours) == os.path.abspath(log_file) and gz_file.exists():
+                    os.chmod(gz_file, 0o600)  # gzip.open made it with the umask's mode
+                    writer.continue_in_gzip(gz_file)
+            except Exception as exc:
+                PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
+            for line in held:
+                writer.write(line)
 
     return compress_then_follow
 
@@ -397,6 +412,7 @@ ROWS: list[Wrap] = [
 def _removed() -> None:
     global _native_handler
     _native_handler = None
+    PATCH.enabled = False  # wrappers that importers still hold pass through
 
 
 PATCH = Patch(
