@@ -2,7 +2,8 @@
 asyncio / anyio / inspect subprocesses) is one ``Subprocess`` action, ``Docker`` when
 argv[0] is docker, docker-compose or podman.
 
-- enter: when ``Popen.__init__`` has spawned the child (extra ``pid``); a spawn that
+- enter: when ``Popen.__init__`` has spawned the child (extra ``child_pid``: the record's
+  own ``pid`` is the traced process); a spawn that
   raises (``FileNotFoundError``, ``PermissionError``) is one ``error`` action.
 - end: when the program observes the end, whichever way it does: ``wait`` / ``communicate``
   / ``__exit__`` (``Popen._wait``), ``poll`` / ``__del__`` (``Popen._internal_poll``), or,
