@@ -140,6 +140,13 @@ class AsyncStreamProxy(_Following):
         finally:
             self._self_finish(None, "closed")
 
+    async def close(self, *args: Any, **kwargs: Any) -> Any:  # a coroutine function, as the SDKs'
+        try:
+            result = self.__wrapped__.close(*args, **kwargs)
+            return (await result) if inspect.isawaitable(result) else result
+        finally:
+            self._self_finish(None, "closed")
+
     async def aclose(self) -> Any:
         try:
             return await self.__wrapped__.aclose()

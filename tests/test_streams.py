@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -181,6 +182,7 @@ def test_async_stream_close_is_awaitable_and_ends_the_action(trace_dir: Path) ->
         real = AsyncChunks([1, 2])
         stream = streams.follow(real, actions.start_action("Model", "g"))
         assert await stream.__anext__() == 1
+        assert inspect.iscoroutinefunction(stream.close)
         await stream.close()
         assert real.closed
 
