@@ -229,7 +229,7 @@ def _compress_wrapper(
         writer = actions.writer
         held: list[bytes] = []
         # Lines written while inspect copies the file and deletes it would be lost: hold them.
-        writer.write = held.append  # type: ignore[method-assign]
+        writer.write = held.append  # type: ignore[method-assign,assignment]
         try:
             compress()
         finally:
