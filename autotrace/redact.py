@@ -54,6 +54,11 @@ _TEXT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
         re.compile(rf"(?i)(\"{_SECRET_NAME}\"\s*:\s*\")([^\"]*)(\")"),
         rf"\1{MASK}\3",
     ),
+    # The same in a Python dict repr ('password': '...'), as SDK errors print bodies.
+    (
+        re.compile(rf"(?i)('{_SECRET_NAME}'\s*:\s*')([^']*)(')"),
+        rf"\1{MASK}\3",
+    ),
     # --password X / --password=X style flags inside a command string.
     (
         re.compile(
