@@ -116,6 +116,8 @@ def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
     # the same work inside inspect's Subprocess is not traced twice; its secret is masked
     assert "same work, suppressed" not in by_detail
     assert "docker run --env OPENAI_API_KEY=*** img" in by_detail
+    assert "call_tool (files): read(path='a')" in by_detail  # inspect's format arguments
+    assert "the mcp patch's call, suppressed" not in by_detail
     decorated = [r for r in records if r.get("detail") == "decorated"]
     assert [r["event"] for r in decorated] == ["enter", "exit", "enter", "exit"]
     assert len({r["trace_id"] for r in decorated}) == 2

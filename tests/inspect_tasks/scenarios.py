@@ -70,6 +70,10 @@ def native_at_exit() -> dict[str, object]:
         with actions.trace_action("Subprocess", "same work, suppressed"):
             pass
 
+    with trace_action(logger, "MCPServer", "call_tool (%s): %s", "files", "read(path='a')"):
+        with actions.trace_action("Tool Call", "the mcp patch's call, suppressed"):
+            pass
+
     @trace_action(logger, "Sandbox", "decorated")  # a contextmanager is a decorator too
     def decorated() -> None:
         pass
