@@ -14,7 +14,7 @@ from conftest import read_records
 from autotrace import config, launcher
 
 SCENARIOS = r"""
-import asyncio, inspect, json, os, re, subprocess, sys
+import asyncio, inspect, json, os, re, subprocess, sys, types
 import asyncio.base_subprocess
 import anyio
 from inspect_ai.util import subprocess as inspect_subprocess
@@ -151,10 +151,28 @@ results["introspection"] = {
     ]
     for name, obj in wrapped.items()
 }
-results["isinstance"] = [
-    isinstance(subprocess.Popen.__init__, type(lambda: 0)) or callable(subprocess.Popen.__init__),
-    issubclass(subprocess.Popen, object),
-    isinstance(subprocess.CompletedProcess([], 0), subprocess.CompletedProcess),
+bound = subprocess.Popen(["true"])
+bound.wait()
+results["isinstance"] = {
+    name: [
+        isinstance(obj, types.FunctionType),
+        isinstance(obj, types.MethodType),
+        inspect.isfunction(obj),
+        inspect.ismethod(obj),
+        inspect.isroutine(obj),
+        inspect.isclass(obj),
+    ]
+    for name, obj in {
+        **wrapped,
+        "bound wait": bound.wait,
+        "bound poll": bound.poll,
+        "bound _internal_poll": bound._internal_poll,
+    }.items()
+}
+results["isinstance"]["Popen instance"] = [
+    isinstance(bound, subprocess.Popen),
+    type(bound) is subprocess.Popen,
+    sorted(vars(bound)),  # the patch adds no attribute to the program's objects
 ]
 print(json.dumps(results, sort_keys=True))
 """
