@@ -286,3 +286,25 @@ def test_interpreter_without_autotrace_runs_quietly_and_chains(tmp_path: Path) -
     assert result.returncode == 0
     assert result.stdout.splitlines() == ["user sitecustomize", "program"]
     assert result.stderr == ""
+
+
+def test_forked_child_writes_its_own_file_with_the_parent_pid(tmp_path: Path) -> None:
+    trace_dir = tmp_path / "t"
+    code = """
+        import os, subprocess
+        subprocess.run(["true"])
+        child = os.fork()
+        if child == 0:
+            subprocess.run(["true"])
+            os._exit(0)
+        os.waitpid(child, 0)
+        print(os.getpid(), child)
+    """
+    result = _python(code, _launcher_env(trace_dir))
+    parent, child = map(int, result.stdout.split())
+    files = _files(trace_dir)
+    assert set(files) == {parent, child}
+    assert files[child][0]["parent_pid"] == parent
+    assert files[child][0]["run_id"] == files[parent][0]["run_id"]
+    for records in files.values():
+        assert [r["event"] for r in records if "action" in r] == ["enter", "exit"]

@@ -212,3 +212,20 @@ def test_program_still_reaps_children_with_waitpid(patched: Path) -> None:
     proc.returncode = 0  # as a program that reaps itself would, to silence Popen
     _wait_for(lambda: len(_actions(patched)) == 2)
     assert _actions(patched)[1]["ended_by"] == "watcher"
+
+
+def test_children_spawned_from_many_threads_are_each_one_action(patched: Path) -> None:
+    import threading
+
+    def work() -> None:
+        for _ in range(5):
+            subprocess.run(["true"])
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pairs = _pairs(patched)
+    assert len(pairs) == 40
+    assert all([r["event"] for r in p] == ["enter", "exit"] for p in pairs.values())
