@@ -48,7 +48,10 @@ def _enters(trace_dir: Path) -> set[str]:
     for path in trace_dir.glob("trace-*.log"):
         for line in path.read_text().splitlines():
             if '"event": "enter"' in line:
-                found.add(json.loads(line)["action"])
+                try:
+                    found.add(json.loads(line)["action"])
+                except ValueError:  # read while being written: look again next time
+                    pass
     return found
 
 
