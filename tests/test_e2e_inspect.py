@@ -8,6 +8,7 @@ until the culprit action has started, SIGKILLs the run's process group, then ask
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -333,3 +334,29 @@ def test_s3_log_dir_that_stops_answering_shows_running_log_write(
     theirs = running_details(anomalies(env, str(eval_file), inspect=True))
     for shown in (ours, theirs):
         assert ("Log Write", write["detail"]) in shown, shown
+
+
+def test_finished_eval_leaves_one_gzipped_file_with_native_and_agent_records(
+    tmp_path: Path, llm_process: Any, eval_runs: list[EvalRun]
+) -> None:
+    """A run that ends: inspect gzips the shared file at exit and nothing of ours is lost."""
+    llm = llm_process(
+        [{"do": "reply", "tool_calls": [{"name": "sleeper", "arguments": {"seconds": 0}}]}]
+    )
+    env = base_env(tmp_path, llm)
+    directory = tmp_path / "traces"
+    run = EvalRun(tmp_path, "tool_hang", env, directory, str(tmp_path / "logs"))
+    eval_runs.append(run)
+    assert run.proc.wait(60) == 0, run.output.read_text(errors="replace")[-3000:]
+
+    gz_files = list(directory.glob("trace-*.log.gz"))
+    assert len(gz_files) == 1 and not list(directory.glob("trace-*.log"))
+    with gzip.open(gz_files[0], "rt") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    actions = [r for r in records if "action" in r]
+    assert not running(actions)
+    tool = next(r for r in actions if r["action"] == "Tool Call")
+    sleep = next(r for r in actions if r.get("detail") == "sleep 0" and r["event"] == "enter")
+    assert "source" not in tool and sleep["source"] == "autotrace"  # inspect's, ours
+    assert sleep["parent_id"] == tool["trace_id"]
+    assert any(r["action"] == "Run Task" and r["event"] == "exit" for r in actions)
