@@ -30,6 +30,7 @@ What the fixtures do:
 
 from __future__ import annotations
 
+import http.client
 import select
 import socket
 import threading
@@ -218,10 +219,16 @@ class MotoS3:
         return proxy
 
     def reset(self) -> None:
-        """Forget every bucket and object in moto."""
+        """Forget every bucket and object in moto (retried: under load werkzeug has, rarely,
+        answered this request with a bare error page)."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(request, timeout=10):
+                    return
+            except (OSError, http.client.HTTPException):
+                if attempt == 2:
+                    raise
 
     def close_proxies(self) -> None:
         """Close every proxy and silent server made for this test."""
