@@ -91,8 +91,14 @@ class ProcessTrace:
 
             self.__init__(self.path)  # type: ignore[misc]
             self._gz_size = st.st_size
+            import zlib
+
             with open_trace(self.path) as f:
-                self.scanner.feed_stream(f)
+                try:
+                    self.scanner.feed_stream(f)
+                except (OSError, EOFError, zlib.error):
+                    # Truncated, or still being compressed: keep the records read so far.
+                    self.scanner.problems.note("torn", "compressed file ended early")
             self.scanner.close()
         else:
             if st.st_size < self.scanner.offset:  # truncated or replaced: read it again
