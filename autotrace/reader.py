@@ -30,7 +30,7 @@ CHUNK = 1 << 20
 
 # Byte patterns of the fast path (see TraceScanner._scan_lines for why they are safe).
 _HEAD = b'{"timestamp": "'
-_EVENT_KEY = b'"event": "'
+_EVENT_KEY = b', "event": "'
 _ACTION_KEY = b', "action": "'
 _TRACE_ID_NEXT = b'", "trace_id": "'
 _AGENT_MESSAGE = b'"message": "' + MESSAGE_PREFIX.encode()
@@ -299,7 +299,7 @@ class TraceScanner:
         written ``\\"``, so in a match of ``, "event": "`` the quote after ``event`` is
         a real one that closes a string, and since ``:`` follows, that string is a key.
         Its opening quote is real too, because a space, not a backslash, precedes it:
-        the key is exactly ``event``. It is a key of the top-level object when no
+        the key is exactly ``event`` (and ``", "`` before it is a real separator). It is a key of the top-level object when no
         ``{`` comes before it on the line (a ``{`` inside a string only sends the line
         to the slow path). The same holds for ``, "action": "`` before it. Both our
         writer and inspect's ``json.dumps`` write ``event`` then ``trace_id`` with
@@ -335,15 +335,13 @@ class TraceScanner:
                     continue
                 slow(line)
                 continue
-            j = i + 10
+            j = i + 12
             kind = kinds.get(line[j : j + 4])
             if (
                 kind is not None
-                and line[i - 2 : i] == b", "
-                and line[0] == 123  # {
-                and line[-1] == 125  # }
                 and line.startswith(kind[1], j)
-                and line.find(b"{", 1, i) < 0
+                and line[-1] == 125  # }
+                and line.rfind(b"{", 0, i) == 0  # the only { before the event key
                 and line.find(action_key, 1, i) > 0
             ):
                 t0 = j + kind[2]
