@@ -242,11 +242,28 @@ def anomalies_command(
     anomalies = scanner.anomalies()
     as_of = time.time()
     if as_json:
-        envelope = {"trace_file": path.as_posix(), "as_of": as_of, **anomalies.buckets_json(as_of)}
-        click.echo(json.dumps(envelope, indent=2))
+        _write_envelope(sys.stdout, path, as_of, anomalies)
     else:
         _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
     scanner.report_problems()
+
+
+def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
+    """The `--json` envelope, one row per line, written bucket by bucket (no big string)."""
+    out.write(f'{{\n  "trace_file": {json.dumps(path.as_posix())},\n  "as_of": {as_of!r}')
+    dumps = json.dumps
+    for name, rows in (
+        ("running", anomalies.running),
+        ("cancelled", anomalies.cancelled),
+        ("errors", anomalies.errors),
+        ("timeouts", anomalies.timeouts),
+    ):
+        out.write(f',\n  "{name}": [')
+        for n, row in enumerate(rows):
+            out.write(("\n    " if n == 0 else ",\n    ") + dumps(row.row(as_of)))
+        out.write("\n  ]" if rows else "]")
+    out.write("\n}\n")
+    out.flush()
 
 
 def _print_anomalies(

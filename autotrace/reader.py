@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -239,6 +240,9 @@ class TraceScanner:
         self.finished: dict[str, dict[bytes, tuple[bytes, bytes | None]]] = {b: {} for b in BUCKETS}
         # non-action records of the agent itself ("[autotrace] process start", stacks, ...)
         self.agent_records: list[dict[str, Any]] = []
+        # End records that met no enter, in order (kept only for a parallel scan, whose
+        # parts are joined by ending the actions the part before left open).
+        self.orphans: list[tuple[bytes, str, bytes]] | None = None
         self._pending = b""
         self._closed = False
         # A filter can be checked on the raw bytes only when the JSON escaping of a
@@ -357,6 +361,8 @@ class TraceScanner:
                         enter = running.pop(tid, None)
                         if event != "exit":
                             finished[event][tid] = (line, enter)
+                        if enter is None and self.orphans is not None:
+                            self.orphans.append((tid, event, line))
                     continue
             slow(line)
 
@@ -386,6 +392,8 @@ class TraceScanner:
             enter = self.running.pop(tid, None)
             if event != "exit":
                 self.finished[event][tid] = (line, enter)
+            if enter is None and self.orphans is not None:
+                self.orphans.append((tid, event, line))
 
     def _filter_match(self, line: bytes) -> bool:
         """Whether the record's message contains the filter (case-insensitive).
@@ -514,16 +522,146 @@ def open_trace(path: Path) -> IO[bytes]:
         raise TraceReadError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def scan_file(path: Path, filter: str | None = None) -> TraceScanner:
-    """Read a whole trace file; problems are counted in ``scanner.problems``."""
-    scanner = TraceScanner(path.name, filter)
-    with open_trace(path) as stream:
-        try:
-            scanner.feed_stream(stream)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise TraceReadError(_describe(path, exc)) from exc
+PARALLEL_MIN_BYTES = 32 << 20  # below this a second process does not pay for itself
+
+
+def scan_file(path: Path, filter: str | None = None, workers: int | None = None) -> TraceScanner:
+    """Read a whole trace file; problems are counted in ``scanner.problems``.
+
+    A large plain file is read by ``workers`` processes at once (default: one per
+    available CPU, at most 2), each scanning a slice that starts at a line boundary.
+    """
+    stream = open_trace(path)
+    try:
+        if workers is None:
+            workers = min(2, _cpus())
+        # Forking is safe only while this process has no other thread (a CLI process).
+        if (
+            workers > 1
+            and not path.name.endswith(".gz")
+            and hasattr(os, "fork")
+            and threading.active_count() == 1
+        ):
+            size = os.fstat(stream.fileno()).st_size
+            if size >= PARALLEL_MIN_BYTES:
+                return _scan_parallel(path, stream, size, filter, workers)
+        scanner = TraceScanner(path.name, filter)
+        scanner.feed_stream(stream)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise TraceReadError(_describe(path, exc)) from exc
+    finally:
+        stream.close()
     scanner.close()
     return scanner
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _scan_range(scanner: TraceScanner, stream: IO[bytes], start: int, end: int) -> None:
+    stream.seek(start)
+    left = end - start
+    while left > 0:
+        chunk = stream.read(min(CHUNK, left))
+        if not chunk:
+            break
+        left -= len(chunk)
+        scanner.feed(chunk)
+
+
+def _scan_parallel(
+    path: Path, stream: IO[bytes], size: int, filter: str | None, workers: int
+) -> TraceScanner:
+    """Scan slices of ``path`` in forked children and this process, then join them in order.
+
+    Joining is exact for unique trace ids: a slice's end records that met no enter
+    end the actions the slices before it left open (and take their start times).
+    """
+    import pickle
+
+    bounds = [0]
+    for k in range(1, workers):
+        stream.seek(size * k // workers)
+        stream.readline()  # the next slice starts at a line start
+        bounds.append(max(bounds[-1], min(stream.tell(), size)))
+    bounds.append(size)
+
+    children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+    for k in range(1, workers):
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: scan slice k, send the state, leave without cleanup
+            code = 0
+            try:
+                os.close(read_fd)
+                part = TraceScanner(path.name, filter)
+                part.orphans = []
+                # Its own open file: a descriptor shared across fork shares its offset.
+                with open(path, "rb") as own:
+                    _scan_range(part, own, bounds[k], bounds[k + 1])
+                if k == workers - 1:
+                    part.close()
+                state = (
+                    part.running,
+                    part.finished,
+                    part.agent_records,
+                    part.problems,
+                    part.lines,
+                    part.orphans,
+                )
+                payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(payload)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        os.close(write_fd)
+        children.append((pid, read_fd))
+
+    scanner = TraceScanner(path.name, filter)
+    _scan_range(scanner, stream, bounds[0], bounds[1])
+    for pid, read_fd in children:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0 or not payload:
+            raise TraceReadError(f"cannot read {path}: a reader process failed")
+        running, finished, agent_records, problems, lines, orphans = pickle.loads(payload)
+        _join(scanner, running, finished, agent_records, problems, lines, orphans)
+    scanner.offset = size
+    scanner._closed = True
+    return scanner
+
+
+def _join(
+    scanner: TraceScanner,
+    running: dict[bytes, bytes],
+    finished: dict[str, dict[bytes, tuple[bytes, bytes | None]]],
+    agent_records: list[dict[str, Any]],
+    problems: ReadProblems,
+    lines: int,
+    orphans: list[tuple[bytes, str, bytes]],
+) -> None:
+    """Append a later slice's state to ``scanner`` (as if it had read the slice itself)."""
+    for tid, event, line in orphans:
+        enter = scanner.running.pop(tid, None)
+        if enter is not None and event != "exit":
+            entry = finished[event].get(tid)
+            if entry is not None and entry[0] is line:  # not replaced by a later end
+                finished[event][tid] = (line, enter)
+    scanner.running.update(running)
+    for name in BUCKETS:
+        scanner.finished[name].update(finished[name])
+    scanner.agent_records.extend(agent_records)
+    mine = scanner.problems
+    for kind in ("blank", "garbage", "invalid", "unknown_event", "torn"):
+        setattr(mine, kind, getattr(mine, kind) + getattr(problems, kind))
+    mine.first_problem = mine.first_problem or problems.first_problem
+    scanner.lines += lines
 
 
 def _describe(path: Path, exc: BaseException) -> str:

@@ -322,3 +322,36 @@ def test_feed_stream_reads_a_binary_stream() -> None:
     scanner.feed_stream(io.BytesIO(to_bytes(MIXED)))
     scanner.close()
     assert buckets(scanner) == EXPECTED
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_scan_gives_the_single_process_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    rng = random.Random(workers)
+    records: list[dict] = []
+    open_ids: list[str] = []
+    for n in range(3000):
+        if open_ids and rng.random() < 0.5:
+            tid = open_ids.pop(rng.randrange(len(open_ids)))
+            event = rng.choice(["exit"] * 20 + ["error", "cancel", "timeout"])
+            records.append(rec(event, tid, duration=rng.random()))
+        else:
+            tid = f"id-{n}"
+            open_ids.append(tid)
+            records.append(rec("enter", tid, start_time=T0 + n))
+    data = to_bytes(records[:1500]) + b"garbage\n\n" + to_bytes(records[1500:]) + b'{"torn'
+    path = tmp_path / "trace-1.log"
+    path.write_bytes(data)
+    single = scan_file(path, workers=1)
+    monkeypatch.setattr(reader, "PARALLEL_MIN_BYTES", 0)
+    parallel = scan_file(path, workers=workers)
+    assert parallel.orphans is None or parallel is not single
+    assert buckets(parallel) == buckets(single)
+    assert parallel.problems == single.problems and parallel.lines == single.lines
+    a, b = parallel.anomalies(), single.anomalies()
+    assert [r.start_time for r in a.errors] == [r.start_time for r in b.errors]
+    assert [r.start_time for r in a.running] == [r.start_time for r in b.running]
+    assert buckets(scan_file(path, "detail id-1", workers=workers)) == buckets(
+        scan_file(path, "detail id-1", workers=1)
+    )
