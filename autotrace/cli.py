@@ -241,10 +241,14 @@ def anomalies_command(
         scanner = scan_file(path, filter_)
     anomalies = scanner.anomalies()
     as_of = time.time()
-    if as_json:
-        _write_envelope(sys.stdout, path, as_of, anomalies)
-    else:
-        _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
+    try:
+        if as_json:
+            _write_envelope(sys.stdout, path, as_of, anomalies)
+        else:
+            _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return
     scanner.report_problems()
 
 
