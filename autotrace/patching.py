@@ -137,7 +137,10 @@ class Patch:
         while self.installed:
             parent, attribute, original = self.installed.pop()
             try:
-                setattr(parent, attribute, original)
+                if _inherited(parent, attribute) is original:
+                    delattr(parent, attribute)  # it was inherited: inherit it again
+                else:
+                    setattr(parent, attribute, original)
             except Exception:
                 pass
         if self.on_remove is not None:
@@ -169,6 +172,16 @@ def _has_path(module: ModuleType, dotted: str) -> bool:
 
 
 _MISSING = object()
+
+
+def _inherited(parent: Any, attribute: str) -> Any:
+    """What a class would inherit as ``attribute`` from its bases (None if not a class)."""
+    if not isinstance(parent, type):
+        return None
+    for base in parent.__mro__[1:]:
+        if attribute in vars(base):
+            return vars(base)[attribute]
+    return None
 
 
 def guarded(patch: Patch, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
