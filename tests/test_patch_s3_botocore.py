@@ -287,3 +287,34 @@ def test_write_that_times_out_is_a_timeout_action(
         s3.put_object(Bucket="hang", Key="k", Body=b"1")
     records = s3_records(trace_dir)
     assert [r["event"] for r in records] == ["enter", "timeout"]  # not a plain error
+
+
+def test_uninstalled_patches_put_every_original_back_and_write_nothing(
+    trace_dir,
+    s3_server,  # noqa: F811
+):
+    import aioboto3.s3.inject as inject
+    import fsspec.asyn
+    from aiobotocore.client import AioBaseClient
+    from botocore.client import BaseClient
+    from s3fs.core import S3File, S3FileSystem
+    from s3transfer.manager import TransferManager
+    from s3transfer.tasks import Task
+
+    owners = [BaseClient, AioBaseClient, TransferManager, Task, S3FileSystem, S3File]
+    before = [dict(vars(owner)) for owner in owners] + [dict(vars(fsspec.asyn)), dict(vars(inject))]
+    patches = [
+        agent.load_patch(name)
+        for name in ("botocore", "aiobotocore", "s3transfer", "s3fs", "aioboto3")
+    ]
+    for patch in patches:
+        agent.install_patch(patch)
+    for patch in patches:
+        agent.uninstall_patch(patch)
+    after = [dict(vars(owner)) for owner in owners] + [dict(vars(fsspec.asyn)), dict(vars(inject))]
+    for was, now in zip(before, after, strict=True):
+        changed = {k for k in was.keys() | now.keys() if was.get(k) is not now.get(k)}
+        assert not changed  # S3File.close was inherited: it is inherited again
+    s3_server.client().create_bucket(Bucket="untraced")
+    s3_server.filesystem().pipe("untraced/k", b"v")
+    assert action_records(trace_dir) == []
