@@ -67,7 +67,7 @@ PATCH = Patch(
     description="aioboto3 managed transfers (upload_fileobj, upload_file, copy) as S3 actions",
     wraps=[
         Wrap("aioboto3.s3.inject", "upload_fileobj", wrapper=_transfer("upload_fileobj")),
-        Wrap("aioboto3.s3.inject", "upload_file", wrapper=_transfer("upload_file")),
-        Wrap("aioboto3.s3.inject", "copy", wrapper=_transfer("copy")),
+        Wrap("aioboto3.s3.inject", "upload_file", wrapper=_transfer("upload_file"), optional=True),
+        Wrap("aioboto3.s3.inject", "copy", wrapper=_transfer("copy"), optional=True),
     ],
 )

@@ -135,6 +135,7 @@ PATCH = Patch(
             "s3transfer.manager",
             "TransferManager.delete",
             wrapper=_transfer_wrapper(_describe_delete),
+            optional=True,
         ),
         Wrap("s3transfer.tasks", "Task.__init__", wrapper=_task_init),
         Wrap("s3transfer.tasks", "Task.__call__", wrapper=_task_call),
