@@ -84,7 +84,9 @@ def print_summary(rows: list[dict[str, object]], others: list[tuple[str, int, fl
     for name, code, seconds in others:
         status = "[green]ran[/green]" if code == 0 else f"[red]exit {code}[/red]"
         table.add_row(f"{name}.py (see its output above)", "", "", "", f"{seconds:.0f} s", status)
-    Console().print(table)
+    console = Console()
+    console.width = max(console.width, 130)  # a readable table in pipes and CI logs too
+    console.print(table)
 
 
 def main() -> int:
