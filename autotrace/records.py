@@ -170,9 +170,18 @@ class ActionLines:
         end = self._tail
         if extra:
             end += "".join(f", {_quote(str(k))}: {_value(v)}" for k, v in extra.items())
+        # iso_timestamp(now), inlined: this runs twice per action.
+        sec = int(now)
+        us = round((now - sec) * 1e6)
+        if us >= 1_000_000:
+            sec += 1
+            us -= 1_000_000
+        stamp = _ts_cache
+        if stamp[0] != sec:
+            stamp = _ts_parts(sec)
         return (
-            f'{{"timestamp": "{iso_timestamp(now)}{self._message_head}{event}{self._head}'
-            f'{event}{self._ids}{middle}{end}, "source": "autotrace"}}\n'
+            f'{{"timestamp": "{stamp[1]}.{us:06d}{stamp[2]}{self._message_head}{event}'
+            f'{self._head}{event}{self._ids}{middle}{end}, "source": "autotrace"}}\n'
         ).encode("ascii")
 
 
