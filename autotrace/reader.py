@@ -6,9 +6,11 @@ the raw ``enter`` line of each action still open and the end lines that landed i
 cancel / error / timeout buckets. Memory grows with the number of open (and
 anomalous) actions, never with the size of the file.
 
-Anomalies follow ``inspect trace anomalies`` exactly (same buckets, same sort, same
-``--filter`` semantics); rows add our keys (``trace_id``, ``pid``, ``parent_id``).
-Lines that are torn, blank, not JSON or not valid records are counted, not fatal.
+Anomalies follow ``inspect trace anomalies`` (same buckets, same ``--filter``
+semantics, finished buckets sorted as inspect sorts them; running actions come
+culprit first); rows add our keys (``trace_id``, ``pid``, ``parent_id``, the
+watchdog's ``stack`` / ``where``). Lines that are torn, blank, not JSON or not valid
+records are counted, not fatal. ``scan_file`` reads a large file with two processes.
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ class TraceScanner:
         self._pending = b""
         self._closed = False
         # A filter can be checked on the raw bytes only when the JSON escaping of a
-        # match cannot differ from the match itself (see _filter_maybe).
+        # match cannot differ from the match itself (see _filter_match).
         f = self.filter
         self._filter_raw = (
             f.encode("ascii")
