@@ -409,7 +409,8 @@ class TraceScanner:
             if raw not in line.lower():
                 return False
         obj = _loads(line)
-        return isinstance(obj, dict) and self.filter in str(obj.get("message", "")).lower()
+        needle = self.filter or ""
+        return isinstance(obj, dict) and needle in str(obj.get("message", "")).lower()
 
     # -- results ----------------------------------------------------------------
 
@@ -514,7 +515,7 @@ def open_trace(path: Path) -> IO[bytes]:
         if path.is_dir():
             raise TraceReadError(f"{path} is a directory, not a trace file")
         if path.name.endswith(".gz"):
-            return gzip.open(path, "rb")
+            return gzip.open(path, "rb")  # type: ignore[return-value]
         return open(path, "rb")
     except FileNotFoundError as exc:
         raise TraceReadError(f"trace file {path} does not exist") from exc
