@@ -217,6 +217,59 @@ def _loads(line: bytes) -> Any:
         return None
 
 
+MAX_LINE = 32 << 20  # a longer line is dropped (and counted): memory stays bounded
+
+
+class LineBuffer:
+    """Cuts a byte stream into lines; keeps the incomplete last line until its newline.
+
+    A line longer than MAX_LINE is dropped and counted as garbage rather than held
+    (and a long line is joined once, not copied again with every chunk).
+    """
+
+    __slots__ = ("_parts", "_size", "_skipping", "problems")
+
+    def __init__(self, problems: ReadProblems) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._skipping = False
+        self.problems = problems
+
+    def split(self, data: bytes) -> list[bytes]:
+        """The lines ``data`` completes, in order."""
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            if not self._skipping:
+                self._parts.append(data)
+                self._size += len(data)
+                if self._size > MAX_LINE:
+                    self._drop()
+            return []
+        if self._parts:
+            data = b"".join(self._parts) + data
+            self._parts, self._size = [], 0
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if self._skipping:  # the end of a dropped line
+            del lines[0]
+            self._skipping = False
+        if tail:
+            self._parts, self._size = [tail], len(tail)
+            if self._size > MAX_LINE:
+                self._drop()
+        return lines
+
+    def rest(self) -> bytes:
+        """At end of input: the last line if it had no newline (b"" when none)."""
+        rest = b"".join(self._parts)
+        self._parts, self._size, self._skipping = [], 0, False
+        return rest
+
+    def _drop(self) -> None:
+        self._parts, self._size, self._skipping = [], 0, True
+        self.problems.note("garbage", f"a line longer than {MAX_LINE >> 20} MiB")
+
+
 class TraceScanner:
     """Reads one trace file incrementally; ``feed`` bytes, then ask for ``anomalies()``.
 
@@ -241,7 +294,7 @@ class TraceScanner:
         # End records that met no enter, in order (kept only for a parallel scan, whose
         # parts are joined by ending the actions the part before left open).
         self.orphans: list[tuple[bytes, str, bytes]] | None = None
-        self._pending = b""
+        self._buffer = LineBuffer(self.problems)
         self._closed = False
         # A filter can be checked on the raw bytes only when the JSON escaping of a
         # match cannot differ from the match itself (see _filter_match).
@@ -262,18 +315,16 @@ class TraceScanner:
         if not data:
             return
         self.offset += len(data)
-        if self._pending:
-            data = self._pending + data
-        lines = data.split(b"\n")
-        self._pending = lines.pop()
-        self._scan_lines(lines)
+        lines = self._buffer.split(data)
+        if lines:
+            self._scan_lines(lines)
 
     def close(self) -> None:
         """End of input: a last line without newline is read if whole, else counted torn."""
         if self._closed:
             return
         self._closed = True
-        last, self._pending = self._pending, b""
+        last = self._buffer.rest()
         if not last.strip():
             return
         obj = _loads(last)
@@ -681,20 +732,19 @@ def iter_records(
     problems = problems if problems is not None else ReadProblems()
     needle = filter.lower() if filter else None
     with open_trace(path) as stream:
-        pending = b""
+        buffer = LineBuffer(problems)
         try:
             while True:
                 chunk = stream.read(CHUNK)
                 if not chunk:
                     break
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
+                for line in buffer.split(chunk):
                     obj = _checked(line, problems, last=False)
                     if obj is not None and (needle is None or needle in obj["message"].lower()):
                         yield obj
         except (OSError, EOFError, zlib.error) as exc:
             raise TraceReadError(_describe(path, exc)) from exc
+        pending = buffer.rest()
         if pending.strip():
             obj = _checked(pending, problems, last=True)
             if obj is not None and (needle is None or needle in obj["message"].lower()):

@@ -355,3 +355,20 @@ def test_parallel_scan_gives_the_single_process_answer(
     assert buckets(scan_file(path, "detail id-1", workers=workers)) == buckets(
         scan_file(path, "detail id-1", workers=1)
     )
+
+
+@pytest.mark.parametrize("step", [4096, 1 << 20])
+def test_overlong_line_is_dropped_and_counted(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    monkeypatch.setattr(reader, "MAX_LINE", 1 << 20)
+    data = to_bytes(MIXED[:5]) + b'{"x": "' + b"y" * (3 << 20) + b'"}\n' + to_bytes(MIXED[5:])
+    scanner = TraceScanner("long")
+    for pos in range(0, len(data), step):
+        scanner.feed(data[pos : pos + step])
+    scanner.close()
+    assert buckets(scanner) == EXPECTED
+    assert scanner.problems.garbage == 1 and scanner.problems.total() == 1
+    # Cut at the end of the file: dropped too, and counted once.
+    tail = TraceScanner("tail")
+    tail.feed(to_bytes(MIXED) + b"z" * (2 << 20))
+    tail.close()
+    assert buckets(tail) == EXPECTED and tail.problems.total() == 1
