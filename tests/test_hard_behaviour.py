@@ -160,7 +160,7 @@ def test_the_same_calls_behave_identically_with_and_without_the_agent(
     assert differences == {}, json.dumps(differences, indent=1)
     # The traced run really went through the patches.
     events = Counter(r["action"] for r in scan_dir(trace_dir).actions() if r["event"] == "enter")
-    assert events["Subprocess"] >= 5 and events["Model"] >= 7 and events["S3"] >= 3, events
+    assert events["Subprocess"] >= 5 and events["Model"] >= 9 and events["S3"] >= 3, events
     report(
         request.config,
         "behaviour",

@@ -236,6 +236,36 @@ def s3_calls() -> None:
     record("s3 upload_fileobj", upload_fileobj)
 
 
+# -- inspect_ai -----------------------------------------------------------------------
+
+
+def inspect_calls() -> None:
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+
+    def generate() -> Any:
+        output = ModelOutput.from_content("mockllm/model", "mock reply")
+        output.usage = ModelUsage(input_tokens=1, output_tokens=2, total_tokens=3)
+        model = get_model("mockllm/model", custom_outputs=[output])
+        reply = asyncio.run(model.generate("hi"))
+        return [
+            reply.__class__.__qualname__,
+            reply.completion,
+            inspect.iscoroutinefunction(model.generate),
+            _pickles(reply),
+        ]
+
+    def generate_error() -> Any:
+        def outputs() -> Any:
+            raise ValueError("the mock model broke")
+            yield  # a generator
+
+        model = get_model("mockllm/model", custom_outputs=outputs())
+        return asyncio.run(model.generate("hi"))
+
+    record("inspect generate", generate)
+    record("inspect generate error", generate_error)
+
+
 def main() -> None:
     record("popen bufsize=1 binary", popen_line_buffered_binary)
     record("run check fails", run_check_fails)
@@ -246,6 +276,7 @@ def main() -> None:
     openai_calls()
     anthropic_calls()
     s3_calls()
+    inspect_calls()
     json.dump(results, sys.stdout, indent=1, default=repr, sort_keys=True)
 
 
