@@ -69,7 +69,7 @@ def _resolve(file: str | None, trace_dir: Path | None) -> Path:
 # -- list ---------------------------------------------------------------------------
 
 
-@main.command("list")
+@main.command("list", short_help="Trace files, newest first, with process and run.")
 @click.option("--json", "as_json", is_flag=True, help="Output the listing as JSON.")
 @trace_dir_option
 def list_command(as_json: bool, trace_dir: Path | None) -> None:
@@ -121,7 +121,7 @@ def _command(argv: list[str] | None) -> str:
 # -- dump ---------------------------------------------------------------------------
 
 
-@main.command("dump")
+@main.command("dump", short_help="A trace file as a JSON array of records.")
 @click.argument("trace_file", required=False)
 @click.option(
     "--filter",
@@ -169,7 +169,7 @@ def _report(summary: str | None) -> None:
 # -- anomalies ----------------------------------------------------------------------
 
 
-@main.command("anomalies")
+@main.command("anomalies", short_help="Actions still running or cancelled (--all: also failed).")
 @click.argument("trace_file", required=False)
 @click.option(
     "--all",
