@@ -82,6 +82,30 @@ def test_threads_tasks_and_processes_at_once_tear_no_line_and_pair_every_action(
     )
 
 
+def _our_reader_torn(path: Path) -> int:
+    """How many torn lines autotrace's reader reports in ``path`` (it must not fail)."""
+    from autotrace.reader import scan_file as read_trace
+
+    scanner = read_trace(path)
+    problems = scanner.problems
+    assert problems.garbage == problems.invalid == problems.unknown_event == 0
+    return problems.torn
+
+
+def _assert_cli_reports_torn_tail(path: Path) -> None:
+    """`inspect-trace anomalies` reads the file, exits 0 and says the last line was torn."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "inspect-trace"), "anomalies", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "torn" in done.stderr, done.stderr
+    json.loads(done.stdout)
+
+
 def _wait_for_size(path_glob: Path, size: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -128,6 +152,10 @@ def test_kill_9_at_random_moments_leaves_only_complete_lines(
         assert len(pairs.unpaired) <= 4  # at most one open action per spinning thread
         # inspect's own reader takes the file as it is (a torn tail is skipped).
         inspect_records += check_with_inspect_reader(path)
+        # Ours reports the torn tail and reads every complete line.
+        assert _our_reader_torn(path) == scan.torn_tail
+        if scan.torn_tail:
+            _assert_cli_reports_torn_tail(path)
     report(
         request.config,
         "kill -9",
@@ -166,4 +194,7 @@ def test_a_file_cut_at_any_byte_keeps_every_complete_line(
         assert scan.torn_tail == (0 if data[cut - 1 : cut] == b"\n" else 1)
         cuts += scan.torn_tail
         assert check_with_inspect_reader(path) == complete
+        assert _our_reader_torn(path) == scan.torn_tail
+        if trial == 0 and scan.torn_tail:
+            _assert_cli_reports_torn_tail(path)
     report(request.config, "cut files", trials=KILL_TRIALS, torn_tails=cuts)
