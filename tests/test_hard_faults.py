@@ -136,6 +136,32 @@ def test_read_only_trace_directory_keeps_results_and_warns_once(
         _assert_disabled_once(done, baseline, "Read-only file system")
 
 
+def test_directory_without_write_permission_keeps_results_and_warns_once(
+    tmp_path: Path, baseline: str
+) -> None:
+    directory = tmp_path / "locked"
+    directory.mkdir()
+    os.chmod(directory, 0o555)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root ignores permission bits: drop the capabilities that do so
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permission bits cannot be enforced")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, str(CHILD), "program", "--pad", "200"],
+            env=_env(directory),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.chmod(directory, 0o755)
+    _assert_disabled_once(done, baseline, "Permission denied")
+    assert list(directory.iterdir()) == []
+
+
 def _paused_run(directory: Path, fault: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run the program, apply ``fault`` to its trace files half-way, let it finish."""
     proc = subprocess.Popen(
