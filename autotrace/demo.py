@@ -29,6 +29,11 @@ def hung_tool() -> None:
         time.sleep(0.2)
 
 
+def call_tool(command: list[str], env: dict[str, str]) -> None:
+    """Run the tool and wait for it: the line `inspect-trace anomalies` shows as where it waits."""
+    subprocess.run(command, env=env)
+
+
 def main() -> None:
     """Two commands that end, one that hangs, then an exit without clean-up."""
     subprocess.run(["echo", "demo: preparing the sandbox"], check=True)
@@ -37,7 +42,7 @@ def main() -> None:
     # stays the newest one, the file `inspect-trace anomalies` reads by default.
     env = dict(os.environ, AUTOTRACE_DISABLE="1")
     tool = [sys.executable, "-m", "autotrace.demo", "--hung-tool"]
-    threading.Thread(target=subprocess.run, args=(tool,), kwargs={"env": env}, daemon=True).start()
+    threading.Thread(target=call_tool, args=(tool, env), daemon=True).start()
     print(
         f"demo: calling the tool (it will hang; giving up after {HANG_SECONDS:.0f} s)", flush=True
     )
