@@ -49,7 +49,6 @@ def _clients() -> tuple[Any, Any]:
 def wrapper_overhead(n: int, repeats: int) -> dict[str, tuple[float, float]]:
     """operation -> (patched stub us, bare stub us)."""
     from autotrace.patches import botocore as botocore_patch
-
     from autotrace.patching import Patch, Wrap
 
     s3, dynamodb = _clients()

@@ -15,9 +15,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from autotrace.patches.botocore import human_size, s3_url
-
 from autotrace import actions, records
+from autotrace.patches.botocore import human_size, s3_url
 from autotrace.patching import Patch, Wrap, guarded
 
 _in_transfer: contextvars.ContextVar[bool] = contextvars.ContextVar(

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotrace.patches._model import begin_model_action
-
 from autotrace import streams
 from autotrace.actions import OpenAction
+from autotrace.patches._model import begin_model_action
 from autotrace.patching import Patch, Wrap
 
 

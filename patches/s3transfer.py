@@ -16,9 +16,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from autotrace.patches.botocore import end_event, human_size, s3_url
-
 from autotrace import actions, records
+from autotrace.patches.botocore import end_event, human_size, s3_url
 from autotrace.patching import Patch, Wrap, guarded
 
 # Task -> the action that was current where the task was created.

@@ -12,7 +12,6 @@ import pytest
 
 from autotrace import actions, config
 
-
 # Console scripts of this interpreter's environment (inspect, inspect-trace) come first on
 # PATH for every subprocess a test starts, whatever venv CI or a developer uses.
 BIN_DIR = Path(sys.executable).parent

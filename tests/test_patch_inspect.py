@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autotrace.patches.inspect_ai import function_call
 from llm_server import llm_server  # noqa: F401  (pytest fixture)
+
+from autotrace.patches.inspect_ai import function_call
 
 ROOT = Path(__file__).parent.parent
 SCENARIOS = Path(__file__).parent / "inspect_tasks" / "scenarios.py"

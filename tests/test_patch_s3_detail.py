@@ -6,6 +6,7 @@ import io
 
 import boto3
 import pytest
+
 from autotrace.patches.botocore import (
     body_size,
     describe_api_call,
