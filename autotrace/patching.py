@@ -84,7 +84,7 @@ class Patch:
         if any(getattr(found, "_self_autotrace", False) is True for found in (original, stored)):
             return  # already ours (installed twice, or the class reached through two modules)
         wrapper = row.wrapper or self._action_wrapper(row, original)
-        proxy = wrapt.FunctionWrapper(original, wrapper)
+        proxy = _traced_function_type()(original, wrapper)
         proxy._self_autotrace = True  # type: ignore[attr-defined]
         setattr(parent, attribute, proxy)
         self.installed.append((parent, attribute, stored))
@@ -182,6 +182,67 @@ def _inherited(parent: Any, attribute: str) -> Any:
         if attribute in vars(base):
             return vars(base)[attribute]
     return None
+
+
+_TRACED_FUNCTION: Any = None
+
+
+def _traced_function_type() -> Any:
+    """wrapt's FunctionWrapper that pickles and copies as the function it wraps.
+
+    wrapt's proxies refuse pickle and copy; a plain function pickles by its qualified
+    name and copies as itself, and a method bound to a class or instance pickles as
+    ``getattr(owner, name)``. Built on first use: wrapt is imported only then.
+    """
+    global _TRACED_FUNCTION
+    if _TRACED_FUNCTION is not None:
+        return _TRACED_FUNCTION
+    import copy
+
+    import wrapt
+
+    # Same names as wrapt's classes: they are those classes, plus pickling and copying.
+    class BoundFunctionWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
+        def _self_target(self) -> Any:
+            if self._self_instance is not None:
+                return self._self_instance
+            owner = getattr(self, "_self_owner", None)  # wrapt < 2 does not keep it
+            if owner is None:
+                raise TypeError(f"cannot pickle or copy {self.__qualname__}: no owner")
+            return owner
+
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            return (getattr, (self._self_target(), self.__name__))
+
+        def __reduce__(self) -> Any:
+            return self.__reduce_ex__(2)
+
+        def __copy__(self) -> Any:
+            return getattr(self._self_target(), self.__name__)
+
+        def __deepcopy__(self, memo: Any) -> Any:
+            return getattr(copy.deepcopy(self._self_target(), memo), self.__name__)
+
+    class FunctionWrapper(wrapt.FunctionWrapper):  # type: ignore[misc]
+        __bound_function_wrapper__ = BoundFunctionWrapper
+
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            owner = getattr(self.__wrapped__, "__self__", None)
+            if owner is not None and not isinstance(owner, ModuleType):
+                return (getattr, (owner, self.__name__))  # a bound method held by a module
+            return self.__qualname__  # a global, found again by module and name
+
+        def __reduce__(self) -> Any:
+            return self.__reduce_ex__(2)
+
+        def __copy__(self) -> Any:
+            return self
+
+        def __deepcopy__(self, memo: Any) -> Any:
+            return self
+
+    _TRACED_FUNCTION = FunctionWrapper
+    return FunctionWrapper
 
 
 def guarded(patch: Patch, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
