@@ -8,6 +8,7 @@ kind), uninstalls, and checks the original is back.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import json
@@ -22,6 +23,8 @@ from autotrace import agent
 def _pickles(obj: Any) -> str:
     try:
         back = pickle.loads(pickle.dumps(obj))
+        copy.copy(obj)
+        copy.deepcopy(obj)
     except Exception as exc:
         return f"fails: {type(exc).__name__}"
     return "same object" if back is obj else f"loads as {type(back).__name__}"
