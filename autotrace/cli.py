@@ -233,7 +233,9 @@ def anomalies_command(
 
         with _read_errors():
             path = _resolve(trace_file, trace_dir) if trace_file or not run_id else None
-            run = diagnose.run_of(_directory(trace_dir), run_id or None, path)
+            # A file given without --trace-dir: its run is in the file's own directory.
+            directory = trace_dir if trace_dir is not None or path is None else path.parent
+            run = diagnose.run_of(_directory(directory), run_id or None, path)
             diagnose.show_run(run, as_json=as_json, watch=watch, threshold=stuck_after)
         return
     path = _resolve(trace_file, trace_dir)
