@@ -309,10 +309,27 @@ def test_rich_markup_in_record_text_prints_literally(tmp_path: Path) -> None:
         dict(ERR_END, detail=MARKUP, message=f"Tool Call: {MARKUP} (error)", error=MARKUP),
     ]
     path.write_bytes(_lines(records))
-    for args in (["anomalies"], ["anomalies", "--all"], ["anomalies", "{file}", "--run"]):
-        done = _cli(*_argv(args, path))
+    header = {
+        "timestamp": ENTER["timestamp"],
+        "level": "TRACE",
+        "message": "[autotrace] process start",
+        "event_kind": "process",
+        "run_id": "[bold]RUN[/bold]",
+        "pid": 1,
+        "argv": ["python", "[bold]BOLD[/bold]", "[link=https://evil.example]click"],
+    }
+    path.write_bytes(_lines([header, *records]))
+    for args in (
+        ["anomalies"],
+        ["anomalies", "--all"],
+        ["anomalies", "{file}", "--run"],
+        ["list", "--trace-dir", str(tmp_path)],
+    ):
+        done = _cli(*_argv(args, path)) if args[0] == "anomalies" else _cli(*args)
         _assert_clean(done, {0})
         text = " ".join(done.stdout.split())  # rich may wrap long cells
-        assert "[bold]BOLD[/bold]" in text, done.stdout
-        assert "[link=https://evil.example]click" in text, done.stdout
+        assert "[bold]BOLD[/bold]" in text or "[bold]BOLD[/bo" in text, done.stdout
+        if args[0] == "anomalies":
+            assert "[link=https://evil.example]click" in text, done.stdout
         assert "\x1b]8;" not in done.stdout  # no terminal hyperlink escape
+        assert "\x1b[1m" not in done.stdout  # nothing turned bold
