@@ -128,6 +128,10 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     assert len(processes) >= 2  # the program and its traced Python child
     assert sum(1 for r in scan.records if r["message"].startswith("[db]")) == 2
 
+    # Every file of the run is private, and so is the directory the run created.
+    assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o700
+    for path in trace_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     files = _trace_bytes(trace_dir)
     leaks = _leaks(files)
     report(
