@@ -77,7 +77,9 @@ def test_every_wrapped_callable_looks_like_the_original_and_is_put_back(
         assert row["restored"], f"{where} not restored on uninstall"
 
 
-def test_wrapped_callables_pickle_and_copy_where_the_originals_do(wrap_table: dict[str, Any]) -> None:
+def test_wrapped_callables_pickle_and_copy_where_the_originals_do(
+    wrap_table: dict[str, Any],
+) -> None:
     broken = [
         row["where"]
         for entry in wrap_table.values()
