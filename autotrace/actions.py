@@ -251,11 +251,7 @@ class trace_action:
         span, token = self._span, self._token
         self._span = self._token = None
         if token is not None:
-            try:
-                _current.reset(token)
-            except ValueError:  # exited in another context (a generator moved across tasks)
-                old = token.old_value
-                _current.set(None if old is contextvars.Token.MISSING else old)
+            _restore(token)
         if span is not None:
             span.end(exc)
 
@@ -341,11 +337,7 @@ class adopt_action:
         token, self._token = self._token, None
         if token is None:
             return
-        try:
-            _current.reset(token)
-        except ValueError:  # exited in another context
-            old = token.old_value
-            _current.set(None if old is contextvars.Token.MISSING else old)
+        _restore(token)
 
 
 class under:
@@ -370,11 +362,43 @@ class under:
         token, self._token = self._token, None
         if token is None:
             return
-        try:
-            _current.reset(token)
-        except ValueError:  # exited in another context
-            old = token.old_value
-            _current.set(None if old is contextvars.Token.MISSING else old)
+        _restore(token)
+
+
+def _restore(token: contextvars.Token[OpenAction | None]) -> None:
+    """Put back the current action a ``_current.set`` replaced, even from another context."""
+    try:
+        _current.reset(token)
+    except ValueError:  # exited in another context (a generator moved across tasks)
+        old = token.old_value
+        _current.set(None if old is contextvars.Token.MISSING else old)
+
+
+def call_under(
+    span: OpenAction, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Call ``fn`` with ``span`` current; if it raises, end ``span`` with that outcome.
+
+    On return ``span`` stays open: the caller ends it (now, or when a stream ends).
+    """
+    try:
+        with under(span):
+            return fn(*args, **kwargs)
+    except BaseException as exc:
+        span.end(exc)
+        raise
+
+
+async def await_under(
+    span: OpenAction, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``call_under`` for a coroutine function."""
+    try:
+        with under(span):
+            return await fn(*args, **kwargs)
+    except BaseException as exc:
+        span.end(exc)
+        raise
 
 
 class suppress_tracing:

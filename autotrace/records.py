@@ -71,13 +71,29 @@ def _is_cancellation(exc: BaseException) -> bool:
     return trio is not None and isinstance(exc, trio.Cancelled)
 
 
+# Library timeouts that are not built-in TimeoutErrors, by class name (anywhere in the
+# MRO), so that the core never imports a library: subprocess.TimeoutExpired, httpx's
+# TimeoutException / ReadTimeout, the openai / anthropic APITimeoutError, and botocore's
+# ReadTimeoutError / ConnectTimeoutError (any name ending in "TimeoutError").
+_TIMEOUT_NAMES = frozenset({"TimeoutExpired", "TimeoutException", "ReadTimeout", "APITimeoutError"})
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):
+        return True
+    return any(
+        c.__name__ in _TIMEOUT_NAMES or c.__name__.endswith("TimeoutError")
+        for c in type(exc).__mro__
+    )
+
+
 def outcome_of(exc: BaseException | None) -> str:
     """The end event for an action that ended with ``exc`` (None: it returned)."""
     if exc is None:
         return EXIT
     if _is_cancellation(exc):
         return CANCEL
-    if isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutExpired":
+    if _is_timeout(exc):
         return TIMEOUT
     return ERROR
 

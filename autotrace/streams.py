@@ -24,28 +24,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from autotrace import records
 from autotrace.actions import OpenAction
 
+
 # Class names (anywhere in the exception's MRO) that mean "the call timed out".
-TIMEOUT_CLASS_NAMES = frozenset(
-    {"APITimeoutError", "TimeoutException", "ReadTimeout", "TimeoutError", "TimeoutExpired"}
-)
-
-
-def end_event(exc: BaseException | None) -> str:
-    """The end event for ``exc``: like ``records.outcome_of``, SDK timeout classes included."""
-    if exc is not None and any(c.__name__ in TIMEOUT_CLASS_NAMES for c in type(exc).__mro__):
-        return records.TIMEOUT
-    return records.outcome_of(exc)
-
-
 def end_action(span: OpenAction | None, exc: BaseException | None = None, **extra: Any) -> None:
     """End ``span`` (None: nothing to do) with the outcome of ``exc``; never raises."""
     if span is None:
         return
     try:
-        span.end(exc, event=end_event(exc), extra=extra or None)
+        span.end(exc, extra=extra or None)
     except Exception:
         pass
 
@@ -125,12 +113,7 @@ def call_wrappers(begin: Begin, stream_types: StreamTypes) -> tuple[Any, Any]:
         span = begin(instance, args, kwargs)
         if span is None:
             return wrapped(*args, **kwargs)
-        try:
-            with actions.under(span):
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            end_action(span, exc)
-            raise
+        result = actions.call_under(span, wrapped, args, kwargs)
         return _settle(result, span, stream_types)
 
     async def async_wrapper(
@@ -139,12 +122,7 @@ def call_wrappers(begin: Begin, stream_types: StreamTypes) -> tuple[Any, Any]:
         span = begin(instance, args, kwargs)
         if span is None:
             return await wrapped(*args, **kwargs)
-        try:
-            with actions.under(span):
-                result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            end_action(span, exc)
-            raise
+        result = await actions.await_under(span, wrapped, args, kwargs)
         return _settle(result, span, stream_types)
 
     return sync_wrapper, async_wrapper

@@ -157,14 +157,6 @@ def describe_api_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
 
 # botocore's timeouts (ReadTimeoutError, ConnectTimeoutError, ...) do not derive from
 # the builtin TimeoutError, yet a timed-out write is exactly what a reader looks for.
-_TIMEOUT_SUFFIX = "TimeoutError"
-
-
-def end_event(exc: BaseException) -> str | None:
-    """``timeout`` for botocore's timeout errors; None lets the action API classify."""
-    return records.TIMEOUT if type(exc).__name__.endswith(_TIMEOUT_SUFFIX) else None
-
-
 def api_call_wrapper(patch: Patch, is_async: bool) -> Wrapper:
     """The wrapper of ``_make_api_call`` (sync, or async for aiobotocore) for ``patch``."""
     describe = guarded(patch, describe_api_call)
@@ -176,12 +168,7 @@ def api_call_wrapper(patch: Patch, is_async: bool) -> Wrapper:
         span = actions.start_action(records.S3, detail) if detail is not None else None
         if span is None:
             return wrapped(*args, **kwargs)
-        try:
-            with actions.under(span):
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            span.end(exc, event=end_event(exc))
-            raise
+        result = actions.call_under(span, wrapped, args, kwargs)
         span.end()
         return result
 
@@ -192,12 +179,7 @@ def api_call_wrapper(patch: Patch, is_async: bool) -> Wrapper:
         span = actions.start_action(records.S3, detail) if detail is not None else None
         if span is None:
             return await wrapped(*args, **kwargs)
-        try:
-            with actions.under(span):
-                result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            span.end(exc, event=end_event(exc))
-            raise
+        result = await actions.await_under(span, wrapped, args, kwargs)
         span.end()
         return result
 

@@ -114,12 +114,7 @@ def _file_init(
     span = actions.start_action(records.S3, detail) if detail is not None else None
     if span is None:
         return wrapped(*args, **kwargs)
-    try:
-        with actions.under(span):
-            result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        span.end(exc)
-        raise
+    result = actions.call_under(span, wrapped, args, kwargs)
     key = id(instance)
     _file_actions[key] = span
     finalizer = guarded(PATCH, weakref.finalize)(instance, _forget_file, key)

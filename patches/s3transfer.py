@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autotrace import actions, records
-from autotrace.patches.botocore import end_event, human_size, s3_url
+from autotrace.patches.botocore import human_size, s3_url
 from autotrace.patching import Patch, Wrap, guarded
 
 # Task -> the action that was current where the task was created.
@@ -66,7 +66,7 @@ def _end_when_done(span: actions.OpenAction, future: Any) -> None:
             done.end(coordinator.exception, event=records.CANCEL)
         elif status == "failed":
             exc = coordinator.exception or RuntimeError("transfer failed")
-            done.end(exc, event=end_event(exc))
+            done.end(exc)
         else:
             done.end()
 
@@ -85,12 +85,7 @@ def _transfer_wrapper(describe: Callable[[tuple[Any, ...], dict[str, Any]], str]
         span = actions.start_action(records.S3, detail) if detail is not None else None
         if span is None:
             return wrapped(*args, **kwargs)
-        try:
-            with actions.under(span):
-                future = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            span.end(exc)
-            raise
+        future = actions.call_under(span, wrapped, args, kwargs)
         if guarded(PATCH, _end_when_done, default=False)(span, future) is False:
             span.end()  # could not watch the future: the action covers the submission only
         return future

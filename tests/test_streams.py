@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import action_records
 
-from autotrace import actions, streams
+from autotrace import actions, records, streams
 
 
 class Chunks:
@@ -194,7 +194,7 @@ def test_sdk_timeout_classes_end_as_timeout() -> None:
     class APITimeoutError(Exception):
         pass
 
-    assert streams.end_event(APITimeoutError()) == "timeout"
-    assert streams.end_event(asyncio.CancelledError()) == "cancel"
-    assert streams.end_event(ValueError()) == "error"
-    assert streams.end_event(None) == "exit"
+    assert records.outcome_of(APITimeoutError()) == "timeout"
+    assert records.outcome_of(asyncio.CancelledError()) == "cancel"
+    assert records.outcome_of(ValueError()) == "error"
+    assert records.outcome_of(None) == "exit"
