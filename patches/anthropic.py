@@ -56,7 +56,9 @@ def _messages(module: str, optional: bool = False) -> list[Wrap]:
     for method in ("create", "parse"):
         required = method == "create" and not optional  # parse came later
         rows.append(Wrap(module, f"Messages.{method}", wrapper=_sync_call, optional=not required))
-        rows.append(Wrap(module, f"AsyncMessages.{method}", wrapper=_async_call, optional=not required))
+        rows.append(
+            Wrap(module, f"AsyncMessages.{method}", wrapper=_async_call, optional=not required)
+        )
     # .stream() is a plain method in both classes: it returns a (async) context manager.
     rows.append(Wrap(module, "Messages.stream", wrapper=_stream_helper, optional=True))
     rows.append(Wrap(module, "AsyncMessages.stream", wrapper=_stream_helper, optional=True))
