@@ -353,9 +353,9 @@ def _print_anomalies(
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from autotrace.console import make_console
 
-    return Console(highlight=False)
+    return make_console()
 
 
 def format_duration(seconds: float) -> str:

@@ -591,9 +591,9 @@ def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    from rich.console import Console
+    from autotrace.console import make_console
 
-    console = Console()
+    console = make_console()
     for part in render_run(report, stuck_threshold(threshold)):
         console.print(part)
 
@@ -704,8 +704,8 @@ def stacks_command(pid: int, as_json: bool, timeout: float) -> None:
     if as_json:
         click.echo(json.dumps(snap, indent=2, default=str))
         return
-    from rich.console import Console
+    from autotrace.console import make_console
 
-    console = Console()
+    console = make_console()
     for part in render_snapshot(snap):
         console.print(part)

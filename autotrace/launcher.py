@@ -168,9 +168,10 @@ def patches_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from autotrace.console import make_console
 
     table = Table(title="autotrace patches")
     table.add_column("patch")
@@ -186,4 +187,4 @@ def patches_command(as_json: bool) -> None:
         table.add_row(
             label, escape(row["description"]), escape("\n".join(row["targets"])), installed
         )
-    Console().print(table)
+    make_console().print(table)
