@@ -35,7 +35,8 @@ def trace_dir_option(fn: F) -> F:
     """`--trace-dir`, shared by every verb that reads trace files."""
     return click.option(
         "--trace-dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        # No checks here: click's would print a usage error; the reader's are one line.
+        type=click.Path(readable=False, path_type=Path),
         default=None,
         help="Directory of trace files [default: $AUTOTRACE_DIR, else inspect's trace directory].",
     )(fn)

@@ -254,9 +254,8 @@ def test_list_over_a_directory_of_bad_files_lists_them_all(
     ("what", "target", "codes"),
     [
         ("a missing directory", "missing", {1}),
-        ("a regular file", "file", {1, 2}),
-        # click's Path(readable=True) check: a usage error.
-        ("a directory without permission", "unreadable", {1, 2}),
+        ("a regular file", "file", {1}),
+        ("a directory without permission", "unreadable", {1}),
     ],
 )
 def test_list_and_default_file_over_a_bad_trace_directory(
