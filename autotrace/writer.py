@@ -44,6 +44,7 @@ class TraceWriter:
         self._pid = -1
         self._checked_at = 0.0
         self._lock = threading.Lock()  # only around open/reopen, never around write()
+        self._warned_reopen = False
         # Called with the writer after (re)opening, to write the header and open actions.
         self.on_open: list[Callable[[TraceWriter], None]] = []
 
@@ -118,7 +119,15 @@ class TraceWriter:
                     os.close(old)
                 except OSError:
                     pass
-            return self._open_locked()
+            gone = self.path
+            fd = self._open_locked()
+            if fd >= 0 and not self._warned_reopen:
+                self._warned_reopen = True
+                _warn(
+                    f"trace file {gone} was removed by another process: "
+                    f"writing {self.path} (open actions written again)"
+                )
+            return fd
 
     def continue_in_gzip(self, gz_path: Path) -> None:
         """Our file was gzipped to ``gz_path`` and deleted (inspect does so at exit).
@@ -167,11 +176,7 @@ class TraceWriter:
         if self.disabled:
             return
         self.disabled = True
-        try:
-            sys.stderr.write(f"[autotrace] tracing disabled: {reason}\n")
-            sys.stderr.flush()
-        except Exception:
-            pass
+        _warn(f"tracing disabled: {reason}")
 
     def close(self) -> None:
         """Close the file (tests); the next record opens it again."""
@@ -183,6 +188,14 @@ class TraceWriter:
                 except OSError:
                     pass
             self._fd, self._pid = -1, -1
+
+
+def _warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"[autotrace] {message}\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
 
 
 def ensure_directory(directory: Path) -> None:
