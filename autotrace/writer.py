@@ -61,7 +61,7 @@ class TraceWriter:
             now = time.monotonic()
             if now - self._checked_at > _RECHECK_SECONDS:
                 self._checked_at = now
-                if os.fstat(fd).st_nlink == 0:  # rotated or deleted by someone else
+                if self._moved_away(fd):  # deleted or renamed (rotated) by someone else
                     fd = self._reopen()
                     if fd < 0:
                         return
@@ -70,6 +70,19 @@ class TraceWriter:
                 raise OSError(28, "No space left on device (short write)")
         except OSError as exc:
             self.disable(f"cannot write {self.path}: {exc.strerror or exc}")
+
+    def _moved_away(self, fd: int) -> bool:
+        """Whether our file is no longer the one at our path (unlinked, or renamed away)."""
+        st = os.fstat(fd)
+        if st.st_nlink == 0:
+            return True
+        if self.path is None:
+            return False
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (at_path.st_ino, at_path.st_dev) != (st.st_ino, st.st_dev)
 
     def write_raw(self, fd: int, line: bytes) -> None:
         """Write to an already opened descriptor (used by on_open callbacks)."""
@@ -124,7 +137,7 @@ class TraceWriter:
             if fd >= 0 and not self._warned_reopen:
                 self._warned_reopen = True
                 _warn(
-                    f"trace file {gone} was removed by another process: "
+                    f"trace file {gone} was removed or renamed by another process: "
                     f"writing {self.path} (open actions written again)"
                 )
             return fd

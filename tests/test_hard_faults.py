@@ -194,11 +194,14 @@ def _paused_run(directory: Path, fault: str) -> tuple[subprocess.CompletedProces
     elif fault == "unlink file":
         # What a rotation in another process does (ours and inspect's both unlink).
         subprocess.run([sys.executable, "-c", f"import os; os.unlink({str(own)!r})"], check=True)
+    elif fault == "rename file":
+        # What logrotate does: the old file moves aside, a new one is expected at the name.
+        own.rename(own.with_name(f"{own.name}.1"))
     stdout, stderr = proc.communicate(f"{proc.pid}\n", timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), proc.pid
 
 
-@pytest.mark.parametrize("fault", ["delete directory", "unlink file"])
+@pytest.mark.parametrize("fault", ["delete directory", "unlink file", "rename file"])
 def test_trace_file_removed_mid_run_is_reopened_with_open_actions_written_again(
     tmp_path: Path, baseline: str, fault: str, request: pytest.FixtureRequest
 ) -> None:
@@ -207,7 +210,7 @@ def test_trace_file_removed_mid_run_is_reopened_with_open_actions_written_again(
     assert done.returncode == 0, done.stderr
     assert done.stdout == baseline  # (the PAUSED line was read already)
     warnings = _warnings(done.stderr)
-    assert len(warnings) == 1 and "removed by another process" in warnings[0], done.stderr
+    assert len(warnings) == 1 and "by another process" in warnings[0], done.stderr
     path = directory / f"trace-{pid}.log"
     scan = scan_file(path)
     assert scan.torn == 0 and scan.torn_tail == 0
