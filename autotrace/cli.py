@@ -25,7 +25,16 @@ from autotrace import config
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Examples:
+  inspect-trace run -- inspect eval task.py --model openai/gpt-4o
+  inspect-trace anomalies              # what is still running, and where it waits
+  inspect-trace anomalies --run        # every process of the newest run
+  inspect-trace anomalies --watch      # live view while the run goes on
+  inspect-trace stacks PID             # stacks of a live traced process, now""",
+)
 @click.version_option(package_name="inspect-autotrace")
 def main() -> None:
     """Find the action that keeps a Python program from finishing."""
