@@ -6,11 +6,12 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from autotrace import actions, config
+from autotrace import actions, agent, config
 
 # Console scripts of this interpreter's environment (inspect, inspect-trace) come first on
 # PATH for every subprocess a test starts, whatever venv CI or a developer uses.
@@ -44,3 +45,14 @@ def action_records(directory: Path) -> list[dict]:
     for path in sorted(directory.glob("trace-*.log")):
         out.extend(r for r in read_records(path) if "action" in r)
     return out
+
+
+@contextmanager
+def installed_patch(name: str) -> Iterator[None]:
+    """The shipped patch ``name`` installed in this process for a block, then removed."""
+    patch = agent.load_patch(name)
+    agent.install_patch(patch)
+    try:
+        yield
+    finally:
+        agent.uninstall_patch(patch)

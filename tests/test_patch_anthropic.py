@@ -9,16 +9,15 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
-from conftest import action_records
+from conftest import action_records, installed_patch
 from llm_server import LLMServer
 
-from autotrace import actions, agent
+from autotrace import actions
 
 KEY = "sk-ant-test-0123456789abcdef0123456789"
 MODEL = "claude-test"
@@ -31,16 +30,6 @@ TEXT = "Hello! This is the local test model."
 DETAIL = f"generate (anthropic/{MODEL})"
 
 
-@contextmanager
-def patched() -> Iterator[None]:
-    patch = agent.load_patch("anthropic")
-    agent.install_patch(patch)
-    try:
-        yield
-    finally:
-        agent.uninstall_patch(patch)
-
-
 @pytest.fixture
 def llm() -> Iterator[LLMServer]:
     """The local Anthropic-compatible server (tests/llm_server.py), stopped after the test."""
@@ -51,7 +40,7 @@ def llm() -> Iterator[LLMServer]:
 @pytest.fixture
 def traced(trace_dir: Path) -> Iterator[Path]:
     """The anthropic patch installed in this process, for one test."""
-    with patched():
+    with installed_patch("anthropic"):
         yield trace_dir
 
 
@@ -99,7 +88,7 @@ def test_create_sync_async_and_beta_are_model_actions_with_unchanged_results(
         ]
 
     plain = run()
-    with patched():
+    with installed_patch("anthropic"):
         traced = run()
     assert [stable(r) for r in traced] == [stable(r) for r in plain]
     assert [type(r) for r in traced] == [type(r) for r in plain]
@@ -128,7 +117,7 @@ def test_wrapped_methods_keep_signature_and_async_ness() -> None:
         return [(inspect.signature(f), inspect.iscoroutinefunction(f)) for f in methods]
 
     before = shape()
-    with patched():
+    with installed_patch("anthropic"):
         assert shape() == before
         for cls in (messages.Messages, messages.AsyncMessages, beta.Messages):
             for name in ("create", "parse", "stream"):
@@ -194,7 +183,7 @@ def test_error_event_mid_stream_is_recorded_and_raised_unchanged(
         return caught.value
 
     plain = consume()
-    with patched():
+    with installed_patch("anthropic"):
         traced = consume()
     assert (type(traced), str(traced)) == (type(plain), str(plain))
     assert [r["event"] for r in action_records(trace_dir)] == ["enter", "error"]
@@ -255,7 +244,7 @@ def test_http_error_raises_the_same_exception_and_key_is_redacted(
         return caught.value
 
     plain = fail()
-    with patched():
+    with installed_patch("anthropic"):
         traced = fail()
     assert (type(traced), str(traced)) == (type(plain), str(plain))
     assert [r["event"] for r in action_records(trace_dir)] == ["enter", "error"]

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import action_records
+from conftest import action_records, installed_patch
 from mcp import Client, ClientSession
 from mcp.server.mcpserver import MCPServer
 
-from autotrace import actions, agent
+from autotrace import actions
 
 SECRET = "sk-test-0123456789abcdef0123456789"
-
-
-@contextmanager
-def patched() -> Iterator[None]:
-    patch = agent.load_patch("mcp")
-    agent.install_patch(patch)
-    try:
-        yield
-    finally:
-        agent.uninstall_patch(patch)
 
 
 def make_server(started: asyncio.Event | None = None) -> MCPServer:
@@ -73,7 +61,7 @@ def test_tool_calls_are_tool_call_actions_with_unchanged_results(
     mode: str, trace_dir: Path
 ) -> None:
     plain = asyncio.run(calls(mode))
-    with patched():
+    with installed_patch("mcp"):
         traced = asyncio.run(calls(mode))
     assert [r.model_dump() for r in traced] == [r.model_dump() for r in plain]
     assert traced[2].is_error
@@ -90,7 +78,7 @@ def test_tool_calls_are_tool_call_actions_with_unchanged_results(
 def test_call_tool_keeps_signature_and_async_ness() -> None:
     methods = [ClientSession.call_tool, Client.call_tool]
     before = [(inspect.signature(m), inspect.iscoroutinefunction(m)) for m in methods]
-    with patched():
+    with installed_patch("mcp"):
         methods = [ClientSession.call_tool, Client.call_tool]
         assert [(inspect.signature(m), inspect.iscoroutinefunction(m)) for m in methods] == before
     assert inspect.isfunction(vars(ClientSession)["call_tool"])
@@ -108,7 +96,7 @@ def test_hanging_tool_is_running_then_cancelled(trace_dir: Path) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await task
 
-    with patched():
+    with installed_patch("mcp"):
         asyncio.run(main())
     assert [e for e, _ in tool_records(trace_dir)] == ["enter", "cancel"]
     for path in trace_dir.glob("trace-*"):
@@ -123,7 +111,7 @@ def test_tool_call_inside_the_same_tool_call_is_not_traced_twice(trace_dir: Path
             with actions.trace_action("Tool Call", "plan()"):  # another tool calling MCP
                 await client.call_tool("add", {"a": 5, "b": 6})
 
-    with patched():
+    with installed_patch("mcp"):
         asyncio.run(main())
     records = [r for r in action_records(trace_dir) if r["event"] == "enter"]
     assert [r["detail"] for r in records] == ["add(a=1, b=2)", "plan()", "add(a=5, b=6)"]

@@ -9,30 +9,19 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from conftest import action_records
+from conftest import action_records, installed_patch
 from llm_server import LLMServer
 
-from autotrace import actions, agent
+from autotrace import actions
 
 KEY = "sk-test-0123456789abcdef0123456789"
 MODEL = "gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
-
-
-@contextmanager
-def patched() -> Iterator[None]:
-    patch = agent.load_patch("openai")
-    agent.install_patch(patch)
-    try:
-        yield
-    finally:
-        agent.uninstall_patch(patch)
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ def llm() -> Iterator[LLMServer]:
 @pytest.fixture
 def traced(trace_dir: Path) -> Iterator[Path]:
     """The openai patch installed in this process, for one test."""
-    with patched():
+    with installed_patch("openai"):
         yield trace_dir
 
 
@@ -125,7 +114,7 @@ def test_each_endpoint_sync_and_async_is_one_model_action_with_unchanged_result(
         return call(client(llm)), asyncio.run(run_async())
 
     plain = run_both()
-    with patched():
+    with installed_patch("openai"):
         traced = run_both()
     assert [stable(r) for r in traced] == [stable(r) for r in plain]
     assert [type(r) for r in traced] == [type(r) for r in plain]
@@ -158,7 +147,7 @@ def test_wrapped_methods_keep_signature_and_async_ness() -> None:
 
     before = shape()
     originals = [vars(c)[m] for c, m in targets]
-    with patched():
+    with installed_patch("openai"):
         after = shape()
         assert all(vars(c)[m] is not o for (c, m), o in zip(targets, originals, strict=True))
         # wrapped once, though chat completions is reachable through two modules
@@ -206,7 +195,7 @@ def test_error_mid_stream_is_recorded_and_raised_unchanged(
         return caught.value
 
     plain = consume()
-    with patched():
+    with installed_patch("openai"):
         traced = consume()
     assert (type(traced), str(traced)) == (type(plain), str(plain))
     end = action_records(trace_dir)[-1]
@@ -276,7 +265,7 @@ def test_http_error_raises_the_same_exception(llm: LLMServer, trace_dir: Path) -
         return caught.value
 
     plain = fail()
-    with patched():
+    with installed_patch("openai"):
         traced = fail()
     assert (type(traced), str(traced), traced.status_code) == (type(plain), str(plain), 429)
     end = action_records(trace_dir)[-1]
