@@ -24,12 +24,15 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import getitem, itemgetter, lt, ne
 from pathlib import Path
 from typing import IO, Any
 
 from autotrace.records import EVENTS, MESSAGE_PREFIX
 
-CHUNK = 1 << 18  # lines of a 256 KiB chunk stay in the CPU cache
+CHUNK = 1 << 18  # what a stream (gzip, a live view) is read by
+BLOCK = 1 << 17  # what a plain file is read by: a block stays in the CPU cache through its passes
 
 # Byte patterns of the fast path (see TraceScanner._scan_lines for why they are safe).
 _HEAD = b'{"timestamp": "'
@@ -38,6 +41,15 @@ _ACTION_KEY = b', "action": "'
 _TRACE_ID_NEXT = b'", "trace_id": "'
 _AGENT_MESSAGE = b'"message": "' + MESSAGE_PREFIX.encode()
 _EVENTS_BYTES = {e.encode(): e for e in EVENTS}
+# The block path (see TraceScanner._scan_block) splits a block of lines at _TID_SEP.
+_TID_SEP = b'", "trace_id": "'
+_NL_HEAD = b"\n" + _HEAD
+_LINE_END = b"}\n"
+_LINE_JOIN = b'}\n{"timestamp'
+_EVENT_ENDS = tuple(_EVENT_KEY + e for e in _EVENTS_BYTES)
+# The third last byte of each event name differs: enTer, eXit, erRor, canCel, timeOut.
+_EVENT_OF_CODE = {e.encode()[-3]: e for e in EVENTS}
+_THIRD_LAST = itemgetter(-3)
 
 BUCKETS = ("cancel", "error", "timeout")
 
@@ -259,6 +271,29 @@ class LineBuffer:
                 self._drop()
         return lines
 
+    def block(self, data: bytes) -> bytes:
+        """The lines ``data`` completes, as one bytes object ending in a newline (or b"")."""
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            self.split(data)  # keeps (or drops) the partial line
+            return b""
+        if self._parts:
+            head = b"".join(self._parts)
+            self._parts, self._size = [], 0
+            data = head + data
+            nl += len(head)
+        start = 0
+        if self._skipping:  # the end of a dropped line
+            start = data.find(b"\n") + 1
+            self._skipping = False
+        if nl + 1 < len(data):
+            tail = data[nl + 1 :]
+            self._parts, self._size = [tail], len(tail)
+            if self._size > MAX_LINE:
+                self._drop()
+            return data[start : nl + 1]
+        return data[start:] if start else data
+
     def rest(self) -> bytes:
         """At end of input: the last line if it had no newline (b"" when none)."""
         rest = b"".join(self._parts)
@@ -315,6 +350,11 @@ class TraceScanner:
         if not data:
             return
         self.offset += len(data)
+        if self.filter is None:
+            block = self._buffer.block(data)
+            if block:
+                self._scan_block(block)
+            return
         lines = self._buffer.split(data)
         if lines:
             self._scan_lines(lines)
@@ -334,11 +374,11 @@ class TraceScanner:
             return
         self._scan_lines([last])
 
-    def feed_stream(self, stream: IO[bytes]) -> None:
-        """Feed everything ``stream`` yields (binary), chunk by chunk."""
+    def feed_stream(self, stream: IO[bytes], size: int = CHUNK) -> None:
+        """Feed everything ``stream`` yields (binary), ``size`` bytes at a time."""
         read = stream.read
         while True:
-            chunk = read(CHUNK)
+            chunk = read(size)
             if not chunk:
                 break
             self.feed(chunk)
@@ -415,6 +455,140 @@ class TraceScanner:
                             self.orphans.append((tid, name, line))
                         continue
             slow(line)
+
+    def _scan_block(self, block: bytes) -> None:
+        """Read a block of whole lines (ending in a newline), a few C-level passes per block.
+
+        When every line of the block starts with ``{"timestamp": "``, ends with ``}``,
+        has no other ``{`` and the block is ASCII (counted over the whole block), the
+        block is split at ``", "trace_id": "``: piece k ends with the head of action
+        line k+1 (``..., "action": "...", "event": "EV``) and piece k+1 starts with its
+        trace id. An action line is read unparsed when its head (after the piece's last
+        newline) holds ``, "action": "`` and then ``, "event": "`` directly followed by
+        a known event, and its trace id has no backslash: the reasoning of
+        ``_scan_lines`` applies, since the line has no ``{`` but its first. Lines
+        between two action lines (a piece with more than one newline) go through
+        ``_scan_lines`` in order; any block that fails a check goes through it whole.
+        Enters are kept as their piece index while the block is read and cut out as
+        lines only if still open at its end (or when an anomalous end needs them).
+        """
+        n = len(block) - len(block.replace(b"\n", b""))  # faster than count()
+        if not (
+            block.startswith(_HEAD)
+            and block.endswith(_LINE_END)
+            and block.isascii()
+            and len(block) - len(block.replace(b"{", b"")) == n
+            and block.count(_LINE_JOIN) == n - 1
+        ):
+            self._scan_lines(block.split(b"\n")[:-1])
+            return
+        pieces = block.split(_TID_SEP)
+        m = len(pieces) - 1
+        if m == 0:
+            self._scan_lines(block.split(b"\n")[:-1])
+            return
+        heads = pieces[:-1]
+        tails = pieces[1:]
+        nl_at = list(map(bytes.rfind, heads, repeat(b"\n")))
+        first_nl = list(map(bytes.find, tails, repeat(b"\n")))
+        tid_end = list(map(bytes.find, tails, repeat(b'"')))
+        width = tid_end[0]
+        if tid_end.count(width) == m:  # one writer: trace ids of one length
+            tids = list(map(itemgetter(slice(0, width)), tails))
+        else:
+            tids = list(map(getitem, tails, map(slice, tid_end)))
+        if not (
+            all(map(bytes.endswith, heads, repeat(_EVENT_ENDS)))
+            and all(map(lt, nl_at, map(bytes.rfind, heads, repeat(_ACTION_KEY))))
+            and min(tid_end) >= 0
+            and all(map(lt, tid_end, first_nl))
+            and b"\\" not in b"".join(tids)
+        ):
+            self._scan_lines(block.split(b"\n")[:-1])
+            return
+        codes = list(map(_THIRD_LAST, heads))  # the event: its third last byte tells
+        self.lines += m
+        running = self.running
+        orphans = self.orphans
+        local: dict[bytes, int] = {}  # trace id -> piece index of its enter line (this block)
+
+        def line_of(k: int) -> bytes:
+            """Action line k (1-based: its head ends piece k-1, its tail starts piece k)."""
+            tail = pieces[k]
+            return pieces[k - 1][nl_at[k - 1] + 1 :] + _TID_SEP + tail[: tail.find(b"\n")]
+
+        def flush() -> None:
+            for tid, k in local.items():
+                running[tid] = line_of(k)
+            local.clear()
+
+        def middle(k: int) -> None:
+            """The lines between action line k and k+1 (or before line 1 when k == 0)."""
+            piece = pieces[k]
+            if k == 0:
+                rest = piece[: nl_at[0]]
+            elif k == m:
+                rest = piece[piece.find(b"\n") + 1 : -1]
+            else:
+                rest = piece[piece.find(b"\n") + 1 : piece.rfind(b"\n")]
+            # A line that could be an action record touches ``running``: make it whole.
+            if local and (b'"action"' in rest or b"\\u" in rest):
+                flush()
+            self._scan_lines(rest.split(b"\n"))
+
+        def other_end(k: int, code: int, tid: bytes) -> None:
+            name = _EVENT_OF_CODE[code]
+            at = local.pop(tid, None)
+            enter = line_of(at) if at is not None else running.pop(tid, None)
+            line = line_of(k)
+            self.finished[name][tid] = (line, enter)
+            if enter is None and orphans is not None:
+                orphans.append((tid, name, line))
+
+        # Pieces after which other lines follow (more than one newline).
+        last_nl = nl_at[1:]
+        last_nl.append(len(pieces[m]) - 1)
+        stops = list(compress(range(1, m + 1), map(ne, first_nl, last_nl)))
+        rests = [pieces[k][first_nl[k - 1] + 1 : last_nl[k - 1]] for k in stops]
+        if nl_at[0] >= 0:
+            stops.insert(0, 0)
+            rests.insert(0, pieces[0][: nl_at[0]])
+        other = b"\n".join(rests)
+        deferred = b'"action"' not in other and b"\\u" not in other
+        if deferred:
+            # None of the other lines is an action record: they touch no action state
+            # and are read after the action lines (their own order is kept).
+            stops = []
+        elif stops and stops[0] == 0:
+            middle(0)
+            del stops[0]
+        stops.append(m + 1)
+        first = 1
+        for stop in stops:
+            end = min(stop, m)
+            for k, code, tid in zip(
+                range(first, end + 1), codes[first - 1 : end], tids[first - 1 : end], strict=True
+            ):
+                if code == 116:  # enter
+                    if tid in running:
+                        running[tid] = line_of(k)
+                    else:
+                        local[tid] = k
+                elif code == 120:  # exit
+                    if (
+                        local.pop(tid, None) is None
+                        and running.pop(tid, None) is None
+                        and orphans is not None
+                    ):
+                        orphans.append((tid, "exit", b""))
+                else:
+                    other_end(k, code, tid)
+            if stop <= m:
+                middle(stop)
+            first = stop + 1
+        if deferred and other:
+            self._scan_lines(other.split(b"\n"))
+        flush()
 
     def _slow(self, line: bytes) -> None:
         """Parse one line fully; count it if it is not a valid record."""
@@ -597,7 +771,7 @@ def scan_file(path: Path, filter: str | None = None, workers: int | None = None)
             if size >= PARALLEL_MIN_BYTES:
                 return _scan_parallel(path, stream, size, filter, workers)
         scanner = TraceScanner(path.name, filter)
-        scanner.feed_stream(stream)
+        scanner.feed_stream(stream, CHUNK if path.name.endswith(".gz") else BLOCK)
     except (OSError, EOFError, zlib.error) as exc:
         raise TraceReadError(_describe(path, exc)) from exc
     finally:
@@ -617,7 +791,7 @@ def _scan_range(scanner: TraceScanner, stream: IO[bytes], start: int, end: int) 
     stream.seek(start)
     left = end - start
     while left > 0:
-        chunk = stream.read(min(CHUNK, left))
+        chunk = stream.read(min(BLOCK, left))
         if not chunk:
             break
         left -= len(chunk)
