@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import getitem, itemgetter, lt, ne
+from operator import getitem, itemgetter, ne
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,7 +34,8 @@ from autotrace.records import EVENTS, MESSAGE_PREFIX
 CHUNK = 1 << 18  # what a stream (gzip, a live view) is read by
 BLOCK = 1 << 17  # what a plain file is read by: a block stays in the CPU cache through its passes
 
-# Byte patterns of the fast path (see TraceScanner._scan_lines for why they are safe).
+# Byte patterns of the fast paths (see TraceScanner._scan_lines and _scan_block for why
+# they are safe).
 _HEAD = b'{"timestamp": "'
 _EVENT_KEY = b', "event": "'
 _ACTION_KEY = b', "action": "'
@@ -218,6 +219,27 @@ def _action_record(obj: dict[str, Any]) -> ActionRecord:
     )
 
 
+def _trace_ids(tails: list[bytes], m: int) -> list[bytes] | None:
+    """The trace id each piece starts with (up to its closing quote), or None if any of
+    them holds a backslash, a newline or has no closing quote (the line goes slow)."""
+    width = tails[0].find(b'"')
+    try:  # one writer: usually trace ids of one length
+        uniform = width > 0 and list(map(itemgetter(width), tails)).count(34) == m
+    except IndexError:
+        uniform = False
+    if uniform:
+        tids = list(map(itemgetter(slice(0, width)), tails))
+    else:
+        ends = list(map(bytes.find, tails, repeat(b'"')))
+        if min(ends) < 0:
+            return None
+        tids = list(map(getitem, tails, map(slice, ends)))
+    joined = b"".join(tids)
+    if b'"' in joined or b"\\" in joined or b"\n" in joined:
+        return None
+    return tids
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -392,14 +414,15 @@ class TraceScanner:
         written ``\\"``, so in a match of ``, "event": "`` the quote after ``event`` is
         a real one that closes a string, and since ``:`` follows, that string is a key.
         Its opening quote is real too, because a space, not a backslash, precedes it:
-        the key is exactly ``event`` (and ``", "`` before it is a real separator). It is a key of the top-level object when no
-        ``{`` comes before it on the line (a ``{`` inside a string only sends the line
-        to the slow path). The same holds for ``, "action": "`` before it. Both our
+        the key is exactly ``event`` (and ``", "`` before it is a real separator). It is
+        a key of the top-level object when no ``{`` comes before it on the line (a
+        ``{`` inside a string only sends the line to the slow path). The same holds for ``, "action": "`` before it. Both our
         writer and inspect's ``json.dumps`` write ``event`` then ``trace_id`` with
         ``", "`` and ``": "`` separators; a line in another shape, with a backslash
         in its trace_id or with an unknown event goes through ``json.loads``. A line
         kept for the result (open or anomalous) is fully parsed and validated at the
-        end; a line must end in ``}`` (a torn line does not).
+        end; a line must end in ``}`` (a torn line does not). Plain files are read by
+        ``_scan_block``, which proves the same per line with passes over a block.
         """
         running = self.running
         finished = self.finished
@@ -457,20 +480,35 @@ class TraceScanner:
             slow(line)
 
     def _scan_block(self, block: bytes) -> None:
-        """Read a block of whole lines (ending in a newline), a few C-level passes per block.
+        """Read a block of whole lines (ending in a newline) with a few C-level passes.
 
-        When every line of the block starts with ``{"timestamp": "``, ends with ``}``,
-        has no other ``{`` and the block is ASCII (counted over the whole block), the
-        block is split at ``", "trace_id": "``: piece k ends with the head of action
-        line k+1 (``..., "action": "...", "event": "EV``) and piece k+1 starts with its
-        trace id. An action line is read unparsed when its head (after the piece's last
-        newline) holds ``, "action": "`` and then ``, "event": "`` directly followed by
-        a known event, and its trace id has no backslash: the reasoning of
-        ``_scan_lines`` applies, since the line has no ``{`` but its first. Lines
-        between two action lines (a piece with more than one newline) go through
-        ``_scan_lines`` in order; any block that fails a check goes through it whole.
+        Per line, Python does only a dict operation; everything else runs over the whole
+        block or over its pieces in C. The checks, and why they are enough:
+
+        * Over the block: it is ASCII, it starts with ``{"timestamp": "``, every newline
+          but the last is followed by ``{"timestamp`` and preceded by ``}`` and the
+          block ends in ``}`` + newline (one ``count`` of ``}\\n{"timestamp``), and it
+          holds as many ``{`` as lines. So every line starts with ``{``, ends with
+          ``}`` and has no other ``{``: it has no nested object, every key is a key of
+          the top-level object (no blank line either: those go the slow way).
+        * The block is split at ``", "trace_id": "`` (its quotes are real, and it is a
+          key with a string value, by the reasoning of ``_scan_lines``). Piece k-1 then
+          ends with the head of action line k and piece k starts with its trace id.
+          Action line k is read unparsed when its head ends in ``, "event": "EV`` with
+          EV a known event (``endswith``: the event key directly precedes the trace id
+          key), holds ``, "action": "`` after the piece's last newline (the same line),
+          and its trace id runs to a quote with no backslash, quote or newline in it.
+          That is exactly what ``_scan_lines`` proves for its fast path, plus more.
+        * Lines without that key (more than one newline in a piece) are read by
+          ``_scan_lines`` (its own checks, ``json.loads`` for anything unusual); when
+          none of them could be an action record (no ``"action"``, no ``\\u`` escape
+          that could spell it) they cannot touch the actions' state and are read after
+          the block's action lines (their own order kept); otherwise in place.
+        * A block that fails any check goes through ``_scan_lines`` whole.
+
         Enters are kept as their piece index while the block is read and cut out as
-        lines only if still open at its end (or when an anomalous end needs them).
+        lines only if still open at its end (or when an anomalous end needs them); an
+        enter of a trace id already open replaces it in place, as the slow path does.
         """
         n = len(block) - len(block.replace(b"\n", b""))  # faster than count()
         if not (
@@ -491,19 +529,16 @@ class TraceScanner:
         tails = pieces[1:]
         nl_at = list(map(bytes.rfind, heads, repeat(b"\n")))
         first_nl = list(map(bytes.find, tails, repeat(b"\n")))
-        tid_end = list(map(bytes.find, tails, repeat(b'"')))
-        width = tid_end[0]
-        if tid_end.count(width) == m:  # one writer: trace ids of one length
-            tids = list(map(itemgetter(slice(0, width)), tails))
-        else:
-            tids = list(map(getitem, tails, map(slice, tid_end)))
+        starts = nl_at.copy()
+        starts[0] = max(starts[0], 0)
         if not (
             all(map(bytes.endswith, heads, repeat(_EVENT_ENDS)))
-            and all(map(lt, nl_at, map(bytes.rfind, heads, repeat(_ACTION_KEY))))
-            and min(tid_end) >= 0
-            and all(map(lt, tid_end, first_nl))
-            and b"\\" not in b"".join(tids)
+            and -1 not in list(map(bytes.find, heads, repeat(_ACTION_KEY), starts))
         ):
+            self._scan_lines(block.split(b"\n")[:-1])
+            return
+        tids = _trace_ids(tails, m)
+        if tids is None:
             self._scan_lines(block.split(b"\n")[:-1])
             return
         codes = list(map(_THIRD_LAST, heads))  # the event: its third last byte tells
@@ -511,6 +546,7 @@ class TraceScanner:
         running = self.running
         orphans = self.orphans
         local: dict[bytes, int] = {}  # trace id -> piece index of its enter line (this block)
+        local_pop, running_pop = local.pop, running.pop
 
         def line_of(k: int) -> bytes:
             """Action line k (1-based: its head ends piece k-1, its tail starts piece k)."""
@@ -576,8 +612,8 @@ class TraceScanner:
                         local[tid] = k
                 elif code == 120:  # exit
                     if (
-                        local.pop(tid, None) is None
-                        and running.pop(tid, None) is None
+                        local_pop(tid, None) is None
+                        and running_pop(tid, None) is None
                         and orphans is not None
                     ):
                         orphans.append((tid, "exit", b""))
