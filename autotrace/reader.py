@@ -397,10 +397,27 @@ class TraceScanner:
         self._scan_lines([last])
 
     def feed_stream(self, stream: IO[bytes], size: int = CHUNK) -> None:
-        """Feed everything ``stream`` yields (binary), ``size`` bytes at a time."""
-        read = stream.read
+        """Feed everything ``stream`` yields (binary), ``size`` bytes at a time.
+
+        A compressed stream that ends early (a gzip cut by a kill or a full disk) is a
+        torn tail, as a cut plain file is: what was decompressed is kept and counted.
+        """
+        compressed = isinstance(stream, gzip.GzipFile)
+        # GzipFile.read() drops what it decompressed when the stream breaks; read1 doesn't.
+        read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
         while True:
-            chunk = read(size)
+            try:
+                chunk = read(size)
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                if not compressed or not truncated_gzip(exc, self.offset):
+                    raise
+                # The cut line, if any, is the torn tail close() counts; one note either way.
+                last = self._buffer.rest()
+                self.lines += 1
+                self.problems.note(
+                    "torn", f"compressed file ended early (truncated gzip) {last[:60]!r}"
+                )
+                return
             if not chunk:
                 break
             self.feed(chunk)
@@ -925,6 +942,13 @@ def _join(
     scanner.lines += lines
 
 
+def truncated_gzip(exc: BaseException, decompressed: int) -> bool:
+    """Whether a gzip error means "ended early" (keep what was read), not "not gzip at all"."""
+    if isinstance(exc, EOFError):
+        return True
+    return decompressed > 0 and isinstance(exc, (zlib.error, gzip.BadGzipFile))
+
+
 def _describe(path: Path, exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return f"cannot read {path}: compressed file ended early (truncated gzip)"
@@ -943,17 +967,23 @@ def iter_records(
     needle = filter.lower() if filter else None
     with open_trace(path) as stream:
         buffer = LineBuffer(problems)
+        compressed = isinstance(stream, gzip.GzipFile)
+        read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read  # see feed_stream
+        decompressed = 0
         try:
             while True:
-                chunk = stream.read(CHUNK)
+                chunk = read(CHUNK)
                 if not chunk:
                     break
+                decompressed += len(chunk)
                 for line in buffer.split(chunk):
                     obj = _checked(line, problems, last=False)
                     if obj is not None and (needle is None or needle in obj["message"].lower()):
                         yield obj
         except (OSError, EOFError, zlib.error) as exc:
-            raise TraceReadError(_describe(path, exc)) from exc
+            if not (compressed and truncated_gzip(exc, decompressed)):
+                raise TraceReadError(_describe(path, exc)) from exc
+            problems.note("torn", "compressed file ended early (truncated gzip)")
         pending = buffer.rest()
         if pending.strip():
             obj = _checked(pending, problems, last=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -199,7 +198,6 @@ def test_bad_lines_give_one_note_on_stderr(tmp_path: Path) -> None:
         ("empty_dir", "no trace files"),
         ("missing", "does not exist"),
         ("directory", "is a directory"),
-        ("truncated_gzip", "truncated gzip"),
         ("bad_gzip", "not a gzip file"),
     ],
 )
@@ -214,8 +212,7 @@ def test_errors_are_one_line_exit_1_no_traceback(tmp_path: Path, setup: str, mes
         args.append(str(directory / "sub"))
     elif setup.endswith("gzip"):
         gz = directory / "trace-1.log.gz"
-        payload = gzip.compress((action("enter", "a", "x") * 2000).encode())
-        gz.write_bytes(payload[:200] if setup == "truncated_gzip" else b"plain text")
+        gz.write_bytes(b"plain text")
     for verb in ("anomalies", "dump"):
         result = CliRunner().invoke(main, [verb, *args[1:]])
         assert result.exit_code == 1, result.output

@@ -184,20 +184,9 @@ def test_a_file_that_cannot_be_read_is_one_error_line_and_exit_1(
 
 
 def _readable_params() -> list:
-    params = []
-    for verb in sorted(VERBS):
-        for case in READABLE:
-            marks = []
-            if case == "truncated gzip":
-                marks.append(
-                    pytest.mark.xfail(
-                        strict=True,
-                        reason="reader: a truncated gzip is a read error (exit 1), "
-                        "the records before the cut are not reported",
-                    )
-                )
-            params.append(pytest.param(verb, case, marks=marks, id=f"{verb}-{case}"))
-    return params
+    return [
+        pytest.param(verb, case, id=f"{verb}-{case}") for verb in sorted(VERBS) for case in READABLE
+    ]
 
 
 @pytest.mark.parametrize(("verb", "case"), _readable_params())
@@ -222,15 +211,6 @@ def test_bad_lines_are_one_note_and_valid_records_are_still_reported(
         assert len(done.stderr.splitlines()) <= 1
     else:
         assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("note:")
-
-
-def test_truncated_gzip_is_one_clear_error_line_today(inputs: dict[str, Path]) -> None:
-    """What the reader does now with a truncated gzip (see the xfail above for the promise)."""
-    for args, _ in VERBS.values():
-        done = _cli(*_argv(args, inputs["truncated gzip"]))
-        _assert_clean(done, {0, 1})
-        if done.returncode == 1:
-            assert "truncated gzip" in done.stderr
 
 
 def test_list_over_a_directory_of_bad_files_lists_them_all(
