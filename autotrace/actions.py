@@ -78,6 +78,7 @@ class OpenAction:
         "task",
         "ended",
         "lines",
+        "extra",
         "__weakref__",
     )
 
@@ -98,6 +99,7 @@ class OpenAction:
         self.thread_name = thread.name
         self.task_name, self.task = _task_name()
         self.ended = False
+        self.extra = extra
         self.lines = records.ActionLines(
             action,
             detail,
@@ -120,7 +122,9 @@ class OpenAction:
 
     def enter_line(self) -> bytes:
         """The ``enter`` record again (written when the trace file is reopened)."""
-        return self.lines.line(records.ENTER, self.start_time, start_time=self.start_time)
+        return self.lines.line(
+            records.ENTER, self.start_time, start_time=self.start_time, extra=self.extra
+        )
 
     def end(
         self,
@@ -305,6 +309,7 @@ class ForeignAction(OpenAction):
         self.thread_name = thread.name
         self.task_name, self.task = _task_name()
         self.ended = False
+        self.extra = None
         self.lines = None  # type: ignore[assignment]
         self.start_time = time.time()
         self.start_mono = time.monotonic()

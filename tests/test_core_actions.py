@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import action_records
+from conftest import action_records, read_records
 
 from autotrace import actions
 from autotrace.actions import (
@@ -193,3 +194,18 @@ def test_disabled_writer_makes_actions_noops(trace_dir: Path) -> None:
     with trace_action("Model", "off") as span:
         assert span is None
     assert not trace_dir.exists() or not action_records(trace_dir)
+
+
+def test_reopened_file_repeats_open_enters_with_their_extra_keys(trace_dir: Path) -> None:
+    held = actions.start_action("Subprocess", "sleep 600", extra={"child_pid": 4242})
+    assert held is not None
+    path = trace_dir / f"trace-{os.getpid()}.log"
+    path.unlink()  # what a rotation in another process does
+    actions.writer._checked_at = 0.0  # look at the file on the next write
+    with actions.trace_action("Tool Call", "after()"):
+        pass
+    held.end()
+    records = [r for r in read_records(path) if "action" in r]
+    enters = [r for r in records if r["detail"] == "sleep 600" and r["event"] == "enter"]
+    assert len(enters) == 1 and enters[0]["child_pid"] == 4242
+    assert [r["event"] for r in records if r["detail"] == "sleep 600"] == ["enter", "exit"]
