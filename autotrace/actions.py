@@ -89,17 +89,7 @@ class OpenAction:
         parent_id: str | None,
         extra: dict[str, Any] | None,
     ) -> None:
-        self.trace_id = _new_trace_id()
-        self.action = action
-        self.detail = detail
-        self.parent_id = parent_id
-        self.pid = _pid
-        thread = threading.current_thread()
-        self.thread_id = thread.ident
-        self.thread_name = thread.name
-        self.task_name, self.task = _task_name()
-        self.ended = False
-        self.extra = extra
+        self._bind(action, detail, _new_trace_id(), parent_id, extra)
         self.lines = records.ActionLines(
             action,
             detail,
@@ -119,6 +109,27 @@ class OpenAction:
         open_actions[self.trace_id] = self
         if not _watchdog_started:  # the only watchdog cost on the hot path
             _start_watchdog()
+
+    def _bind(
+        self,
+        action: str,
+        detail: str,
+        trace_id: str,
+        parent_id: str | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        """Name the action and tie it to this process, thread and asyncio task."""
+        self.trace_id = trace_id
+        self.action = action
+        self.detail = detail
+        self.parent_id = parent_id
+        self.pid = _pid
+        thread = threading.current_thread()
+        self.thread_id = thread.ident
+        self.thread_name = thread.name
+        self.task_name, self.task = _task_name()
+        self.ended = False
+        self.extra = extra
 
     def enter_line(self) -> bytes:
         """The ``enter`` record again (written when the trace file is reopened)."""
@@ -299,17 +310,7 @@ class ForeignAction(OpenAction):
     __slots__ = ()
 
     def __init__(self, action: str, detail: str, trace_id: str, parent_id: str | None) -> None:
-        self.trace_id = trace_id
-        self.action = action
-        self.detail = detail
-        self.parent_id = parent_id
-        self.pid = _pid
-        thread = threading.current_thread()
-        self.thread_id = thread.ident
-        self.thread_name = thread.name
-        self.task_name, self.task = _task_name()
-        self.ended = False
-        self.extra = None
+        self._bind(action, detail, trace_id, parent_id, None)
         self.lines = None  # type: ignore[assignment]
         self.start_time = time.time()
         self.start_mono = time.monotonic()

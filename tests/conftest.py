@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,12 @@ def installed_patch(name: str) -> Iterator[None]:
         yield
     finally:
         agent.uninstall_patch(patch)
+
+
+@pytest.fixture
+def llm() -> Iterator[Any]:
+    """The local OpenAI / Anthropic server (tests/llm_server.py) on 127.0.0.1, stopped after."""
+    from llm_server import LLMServer
+
+    with LLMServer() as server:
+        yield server

@@ -28,14 +28,8 @@ A step is ``{"do": <behaviour>, ...options}``:
 
 Every response that carries an answer includes ``usage`` (inspect needs it).
 
-In a test::
-
-    from llm_server import LLMServer
-
-    @pytest.fixture
-    def llm():
-        with LLMServer() as server:  # started on 127.0.0.1, stopped after the test
-            yield server
+In a test, the ``llm`` fixture of tests/conftest.py gives a started server (on
+127.0.0.1, stopped after the test)::
 
     def test_x(llm):
         llm.script([{"do": "hang"}])
@@ -733,23 +727,7 @@ def _messages(
     yield "message_stop", {"type": "message_stop"}
 
 
-# -- pytest fixture and standalone process ----------------------------------------------
-
-try:
-    import pytest
-except ImportError:  # standalone use without pytest
-    pytest = None  # type: ignore[assignment]
-
-if pytest is not None:
-
-    @pytest.fixture
-    def llm_server() -> Iterator[LLMServer]:
-        """A started LLMServer (default step: reply), stopped after the test."""
-        server = LLMServer().start()
-        try:
-            yield server
-        finally:
-            server.stop()
+# -- standalone process ------------------------------------------------------------
 
 
 def _load_json(value: str | None) -> Any:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +87,6 @@ def test_wrapped_callables_pickle_and_copy_where_the_originals_do(
         and row["wrapped"]["pickle"].startswith("fails")
     ]
     assert broken == []
-
-
-@pytest.fixture
-def llm() -> Iterator[LLMServer]:
-    with LLMServer() as server:
-        yield server
 
 
 STEPS = [

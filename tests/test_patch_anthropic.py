@@ -31,13 +31,6 @@ DETAIL = f"generate (anthropic/{MODEL})"
 
 
 @pytest.fixture
-def llm() -> Iterator[LLMServer]:
-    """The local Anthropic-compatible server (tests/llm_server.py), stopped after the test."""
-    with LLMServer() as server:
-        yield server
-
-
-@pytest.fixture
 def traced(trace_dir: Path) -> Iterator[Path]:
     """The anthropic patch installed in this process, for one test."""
     with installed_patch("anthropic"):

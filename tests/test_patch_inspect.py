@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llm_server import llm_server  # noqa: F401  (pytest fixture)
-
 from autotrace.patches.inspect_ai import function_call
 
 ROOT = Path(__file__).parent.parent
@@ -89,10 +87,10 @@ def test_function_call_detail_is_readable_and_shortened() -> None:
 
 def test_calls_outside_an_eval_are_each_one_action(
     tmp_path: Path,
-    llm_server: Any,  # noqa: F811
+    llm: Any,
 ) -> None:
     """No inspect handler yet: inspect's own trace_action calls are written by us, once."""
-    records = outside_eval_actions(sys.executable, tmp_path, llm_server.openai_url)
+    records = outside_eval_actions(sys.executable, tmp_path, llm.openai_url)
     assert_one_action_per_call(records)
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_server import llm_server  # noqa: F401  (pytest fixture)
 from test_patch_inspect import assert_one_action_per_call, outside_eval_actions
 
 pytestmark = pytest.mark.slow
@@ -102,25 +101,23 @@ def actions_in(directory: Path) -> list[dict[str, Any]]:
 def test_old_inspect_calls_outside_an_eval_are_each_one_action(
     old_venv: Path,
     tmp_path: Path,
-    llm_server: Any,  # noqa: F811
+    llm: Any,
 ) -> None:
-    records = outside_eval_actions(old_venv / "bin" / "python", tmp_path, llm_server.openai_url)
+    records = outside_eval_actions(old_venv / "bin" / "python", tmp_path, llm.openai_url)
     assert_one_action_per_call(records)
 
 
 def test_old_inspect_eval_traces_generate_tool_call_and_log_write(
     old_venv: Path,
     tmp_path: Path,
-    llm_server: Any,  # noqa: F811
+    llm: Any,
 ) -> None:
-    llm_server.script(
-        [{"do": "reply", "tool_calls": [{"name": "sleeper", "arguments": {"seconds": 0}}]}]
-    )
+    llm.script([{"do": "reply", "tool_calls": [{"name": "sleeper", "arguments": {"seconds": 0}}]}])
     directory = tmp_path / "traces"
     result = subprocess.run(
         eval_command(old_venv, directory, "tool_hang"),
         cwd=TASKS,
-        env=eval_env(tmp_path, llm_server.openai_url),
+        env=eval_env(tmp_path, llm.openai_url),
         capture_output=True,
         text=True,
         timeout=120,
@@ -143,16 +140,16 @@ def test_old_inspect_eval_traces_generate_tool_call_and_log_write(
 def test_old_inspect_hung_tool_subprocess_shows_running_after_kill(
     old_venv: Path,
     tmp_path: Path,
-    llm_server: Any,  # noqa: F811
+    llm: Any,
 ) -> None:
-    llm_server.script(
+    llm.script(
         [{"do": "reply", "tool_calls": [{"name": "sleeper", "arguments": {"seconds": 600}}]}]
     )
     directory = tmp_path / "traces"
     proc = subprocess.Popen(
         eval_command(old_venv, directory, "tool_hang"),
         cwd=TASKS,
-        env=eval_env(tmp_path, llm_server.openai_url),
+        env=eval_env(tmp_path, llm.openai_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

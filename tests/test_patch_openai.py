@@ -25,13 +25,6 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.fixture
-def llm() -> Iterator[LLMServer]:
-    """The local OpenAI-compatible server (tests/llm_server.py), stopped after the test."""
-    with LLMServer() as server:
-        yield server
-
-
-@pytest.fixture
 def traced(trace_dir: Path) -> Iterator[Path]:
     """The openai patch installed in this process, for one test."""
     with installed_patch("openai"):
