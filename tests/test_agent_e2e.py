@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from conftest import read_records
+from conftest import read_records, wait_for
 
 from autotrace import config
 
@@ -33,14 +32,6 @@ SCRIPT = """
     for t in threads:
         t.join()
 """
-
-
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.1)
 
 
 def _enters(trace_dir: Path) -> set[str]:
@@ -69,7 +60,7 @@ def test_killed_run_shows_hung_subprocess_and_docker_as_running(tmp_path: Path) 
         start_new_session=True,  # its own process group: teardown kills sleep and docker too
     )
     try:
-        _wait_for(lambda: _enters(trace_dir) >= {"Subprocess", "Docker"})
+        wait_for(lambda: _enters(trace_dir) >= {"Subprocess", "Docker"}, timeout=60.0)
         os.kill(run.pid, signal.SIGKILL)
         assert run.wait(timeout=30) == -signal.SIGKILL
 

@@ -14,12 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 from s3_server import moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,11 @@ class LLMProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), "llm server port")
+        wait_for(
+            lambda: port_file.exists() and port_file.read_text().strip(),
+            timeout=DEADLINE,
+            what="llm server port",
+        )
         self.url = f"http://127.0.0.1:{int(port_file.read_text())}/v1"
 
     def stop(self) -> None:
@@ -74,17 +78,6 @@ def llm_process(tmp_path: Path) -> Iterator[Callable[[list[dict[str, Any]]], LLM
     yield start
     for server in started:
         server.stop()
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``deadline`` s."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def trace_records(directory: Path) -> list[dict[str, Any]]:
@@ -161,7 +154,7 @@ class EvalRun:
                 )
             return next((r for r in running(trace_records(directory)) if match(r)), None)
 
-        return wait_for(found, what)  # type: ignore[no-any-return]
+        return wait_for(found, timeout=DEADLINE, what=what)  # type: ignore[no-any-return]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -272,7 +265,11 @@ def test_model_server_silent_on_second_request_shows_running_generate(
         return len([r for r in models if r["event"] == "enter"]) == 2
 
     model = run.wait_running(directory, second_generate, "the second generate")
-    wait_for(lambda: len(llm.requests_log.read_text().splitlines()) >= 2, "second request")
+    wait_for(
+        lambda: len(llm.requests_log.read_text().splitlines()) >= 2,
+        timeout=DEADLINE,
+        what="second request",
+    )
     run.kill()
 
     assert model["detail"] == "generate (openai/test)"
@@ -314,7 +311,7 @@ def test_s3_log_dir_that_stops_answering_shows_running_log_write(
         records = trace_records(directory)
         return any(r.get("action") == "Log Write" and r["event"] == "exit" for r in records)
 
-    wait_for(first_write_done, "the first log write")
+    wait_for(first_write_done, timeout=DEADLINE, what="the first log write")
     proxy.stall()  # from now on the S3 endpoint accepts and never answers
     write = run.wait_running(
         directory,

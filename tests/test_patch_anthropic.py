@@ -7,14 +7,13 @@ import gc
 import inspect
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
-from conftest import action_records, installed_patch
+from conftest import action_records, in_thread, installed_patch
 from llm_server import LLMServer
 
 from autotrace import actions
@@ -208,16 +207,7 @@ def test_stream_cancelled_while_stalled_ends_as_cancel(llm: LLMServer, traced: P
 
 def test_never_answering_server_shows_a_running_model_action(llm: LLMServer, traced: Path) -> None:
     llm.script([{"do": "hang"}])
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            client(llm).messages.create(**ARGS)
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=call)
-    worker.start()
+    worker, errors = in_thread(lambda: client(llm).messages.create(**ARGS))
     llm.wait_hanging(1)
     assert [(r["event"], r["detail"]) for r in action_records(traced)] == [("enter", DETAIL)]
     assert [a.detail for a in actions.open_actions.values()] == [DETAIL]

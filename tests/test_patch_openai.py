@@ -7,14 +7,13 @@ import gc
 import inspect
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from conftest import action_records, installed_patch
+from conftest import action_records, in_thread, installed_patch
 from llm_server import LLMServer
 
 from autotrace import actions
@@ -223,16 +222,9 @@ def test_async_stream_cancelled_while_stalled_ends_as_cancel(llm: LLMServer, tra
 
 def test_never_answering_server_shows_a_running_model_action(llm: LLMServer, traced: Path) -> None:
     llm.script([{"do": "hang"}])
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            client(llm).chat.completions.create(model=MODEL, messages=MESSAGES)
-        except BaseException as exc:
-            errors.append(exc)
-
-    worker = threading.Thread(target=call)
-    worker.start()
+    worker, errors = in_thread(
+        lambda: client(llm).chat.completions.create(model=MODEL, messages=MESSAGES)
+    )
     llm.wait_hanging(1)
     assert model_pairs(traced) == [("enter", f"generate (openai/{MODEL})")]
     (running,) = actions.open_actions.values()

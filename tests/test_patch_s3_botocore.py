@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from conftest import action_records
+from conftest import action_records, in_thread, wait_for
 from s3_server import FAKE_CREDENTIALS, moto_endpoint, s3_patches, s3_server  # noqa: F401
 
 from autotrace import actions, agent
@@ -22,16 +20,6 @@ def s3_records(directory: Path) -> list[dict]:
 def ended(records: list[dict], event: str = "exit") -> dict[str, dict]:
     """detail -> end record, for the end records with ``event``."""
     return {r["detail"]: r for r in records if r["event"] == event}
-
-
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met before the deadline")
 
 
 def test_s3_object_writes_are_one_action_each_with_operation_url_and_size(
@@ -248,16 +236,7 @@ def test_write_to_a_server_that_never_answers_is_a_running_action(
         read_timeout=60,
         retries={"total_max_attempts": 1},
     )
-    outcome: list[BaseException] = []
-
-    def put() -> None:
-        try:
-            s3.put_object(Bucket="hang", Key="stuck.json", Body=b"{}")
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=put, daemon=True)
-    thread.start()
+    thread, outcome = in_thread(lambda: s3.put_object(Bucket="hang", Key="stuck.json", Body=b"{}"))
     assert silent.wait_accepted()
     running = wait_for(lambda: [a for a in list(actions.open_actions.values()) if a.action == "S3"])
     assert running[0].detail == "PutObject s3://hang/stuck.json (2 B)"

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
-import time
 
 import pytest
-from conftest import action_records
+from conftest import action_records, in_thread, wait_for
 from s3_server import moto_endpoint, s3_patches, s3_server  # noqa: F401
 
 from autotrace import actions, agent
@@ -28,16 +26,6 @@ def children(records: list[dict], parent: dict) -> set[str]:
         for r in records
         if r.get("parent_id") == parent["trace_id"] and r["event"] == "enter"
     }
-
-
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met before the deadline")
 
 
 def test_pipe_and_put_are_one_action_each_nested_under_the_caller_across_the_loop_thread(
@@ -241,17 +229,12 @@ def test_s3fs_write_to_a_server_that_never_answers_is_running(
         config_kwargs={"read_timeout": 60, "retries": {"total_max_attempts": 1}},
     )
     fs.retries = 1
-    outcome: list[BaseException] = []
 
     def pipe() -> None:
-        try:
-            with actions.trace_action("Log Write", "eval log"):
-                fs.pipe("hang/log.eval", b"zip")
-        except BaseException as exc:
-            outcome.append(exc)
+        with actions.trace_action("Log Write", "eval log"):
+            fs.pipe("hang/log.eval", b"zip")
 
-    thread = threading.Thread(target=pipe, daemon=True)
-    thread.start()
+    thread, outcome = in_thread(pipe)
     assert silent.wait_accepted()
     running = wait_for(
         lambda: (

@@ -6,12 +6,10 @@ import asyncio
 import inspect
 import io
 import os
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from conftest import action_records
+from conftest import action_records, in_thread, wait_for
 from s3_server import moto_endpoint, s3_patches, s3_server  # noqa: F401
 
 from autotrace import actions, agent
@@ -27,16 +25,6 @@ def one(records: list[dict], detail: str, event: str) -> dict:
     found = [r for r in records if r["detail"] == detail and r["event"] == event]
     assert len(found) == 1, (detail, event, [(r["detail"], r["event"]) for r in records])
     return found[0]
-
-
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met before the deadline")
 
 
 def small_parts():
@@ -183,16 +171,7 @@ def test_transfer_to_a_server_that_never_answers_is_running_with_its_part(
 ):
     silent = s3_server.silent()
     s3 = s3_server.client(silent.endpoint_url, read_timeout=60, retries={"total_max_attempts": 1})
-    outcome: list[BaseException] = []
-
-    def upload() -> None:
-        try:
-            s3.upload_fileobj(io.BytesIO(b"{}"), "hang", "eval.json")
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=upload, daemon=True)
-    thread.start()
+    thread, outcome = in_thread(lambda: s3.upload_fileobj(io.BytesIO(b"{}"), "hang", "eval.json"))
     assert silent.wait_accepted()
     running = wait_for(
         lambda: (

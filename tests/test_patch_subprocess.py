@@ -6,13 +6,12 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from conftest import action_records
+from conftest import action_records, wait_for
 
 from autotrace import agent
 
@@ -45,14 +44,6 @@ def _only_action(directory: Path) -> list[dict]:
     pairs = list(_pairs(directory).values())
     assert len(pairs) == 1, pairs
     return pairs[0]
-
-
-def _wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.05)
 
 
 def test_run_is_one_action_with_child_pid_and_returncode(patched: Path) -> None:
@@ -113,13 +104,13 @@ def test_wait_timeout_leaves_the_action_open_until_the_child_ends(patched: Path)
 
 def test_poll_ends_the_action(patched: Path) -> None:
     proc = subprocess.Popen(["true"])
-    _wait_for(lambda: proc.poll() is not None)
+    wait_for(lambda: proc.poll() is not None)
     assert [r["event"] for r in _actions(patched)] == ["enter", "exit"]
 
 
 def test_child_nobody_waits_on_is_ended_by_the_watcher_without_reaping(patched: Path) -> None:
     proc = subprocess.Popen(["sh", "-c", "exit 5"])
-    _wait_for(lambda: len(_actions(patched)) == 2)
+    wait_for(lambda: len(_actions(patched)) == 2)
     end = _actions(patched)[1]
     assert (end["event"], end["returncode"], end["ended_by"]) == ("exit", 5, "watcher")
     # The watcher only looked (WNOWAIT): the program can still reap its own child.
@@ -210,7 +201,7 @@ def test_program_still_reaps_children_with_waitpid(patched: Path) -> None:
     pid, status = os.waitpid(proc.pid, 0)
     assert pid == proc.pid and os.waitstatus_to_exitcode(status) == 0
     proc.returncode = 0  # as a program that reaps itself would, to silence Popen
-    _wait_for(lambda: len(_actions(patched)) == 2)
+    wait_for(lambda: len(_actions(patched)) == 2)
     assert _actions(patched)[1]["ended_by"] == "watcher"
 
 
