@@ -297,16 +297,6 @@ def uninstall_patch(patch: Patch) -> None:
         _active.pop(patch.name, None)
 
 
-def active_patches() -> dict[str, Patch]:
-    """The patches installed in this process, by name."""
-    return dict(_active)
-
-
-def pending_patches() -> list[str]:
-    """References of patches whose target modules have not been imported yet."""
-    return list(_deferred)
-
-
 def activate() -> None:
     """Register the hooks of every selected patch; never raises.
 

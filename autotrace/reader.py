@@ -1099,8 +1099,3 @@ def resolve_trace_file(file: str | None, directory: Path) -> Path:
     if path.is_dir():
         raise TraceReadError(f"{path} is a directory, not a trace file")
     return path
-
-
-def scan_files(paths: Iterable[Path], filter: str | None = None) -> list[TraceScanner]:
-    """One scanner per file (a run spans several processes, one file each)."""
-    return [scan_file(p, filter) for p in paths]
