@@ -1,0 +1,293 @@
+"""The reader's vectorized block path, used for large blocks when numpy is installed.
+
+inspect-ai depends on numpy, so it is present wherever inspect writes traces; the
+reader never needs it (``TraceScanner._scan_block`` does the same in pure Python,
+about three times slower). Here a block of a few MiB is read with whole-array
+operations and Python touches only the lines that change state across the block:
+actions still open at its end, ends of actions opened before it, and anomalies.
+An action that enters and exits inside the block costs no Python code at all.
+
+``scan_block`` proves for each line what ``TraceScanner._scan_block`` proves (see its
+docstring for why the byte checks are enough), pairs enter and end records by trace
+id with a sort, and gives up, with the scanner untouched, on anything it cannot prove:
+a trace id seen three times, an enter after its end, an id already open, a line that
+may be an action record in another shape. The caller then reads the block the pure
+Python way, so results never depend on which path ran.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from autotrace.reader import TraceScanner
+
+_HEAD = b'{"timestamp": "'
+_SEP = b'", "trace_id": "'
+_ACTION_KEY = b', "action": "'
+_EVENT_KEY = b', "event": "'
+_ENTER, _EXIT = ord("t"), ord("x")  # the third last byte of an event name tells it
+_NAME_OF_CODE = {
+    name.encode()[-3]: name for name in ("enter", "exit", "error", "cancel", "timeout")
+}
+_TID_WORDS = 4  # trace ids of up to 31 bytes are read here; longer ones the slow way
+_TID_BYTES = 8 * _TID_WORDS
+_PAD = b"\0" * (_TID_BYTES + 8)  # so that every 8-byte read near the block's end is inside
+_PRIME = np.uint64(0x100000001B3)
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)  # k low bytes kept
+_COLUMNS = np.arange(_TID_BYTES)
+
+
+def _word(b: bytes) -> np.uint64:
+    """The 8 bytes ``b`` as the little-endian word an 8-byte read of them gives."""
+    return np.frombuffer(b, "<u8")[0]  # type: ignore[no-any-return]
+
+
+_HEAD_WORDS = (_word(_HEAD[:8]), _word(_HEAD[-8:]))
+_SEP_WORDS = (_word(_SEP[:8]), _word(_SEP[8:]))
+_ACTION_WORDS = (_word(_ACTION_KEY[:8]), _word(_ACTION_KEY[-8:]))
+# Per third last byte of an event name: the length of ', "event": "<event>' and the
+# words at its start, at its start + 8 and at its end (together they cover it).
+_EVENT_LEN = np.zeros(256, np.intp)
+_EVENT_WORDS = np.zeros((3, 256), np.uint64)
+for _code, _name in _NAME_OF_CODE.items():
+    _key = _EVENT_KEY + _name.encode()
+    _EVENT_LEN[_code] = len(_key)
+    _EVENT_WORDS[:, _code] = (_word(_key[:8]), _word(_key[8:16]), _word(_key[-8:]))
+
+
+def _hash(words: np.ndarray) -> np.ndarray:
+    """A 64-bit FNV-style hash of each row of (k, _TID_WORDS) words (zero padded ids)."""
+    h = np.zeros(len(words), np.uint64)
+    for j in range(words.shape[1]):
+        h ^= words[:, j]
+        h *= _PRIME
+    return h
+
+
+class BlockScanner:
+    """Reads blocks into a TraceScanner's state; owns the scratch arrays blocks reuse.
+
+    Whole-block temporaries are written into preallocated arrays (``out=``): a fresh
+    array of a few MiB per operation costs more in page faults than the operation.
+    """
+
+    def __init__(self) -> None:
+        self._bytes = np.zeros(0, np.uint8)
+        self._mask = np.zeros(0, bool)
+        self._mask2 = np.zeros(0, bool)
+        # trace id -> hash, for the ids open in the scanner (kept in step with it)
+        self._open_hashes: dict[bytes, int] = {}
+
+    def _masks(self, size: int) -> None:
+        if self._mask.size < size:
+            self._mask = np.zeros(max(size, 1 << 20), bool)
+            self._mask2 = np.zeros(max(size, 1 << 20), bool)
+
+    def _where(self, a: np.ndarray, byte: int) -> np.ndarray:
+        """Offsets of ``byte`` in ``a``."""
+        mask = self._mask[: a.size]
+        np.equal(a, byte, out=mask)
+        return np.flatnonzero(mask)
+
+    def _count(self, a: np.ndarray, byte: int) -> int:
+        mask = self._mask[: a.size]
+        np.equal(a, byte, out=mask)
+        return int(np.count_nonzero(mask))
+
+    def _candidates(self, a: np.ndarray, pattern: bytes, at: int) -> np.ndarray:
+        """Offsets in ``a`` where ``pattern`` may start: its bytes ``at`` and ``at + 1``
+        match there (the pattern fits in ``a``)."""
+        count = a.size - len(pattern) + 1
+        mask, other = self._mask[:count], self._mask2[:count]
+        np.equal(a[at : at + count], pattern[at], out=mask)
+        np.equal(a[at + 1 : at + 1 + count], pattern[at + 1], out=other)
+        np.logical_and(mask, other, out=mask)
+        return np.flatnonzero(mask)
+
+    def scan(self, scanner: TraceScanner, block: bytes) -> bool:
+        """Read ``block`` (whole lines, ending in a newline) into ``scanner``'s state.
+
+        Returns False, having changed nothing, when the block holds a line whose effect
+        this path cannot prove; the caller then reads the block line by line.
+        """
+        size = len(block)
+        if size < 64:
+            return False
+        if self._bytes.size < size + len(_PAD):
+            self._bytes = np.zeros(max(size + len(_PAD), 1 << 20), np.uint8)
+        buf = self._bytes
+        buf[:size] = np.frombuffer(block, np.uint8)
+        buf[size : size + len(_PAD)] = 0
+        return self.scan_range(scanner, block, buf, 0, size)
+
+    def scan_range(
+        self, scanner: TraceScanner, text: Any, buf: np.ndarray, begin: int, end: int
+    ) -> bool:
+        """``scan`` for the lines in ``text[begin:end]``, read in place.
+
+        ``text`` is sliced for the lines kept (bytes or a mmap); ``buf`` is a uint8 array
+        over the same bytes with at least 40 readable bytes after ``end``.
+        """
+        if end - begin < 64:
+            return False
+        a = buf[begin:end]
+        if a[-1] != 10 or a[-2] != 125 or a.max() >= 128:  # whole "}" lines, ASCII
+            return False
+        self._masks(end - begin)
+        # words[i] is the 8 bytes at offset i (an unaligned, overlapping view: no copy).
+        words = np.ndarray((buf.size - 7,), "<u8", buf, 0, (1,))
+        nl = self._where(a, 10) + begin
+        n = nl.size
+        starts = np.empty(n, np.intp)
+        starts[0] = begin
+        starts[1:] = nl[:-1] + 1
+        # Flat object lines: "{" first, "}" last, and no other "{" on the line.
+        flat = (buf[starts] == 123) & (buf[nl - 1] == 125)
+        if not flat.all() or self._count(a, 123) != n:
+            braces = self._where(a, 123) + begin
+            flat &= np.bincount(np.searchsorted(nl, braces), minlength=n) == 1
+
+        # The trace id key: once on the line, on a flat line that starts with the timestamp.
+        sep = self._candidates(a, _SEP, 9) + begin  # "_i" of trace_id
+        sep = sep[(words[sep] == _SEP_WORDS[0]) & (words[sep + 8] == _SEP_WORDS[1])]
+        if sep.size == 0:
+            return False
+        line = np.searchsorted(nl, sep)
+        twice = np.zeros(n, bool)
+        repeated = line[1:] == line[:-1]
+        twice[line[1:][repeated]] = True
+        keep = flat[line] & ~twice[line]
+        sep, line = sep[keep], line[keep]
+        start = starts[line]
+        ok = (words[start] == _HEAD_WORDS[0]) & (words[start + len(_HEAD) - 8] == _HEAD_WORDS[1])
+
+        # The event key and a known event directly before the trace id key.
+        code = buf[sep - 3]  # a line holds the 15 byte head before sep
+        length = _EVENT_LEN[code]
+        event_at = sep - length
+        ok &= (length > 0) & (event_at >= start + len(_HEAD))
+        event_at = np.where(ok, event_at, begin)
+        ok &= (
+            (words[event_at] == _EVENT_WORDS[0, code])
+            & (words[event_at + 8] == _EVENT_WORDS[1, code])
+            & (words[sep - 8] == _EVENT_WORDS[2, code])
+        )
+
+        # The action key on the same line, before the event key.
+        action = self._candidates(a, _ACTION_KEY, 2) + begin  # '"a' of "action"
+        action = action[
+            (words[action] == _ACTION_WORDS[0])
+            & (words[action + len(_ACTION_KEY) - 8] == _ACTION_WORDS[1])
+        ]
+        first_action = np.full(n, end, np.intp)
+        if action.size:
+            action_line = np.searchsorted(nl, action)
+            first = np.ones(action.size, bool)
+            first[1:] = action_line[1:] != action_line[:-1]
+            first_action[action_line[first]] = action[first]
+        ok &= first_action[line] < event_at
+
+        # The trace id: up to a quote within 31 bytes, no backslash or control byte before it.
+        tid_at = sep + len(_SEP)
+        tid_words = np.stack([words[tid_at + 8 * j] for j in range(_TID_WORDS)], axis=1)
+        tid_bytes = tid_words.view(np.uint8).reshape(len(sep), _TID_BYTES)
+        quote = tid_bytes == 34
+        width = quote.argmax(axis=1)
+        dirty = ((tid_bytes == 92) | (tid_bytes < 32)) & (_COLUMNS < width[:, None])
+        ok &= quote[np.arange(width.size), width] & ~dirty.any(axis=1) & (width > 0)
+
+        act = np.flatnonzero(ok)
+        if act.size == 0:
+            return False
+        is_action = np.zeros(n, bool)
+        is_action[line[act]] = True
+        other = np.flatnonzero(~is_action)
+        rest: list[bytes] = []
+        if other.size:
+            rest = [
+                text[s:e] for s, e in zip(starts[other].tolist(), nl[other].tolist(), strict=True)
+            ]
+            joined = b"\n".join(rest)
+            # A line that could be an action record in another shape must be read in place.
+            if b'"action"' in joined or b"\\u" in joined:
+                return False
+
+        # Pair records by trace id: sort the ids' hashes; equal neighbours are one action.
+        line, code, tid_at, width = line[act], code[act], tid_at[act], width[act]
+        kept = np.minimum(width[:, None] - 8 * np.arange(_TID_WORDS), 8).clip(0)
+        ids = tid_words[act] & _LOW_BYTES[kept]
+        h = _hash(ids)
+        order = np.argsort(h)
+        hs = h[order]
+        same = hs[1:] == hs[:-1]
+        if (same[1:] & same[:-1]).any():  # an id three times or more
+            return False
+        pair = np.flatnonzero(same)
+        first_of = np.minimum(order[pair], order[pair + 1])
+        second_of = np.maximum(order[pair], order[pair + 1])
+        if not (
+            (ids[first_of] == ids[second_of]).all()  # no hash collision
+            and (code[first_of] == _ENTER).all()
+            and (code[second_of] != _ENTER).all()
+        ):
+            return False
+        running = scanner.running
+        if running and np.isin(h[first_of], self._running_hashes(running)).any():
+            return False  # an id entered again while open: the ordered path decides
+
+        # From here on the scanner's state changes. An action whose enter and end are
+        # both in the block leaves only an anomaly; the rest is applied in line order.
+        scanner.lines += act.size
+        line_start, line_end = starts[line], nl[line]
+        partner = np.full(act.size, -1, np.intp)
+        partner[second_of] = first_of
+        chosen = np.ones(act.size, bool)
+        chosen[first_of] = False
+        chosen[second_of] = code[second_of] != _EXIT
+        picked = np.flatnonzero(chosen)
+        enter_of = partner[picked]
+        finished, orphans = scanner.finished, scanner.orphans
+        for c, t, w, s, e, j, js, je in zip(
+            code[picked].tolist(),
+            tid_at[picked].tolist(),
+            width[picked].tolist(),
+            line_start[picked].tolist(),
+            line_end[picked].tolist(),
+            enter_of.tolist(),
+            line_start[enter_of].tolist(),
+            line_end[enter_of].tolist(),
+            strict=True,
+        ):
+            tid = text[t : t + w]
+            line_text = text[s:e]
+            if c == _ENTER:
+                running[tid] = line_text
+                continue
+            name = _NAME_OF_CODE[c]
+            if j >= 0:  # its enter is in this block
+                finished[name][tid] = (line_text, text[js:je])
+                continue
+            enter = running.pop(tid, None)
+            if name != "exit":
+                finished[name][tid] = (line_text, enter)
+            if enter is None and orphans is not None:
+                orphans.append((tid, name, line_text if name != "exit" else b""))
+        if rest:
+            scanner._scan_lines(rest)
+        return True
+
+    def _running_hashes(self, running: dict[bytes, bytes]) -> np.ndarray:
+        """The hashes of the ids open in ``running`` (those short enough to be read here)."""
+        known = self._open_hashes
+        if known.keys() != running.keys():
+            for key in known.keys() - running.keys():
+                del known[key]
+            new = [k for k in running.keys() - known.keys() if 0 < len(k) < _TID_BYTES]
+            if new:
+                buf = b"".join(k.ljust(_TID_BYTES, b"\0") for k in new)
+                rows = np.frombuffer(buf, "<u8").reshape(len(new), _TID_WORDS)
+                known.update(zip(new, _hash(rows).tolist(), strict=True))
+        return np.fromiter(known.values(), np.uint64, len(known))
