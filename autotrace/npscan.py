@@ -17,9 +17,12 @@ Python way, so results never depend on which path ran.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from autotrace.records import MESSAGE_PREFIX
 
 if TYPE_CHECKING:
     from autotrace.reader import TraceScanner
@@ -28,6 +31,9 @@ _HEAD = b'{"timestamp": "'
 _SEP = b'", "trace_id": "'
 _ACTION_KEY = b', "action": "'
 _EVENT_KEY = b', "event": "'
+_LEVEL_KEY = b', "level": "'
+_MESSAGE_KEY = b', "message": "'
+_AGENT_MESSAGE = b'"message": "' + MESSAGE_PREFIX.encode()
 _ENTER, _EXIT = ord("t"), ord("x")  # the third last byte of an event name tells it
 _NAME_OF_CODE = {
     name.encode()[-3]: name for name in ("enter", "exit", "error", "cancel", "timeout")
@@ -77,14 +83,16 @@ class BlockScanner:
     def __init__(self) -> None:
         self._bytes = np.zeros(0, np.uint8)
         self._mask = np.zeros(0, bool)
-        self._mask2 = np.zeros(0, bool)
-        # trace id -> hash, for the ids open in the scanner (kept in step with it)
-        self._open_hashes: dict[bytes, int] = {}
+        self._half = np.zeros(0, bool)
+        # hash -> how many open ids have it (the scanner's open ids this path can read),
+        # and whether the ordered path changed what is open since (then hash it again)
+        self._open: dict[int, int] = {}
+        self.stale = True
 
     def _masks(self, size: int) -> None:
         if self._mask.size < size:
             self._mask = np.zeros(max(size, 1 << 20), bool)
-            self._mask2 = np.zeros(max(size, 1 << 20), bool)
+            self._half = np.zeros(max(size, 1 << 20) // 2, bool)
 
     def _where(self, a: np.ndarray, byte: int) -> np.ndarray:
         """Offsets of ``byte`` in ``a``."""
@@ -97,15 +105,25 @@ class BlockScanner:
         np.equal(a, byte, out=mask)
         return int(np.count_nonzero(mask))
 
-    def _candidates(self, a: np.ndarray, pattern: bytes, at: int) -> np.ndarray:
-        """Offsets in ``a`` where ``pattern`` may start: its bytes ``at`` and ``at + 1``
-        match there (the pattern fits in ``a``)."""
-        count = a.size - len(pattern) + 1
-        mask, other = self._mask[:count], self._mask2[:count]
-        np.equal(a[at : at + count], pattern[at], out=mask)
-        np.equal(a[at + 1 : at + 1 + count], pattern[at + 1], out=other)
-        np.logical_and(mask, other, out=mask)
-        return np.flatnonzero(mask)
+    def _pairs(self, a: np.ndarray, first: bytes, second: bytes) -> np.ndarray:
+        """Sorted offsets in ``a`` where the two bytes ``first`` or ``second`` start.
+
+        Byte pairs are read as 16-bit numbers, at even and at odd offsets: half the
+        elements of a byte-wise test, and one mask for both pairs.
+        """
+        codes = [int.from_bytes(pair, "little") for pair in (first, second)]
+        found = []
+        for parity in (0, 1):
+            count = (a.size - parity) // 2
+            pairs = a[parity : parity + 2 * count].view("<u2")
+            mask, other = self._mask[:count], self._half[:count]
+            np.equal(pairs, codes[0], out=mask)
+            np.equal(pairs, codes[1], out=other)
+            np.logical_or(mask, other, out=mask)
+            found.append(np.flatnonzero(mask) * 2 + parity)
+        both = np.concatenate(found)
+        both.sort()
+        return both
 
     def scan(self, scanner: TraceScanner, block: bytes) -> bool:
         """Read ``block`` (whole lines, ending in a newline) into ``scanner``'s state.
@@ -150,8 +168,12 @@ class BlockScanner:
             braces = self._where(a, 123) + begin
             flat &= np.bincount(np.searchsorted(nl, braces), minlength=n) == 1
 
+        # Where the trace id key and the action key may be: at "_i" (trace_id) and '"a'.
+        pairs = self._pairs(a, _SEP[9:11], _ACTION_KEY[2:4]) + begin
+        sep = pairs[buf[pairs] == 95] - 9
+        action = pairs[buf[pairs] == 34] - 2
         # The trace id key: once on the line, on a flat line that starts with the timestamp.
-        sep = self._candidates(a, _SEP, 9) + begin  # "_i" of trace_id
+        sep = sep[sep >= begin]
         sep = sep[(words[sep] == _SEP_WORDS[0]) & (words[sep + 8] == _SEP_WORDS[1])]
         if sep.size == 0:
             return False
@@ -177,7 +199,7 @@ class BlockScanner:
         )
 
         # The action key on the same line, before the event key.
-        action = self._candidates(a, _ACTION_KEY, 2) + begin  # '"a' of "action"
+        action = action[action >= begin]
         action = action[
             (words[action] == _ACTION_WORDS[0])
             & (words[action + len(_ACTION_KEY) - 8] == _ACTION_WORDS[1])
@@ -193,11 +215,8 @@ class BlockScanner:
         # The trace id: up to a quote within 31 bytes, no backslash or control byte before it.
         tid_at = sep + len(_SEP)
         tid_words = np.stack([words[tid_at + 8 * j] for j in range(_TID_WORDS)], axis=1)
-        tid_bytes = tid_words.view(np.uint8).reshape(len(sep), _TID_BYTES)
-        quote = tid_bytes == 34
-        width = quote.argmax(axis=1)
-        dirty = ((tid_bytes == 92) | (tid_bytes < 32)) & (_COLUMNS < width[:, None])
-        ok &= quote[np.arange(width.size), width] & ~dirty.any(axis=1) & (width > 0)
+        width = self._widths(buf, tid_at, tid_words)
+        ok &= width > 0
 
         act = np.flatnonzero(ok)
         if act.size == 0:
@@ -216,9 +235,19 @@ class BlockScanner:
                 return False
 
         # Pair records by trace id: sort the ids' hashes; equal neighbours are one action.
-        line, code, tid_at, width = line[act], code[act], tid_at[act], width[act]
-        kept = np.minimum(width[:, None] - 8 * np.arange(_TID_WORDS), 8).clip(0)
-        ids = tid_words[act] & _LOW_BYTES[kept]
+        if act.size < sep.size:
+            line, code, tid_at, width, tid_words = (
+                line[act],
+                code[act],
+                tid_at[act],
+                width[act],
+                tid_words[act],
+            )
+        first_width = int(width[0])
+        if (width == first_width).all():  # one mask for all ids
+            ids = tid_words & _low_bytes(width[:1])
+        else:
+            ids = tid_words & _low_bytes(width)
         h = _hash(ids)
         order = np.argsort(h)
         hs = h[order]
@@ -235,8 +264,19 @@ class BlockScanner:
         ):
             return False
         running = scanner.running
-        if running and np.isin(h[first_of], self._running_hashes(running)).any():
-            return False  # an id entered again while open: the ordered path decides
+        if self.stale:  # the ordered path changed what is open: hash it again
+            self._open = {}
+            for hash_ in _hashes_of(running).tolist():
+                self._open[hash_] = self._open.get(hash_, 0) + 1
+            self.stale = False
+        if self._open:
+            # An id open before the block that enters and ends in it: the ordered path
+            # decides (a hash collision lands here too, which is only slower).
+            open_hashes = np.fromiter(self._open, np.uint64, len(self._open))
+            at = np.minimum(np.searchsorted(hs, open_hashes), hs.size - 1)
+            seen = open_hashes[hs[at] == open_hashes]
+            if seen.size and np.isin(seen, h[first_of]).any():
+                return False
 
         # From here on the scanner's state changes. An action whose enter and end are
         # both in the block leaves only an anomaly; the rest is applied in line order.
@@ -250,8 +290,10 @@ class BlockScanner:
         picked = np.flatnonzero(chosen)
         enter_of = partner[picked]
         finished, orphans = scanner.finished, scanner.orphans
-        for c, t, w, s, e, j, js, je in zip(
+        opened = self._open
+        for c, hash_, t, w, s, e, j, js, je in zip(
             code[picked].tolist(),
+            h[picked].tolist(),
             tid_at[picked].tolist(),
             width[picked].tolist(),
             line_start[picked].tolist(),
@@ -264,6 +306,8 @@ class BlockScanner:
             tid = text[t : t + w]
             line_text = text[s:e]
             if c == _ENTER:
+                if tid not in running:
+                    opened[hash_] = opened.get(hash_, 0) + 1
                 running[tid] = line_text
                 continue
             name = _NAME_OF_CODE[c]
@@ -271,23 +315,108 @@ class BlockScanner:
                 finished[name][tid] = (line_text, text[js:je])
                 continue
             enter = running.pop(tid, None)
+            if enter is not None and len(tid) < _TID_BYTES:
+                left = opened.get(hash_, 0) - 1
+                if left > 0:
+                    opened[hash_] = left
+                else:
+                    opened.pop(hash_, None)
             if name != "exit":
                 finished[name][tid] = (line_text, enter)
             if enter is None and orphans is not None:
                 orphans.append((tid, name, line_text if name != "exit" else b""))
         if rest:
-            scanner._scan_lines(rest)
+            self._read_others(scanner, rest, joined, words, starts[other], flat[other])
         return True
 
-    def _running_hashes(self, running: dict[bytes, bytes]) -> np.ndarray:
-        """The hashes of the ids open in ``running`` (those short enough to be read here)."""
-        known = self._open_hashes
-        if known.keys() != running.keys():
-            for key in known.keys() - running.keys():
-                del known[key]
-            new = [k for k in running.keys() - known.keys() if 0 < len(k) < _TID_BYTES]
-            if new:
-                buf = b"".join(k.ljust(_TID_BYTES, b"\0") for k in new)
-                rows = np.frombuffer(buf, "<u8").reshape(len(new), _TID_WORDS)
-                known.update(zip(new, _hash(rows).tolist(), strict=True))
-        return np.fromiter(known.values(), np.uint64, len(known))
+    def _read_others(
+        self,
+        scanner: TraceScanner,
+        lines: list[bytes],
+        joined: bytes,
+        words: np.ndarray,
+        starts: np.ndarray,
+        flat: np.ndarray,
+    ) -> None:
+        """The block's lines that are not action records, none of which may be one.
+
+        A flat line that starts with the timestamp and holds the level and message keys
+        is a valid plain record (an HTTP line, a log message) and only counted; the rest
+        (the agent's own records, problems) is read by ``_scan_lines`` in order.
+        """
+        if _AGENT_MESSAGE in joined:
+            scanner._scan_lines(lines)
+            return
+        plain = flat & (words[starts] == _HEAD_WORDS[0]) & (words[starts + 7] == _HEAD_WORDS[1])
+        level = map(bytes.__contains__, lines, repeat(_LEVEL_KEY))
+        message = map(bytes.__contains__, lines, repeat(_MESSAGE_KEY))
+        left = [
+            line
+            for line, simple, has_level, has_message in zip(
+                lines, plain.tolist(), level, message, strict=True
+            )
+            if not (simple and has_level and has_message)
+        ]
+        scanner.lines += len(lines) - len(left)
+        if left:
+            scanner._scan_lines(left)
+
+    def _widths(self, buf: np.ndarray, tid_at: np.ndarray, tid_words: np.ndarray) -> np.ndarray:
+        """Each trace id's width (0: not one this path reads).
+
+        Most blocks hold ids of one width (inspect's are 22 characters): that width is
+        checked on whole words (no quote, backslash or control byte before the closing
+        quote); ids of other widths are measured byte by byte.
+        """
+        width = np.zeros(tid_at.size, np.intp)
+        first = tid_words[0].tobytes().find(b'"')
+        if first > 0:
+            low = _LOW_BYTES[np.minimum(first - 8 * np.arange(_TID_WORDS), 8).clip(0)]
+            # Bytes past the id become "A", which none of the tests below flags.
+            x = (tid_words & low) | (_AAAA & ~low)
+            flags = _zero_bytes(x ^ _QUOTES) | _zero_bytes(x ^ _BACKSLASHES) | _below_space(x)
+            same = ~flags.any(axis=1) & (buf[tid_at + first] == 34)
+            width[same] = first
+            rest = np.flatnonzero(~same)
+        else:
+            rest = np.arange(tid_at.size)
+        if rest.size:
+            raw = tid_words[rest].view(np.uint8).reshape(rest.size, _TID_BYTES)
+            quote = raw == 34
+            at = quote.argmax(axis=1)
+            dirty = ((raw == 92) | (raw < 32)) & (_COLUMNS < at[:, None])
+            good = quote[np.arange(at.size), at] & ~dirty.any(axis=1)
+            width[rest] = np.where(good, at, 0)
+        return width
+
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_AAAA = np.uint64(0x4141414141414141)
+_QUOTES = np.uint64(0x2222222222222222)
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
+_SPACES = np.uint64(0x2020202020202020)
+
+
+def _zero_bytes(x: np.ndarray) -> np.ndarray:
+    """Nonzero where a word holds a zero byte (exact as a yes/no per word)."""
+    return (x - _ONES) & ~x & _HIGHS
+
+
+def _below_space(x: np.ndarray) -> np.ndarray:
+    """Nonzero where a word holds a byte below 0x20 (exact as a yes/no per word)."""
+    return (x - _SPACES) & ~x & _HIGHS
+
+
+def _low_bytes(width: np.ndarray) -> np.ndarray:
+    """(k, _TID_WORDS) masks that keep the first ``width`` bytes of each id."""
+    return _LOW_BYTES[np.minimum(width[:, None] - 8 * np.arange(_TID_WORDS), 8).clip(0)]
+
+
+def _hashes_of(running: dict[bytes, bytes]) -> np.ndarray:
+    """The hashes of the open ids short enough to be read by this path."""
+    keys = [k for k in running if 0 < len(k) < _TID_BYTES]
+    if not keys:
+        return np.zeros(0, np.uint64)
+    buf = b"".join(k.ljust(_TID_BYTES, b"\0") for k in keys)
+    return _hash(np.frombuffer(buf, "<u8").reshape(len(keys), _TID_WORDS))

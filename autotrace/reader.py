@@ -182,29 +182,49 @@ def validate_record(obj: Any) -> str | None:
     """Why inspect's reader would reject ``obj`` (None: it accepts it)."""
     if not isinstance(obj, dict):
         return "garbage"
-    for key in ("timestamp", "level", "message"):
-        if not isinstance(obj.get(key), str):
-            return "invalid"
+    get = obj.get
+    if not (
+        isinstance(get("timestamp"), str)
+        and isinstance(get("level"), str)
+        and isinstance(get("message"), str)
+    ):
+        return "invalid"
     if "action" not in obj:
         return None
-    if not isinstance(obj["action"], str) or not isinstance(obj.get("trace_id"), str):
+    if not (isinstance(obj["action"], str) and isinstance(get("trace_id"), str)):
         return "invalid"
-    if obj.get("event") not in EVENTS:
+    if get("event") not in EVENTS:
         return "unknown_event"
-    for key in ("start_time", "duration"):
-        value = obj.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return "invalid"
-    for key in ("detail", "error", "error_type", "stacktrace"):
-        value = obj.get(key)
-        if value is not None and not isinstance(value, str):
-            return "invalid"
-    if obj.get("detail") is None and "detail" in obj:
+    if not (_number_or_none(get("start_time")) and _number_or_none(get("duration"))):
         return "invalid"
+    detail = get("detail")
+    if not (
+        isinstance(detail, str)
+        and _str_or_none(get("error"))
+        and _str_or_none(get("error_type"))
+        and _str_or_none(get("stacktrace"))
+    ):
+        # detail: a string, or absent (an explicit null is invalid)
+        if detail is not None or "detail" in obj:
+            return "invalid"
+        if not (
+            _str_or_none(get("error"))
+            and _str_or_none(get("error_type"))
+            and _str_or_none(get("stacktrace"))
+        ):
+            return "invalid"
     return None
 
 
-def _action_record(obj: dict[str, Any]) -> ActionRecord:
+def _number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _str_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _action_record(obj: dict[str, Any], keep: bool = True) -> ActionRecord:
     pid = obj.get("pid")
     return ActionRecord(
         trace_id=obj["trace_id"],
@@ -221,7 +241,7 @@ def _action_record(obj: dict[str, Any]) -> ActionRecord:
         parent_id=obj.get("parent_id") if isinstance(obj.get("parent_id"), str) else None,
         thread=obj.get("thread") if isinstance(obj.get("thread"), str) else None,
         task=obj.get("task") if isinstance(obj.get("task"), str) else None,
-        record=obj,
+        record=obj if keep else {},
     )
 
 
@@ -250,10 +270,21 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
 def _loads(line: bytes) -> Any:
+    """``json.loads(line)``, or None when it raises."""
+    try:  # the common case without json.loads' encoding detection and wrapping
+        text = line.decode()
+        obj, end = _raw_decode(text)
+        if end == len(text):
+            return obj
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        pass
     try:
         return json.loads(line)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+    except ValueError:
         return None
 
 
@@ -414,6 +445,8 @@ class TraceScanner:
             self.lines += 1
             self.problems.note("torn", f"torn last line {last[:60]!r}")
             return
+        if self._vector is not None:
+            self._vector.stale = True
         self._scan_lines([last])
 
     def feed_stream(self, stream: IO[bytes], size: int = CHUNK) -> None:
@@ -555,6 +588,8 @@ class TraceScanner:
         lines only if still open at its end (or when an anomalous end needs them); an
         enter of a trace id already open replaces it in place, as the slow path does.
         """
+        if self._vector is not None:
+            self._vector.stale = True  # this path may open ids the numpy path must know
         n = len(block) - len(block.replace(b"\n", b""))  # faster than count()
         if not (
             block.startswith(_HEAD)
@@ -728,13 +763,13 @@ class TraceScanner:
         for name in BUCKETS:
             rows = []
             for end_line, enter_line in self.finished[name].values():
-                record = self._parsed(end_line)
+                record = self._parsed(end_line, keep=False)
                 if record is None:
                     continue
                 if enter_line is not None:
-                    enter = self._parsed(enter_line)
+                    enter = self._valid(enter_line)
                     if enter is not None:
-                        record.start_time = enter.start_time
+                        record.start_time = _float(enter.get("start_time"))
                 rows.append(record)
             buckets[name] = rows
         stacks = latest_stacks(self.agent_records)
@@ -749,13 +784,19 @@ class TraceScanner:
             timeouts=_sorted(buckets["timeout"]),
         )
 
-    def _parsed(self, line: bytes) -> ActionRecord | None:
+    def _valid(self, line: bytes) -> dict[str, Any] | None:
+        """The action record on ``line``, or None (counted) if it is not a valid one."""
         obj = _loads(line)
         problem = validate_record(obj)
         if problem is not None or not isinstance(obj, dict) or "action" not in obj:
             self.problems.note(problem or "invalid", f"invalid: {line[:60]!r}")
             return None
-        return _action_record(obj)
+        return obj
+
+    def _parsed(self, line: bytes, keep: bool = True) -> ActionRecord | None:
+        """``line`` as an anomaly row; ``keep``: the row holds the whole record."""
+        obj = self._valid(line)
+        return None if obj is None else _action_record(obj, keep)
 
     def open_actions(self) -> list[ActionRecord]:
         """Actions entered and not ended, oldest first."""
