@@ -1,6 +1,6 @@
 """``python -m autotrace`` is ``inspect-trace``."""
 
-from autotrace.cli import main
+from autotrace.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

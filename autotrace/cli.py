@@ -8,7 +8,9 @@ file reaches rich as a `Text` object or through `escape`, never as markup.
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import shlex
 import sys
 import time
@@ -148,25 +150,57 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
     problems = ReadProblems()
     out = sys.stdout
     first = True
+    with _large_read():
+        try:
+            with _read_errors():
+                out.write("[")
+                for record in iter_records(path, filter_, problems):
+                    out.write("\n  " if first else ",\n  ")
+                    out.write(json.dumps(record, indent=2).replace("\n", "\n  "))
+                    first = False
+                out.write("]\n" if first else "\n]\n")
+                out.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            return
+        _report(problems.summary(path.name))
+
+
+# True when `inspect-trace` runs as its own process (the console script, `python -m`),
+# not inside another program (tests call ``main`` in-process).
+_own_process = False
+
+
+def entry() -> None:
+    """The console script: ``main`` in a process of its own."""
+    global _own_process
+    _own_process = True
+    main()
+
+
+@contextmanager
+def _large_read() -> Iterator[None]:
+    """Around a verb that may read a large file: no cyclic garbage collection (the
+    reader makes no cycles; a collection walks every record held), and in our own
+    process a quick exit afterwards instead of freeing every record one by one."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        with _read_errors():
-            out.write("[")
-            for record in iter_records(path, filter_, problems):
-                out.write("\n  " if first else ",\n  ")
-                out.write(json.dumps(record, indent=2).replace("\n", "\n  "))
-                first = False
-            out.write("]\n" if first else "\n]\n")
-            out.flush()
-    except BrokenPipeError:
-        _quiet_broken_pipe()
-        return
-    _report(problems.summary(path.name))
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+    if _own_process:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            pass
+        os._exit(0)
 
 
 def _quiet_broken_pipe() -> None:
     # The reader of our output went away (`| head`): stop quietly, as cat does.
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -249,19 +283,20 @@ def anomalies_command(
             diagnose.show_run(run, as_json=as_json, watch=watch, threshold=stuck_after)
         return
     path = _resolve(trace_file, trace_dir)
-    with _read_errors():
-        scanner = scan_file(path, filter_)
-    anomalies = scanner.anomalies()
-    as_of = time.time()
-    try:
-        if as_json:
-            _write_envelope(sys.stdout, path, as_of, anomalies)
-        else:
-            _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
-    except BrokenPipeError:
-        _quiet_broken_pipe()
-        return
-    scanner.report_problems()
+    with _large_read():
+        with _read_errors():
+            scanner = scan_file(path, filter_)
+        anomalies = scanner.anomalies()
+        as_of = time.time()
+        try:
+            if as_json:
+                _write_envelope(sys.stdout, path, as_of, anomalies)
+            else:
+                _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            return
+        scanner.report_problems()
 
 
 def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:

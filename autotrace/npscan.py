@@ -90,15 +90,17 @@ class BlockScanner:
         self.stale = True
 
     def _masks(self, size: int) -> None:
-        if self._mask.size < size:
-            self._mask = np.zeros(max(size, 1 << 20), bool)
-            self._half = np.zeros(max(size, 1 << 20) // 2, bool)
+        if self._mask.size < _whole_words(size):
+            capacity = _whole_words(max(size, 1 << 20))
+            self._mask = np.zeros(capacity, bool)
+            self._half = np.zeros(capacity // 2, bool)
 
     def _where(self, a: np.ndarray, byte: int) -> np.ndarray:
         """Offsets of ``byte`` in ``a``."""
-        mask = self._mask[: a.size]
-        np.equal(a, byte, out=mask)
-        return np.flatnonzero(mask)
+        mask = self._mask[: _whole_words(a.size)]
+        np.equal(a, byte, out=mask[: a.size])
+        mask[a.size :] = False
+        return _sparse_nonzero(mask)
 
     def _count(self, a: np.ndarray, byte: int) -> int:
         mask = self._mask[: a.size]
@@ -116,11 +118,13 @@ class BlockScanner:
         for parity in (0, 1):
             count = (a.size - parity) // 2
             pairs = a[parity : parity + 2 * count].view("<u2")
-            mask, other = self._mask[:count], self._half[:count]
-            np.equal(pairs, codes[0], out=mask)
+            mask = self._mask[: _whole_words(count)]
+            other = self._half[:count]
+            np.equal(pairs, codes[0], out=mask[:count])
             np.equal(pairs, codes[1], out=other)
-            np.logical_or(mask, other, out=mask)
-            found.append(np.flatnonzero(mask) * 2 + parity)
+            np.logical_or(mask[:count], other, out=mask[:count])
+            mask[count:] = False
+            found.append(_sparse_nonzero(mask) * 2 + parity)
         both = np.concatenate(found)
         both.sort()
         return both
@@ -272,10 +276,15 @@ class BlockScanner:
         if self._open:
             # An id open before the block that enters and ends in it: the ordered path
             # decides (a hash collision lands here too, which is only slower).
+            # Sorted hashes hold a pair as equal neighbours.
             open_hashes = np.fromiter(self._open, np.uint64, len(self._open))
-            at = np.minimum(np.searchsorted(hs, open_hashes), hs.size - 1)
-            seen = open_hashes[hs[at] == open_hashes]
-            if seen.size and np.isin(seen, h[first_of]).any():
+            at = np.searchsorted(hs, open_hashes)
+            last = hs.size - 1
+            if (
+                (at < last)
+                & (hs[np.minimum(at, last)] == open_hashes)
+                & (hs[np.minimum(at + 1, last)] == open_hashes)
+            ).any():
                 return False
 
         # From here on the scanner's state changes. An action whose enter and end are
@@ -390,12 +399,45 @@ class BlockScanner:
         return width
 
 
+_ONE = np.uint64(1)
 _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
 _AAAA = np.uint64(0x4141414141414141)
 _QUOTES = np.uint64(0x2222222222222222)
 _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
 _SPACES = np.uint64(0x2020202020202020)
+
+
+def _whole_words(size: int) -> int:
+    """``size`` rounded up to a multiple of 64 (a mask packed into 64-bit words)."""
+    return -(-size // 64) * 64
+
+
+def _sparse_nonzero(mask: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(mask)`` for a sparse mask whose size is a multiple of 64.
+
+    The mask is packed into 64-bit words; only words with a bit set are visited, one
+    lowest bit per word per round (a word rarely holds more than two).
+    """
+    words = np.packbits(mask, bitorder="little").view("<u8")
+    at = np.flatnonzero(words)
+    bits = words[at]
+    base = at * 64
+    found = []
+    while bits.size:
+        low = bits & (~bits + _ONE)
+        found.append(base + (np.frexp(low.astype(np.float64))[1] - 1))
+        bits = bits ^ low
+        more = bits != 0
+        if not more.all():
+            bits, base = bits[more], base[more]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        return np.zeros(0, np.intp)
+    offsets = np.concatenate(found)
+    offsets.sort()
+    return offsets
 
 
 def _zero_bytes(x: np.ndarray) -> np.ndarray:

@@ -182,7 +182,10 @@ def _unique_file(seed: int, odd: bool = True) -> bytes:
             if rng.random() < 0.01:
                 continue  # never ends
             event = rng.choice(["exit"] * 20 + ["error", "cancel", "timeout"])
-            lines.append(_line(rng, tid, event, seed))
+            line = _line(rng, tid, event, seed)
+            if event != "exit" and rng.random() < 0.1:  # read unparsed, invalid when parsed
+                line = line[:-1] + ', "error_type": 7}'
+            lines.append(line)
     data = "\n".join(lines).encode() + b"\n"
     if seed % 4 == 1:
         data = data[: rng.randrange(len(data) // 2, len(data) + 1)]  # torn
@@ -259,3 +262,22 @@ def test_file_read_in_place_with_numpy_matches_the_line_path(
     assert vars(scanned.problems) == vars(expected.problems)
     assert scanned.lines == expected.lines
     assert scanned.agent_records == expected.agent_records
+
+
+def test_an_error_in_the_numpy_path_turns_it_off_and_the_read_goes_on(
+    small_vector_blocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autotrace import npscan
+
+    data = _unique_file(3, odd=False)
+    path = tmp_path / "trace-1.log"
+    path.write_bytes(data)
+    expected = reader.scan_file(path).anomalies().buckets_json(0.0)
+
+    def broken(*args: object) -> bool:
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(npscan.BlockScanner, "scan_range", broken)
+    scanned = reader.scan_file(path)
+    assert scanned.vector_blocks == 0
+    assert scanned.anomalies().buckets_json(0.0) == expected
