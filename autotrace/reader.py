@@ -103,7 +103,7 @@ class ReadProblems:
         return f"note: skipped {self.total()} line(s) in {name}: {', '.join(parts)}{first}"
 
 
-@dataclass
+@dataclass(slots=True)
 class ActionRecord:
     """One action as an anomaly row: the end record (or the enter, while running)."""
 
@@ -225,23 +225,28 @@ def _str_or_none(value: Any) -> bool:
 
 
 def _action_record(obj: dict[str, Any], keep: bool = True) -> ActionRecord:
-    pid = obj.get("pid")
+    get = obj.get
+    start, duration = get("start_time"), get("duration")
+    pid, parent, thread, task = get("pid"), get("parent_id"), get("thread"), get("task")
+    # Positional, every field given: this runs once per anomaly row.
     return ActionRecord(
-        trace_id=obj["trace_id"],
-        action=obj["action"],
-        event=obj["event"],
-        detail=obj.get("detail") or "",
-        message=obj["message"],
-        start_time=_float(obj.get("start_time")),
-        duration=_float(obj.get("duration")),
-        error=obj.get("error"),
-        error_type=obj.get("error_type"),
-        stacktrace=obj.get("stacktrace"),
-        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-        parent_id=obj.get("parent_id") if isinstance(obj.get("parent_id"), str) else None,
-        thread=obj.get("thread") if isinstance(obj.get("thread"), str) else None,
-        task=obj.get("task") if isinstance(obj.get("task"), str) else None,
-        record=obj if keep else {},
+        obj["trace_id"],
+        obj["action"],
+        obj["event"],
+        get("detail") or "",
+        obj["message"],
+        None if start is None else float(start),
+        None if duration is None else float(duration),
+        get("error"),
+        get("error_type"),
+        get("stacktrace"),
+        pid if type(pid) is int else None,  # JSON gives exact types: bool is not int here
+        parent if type(parent) is str else None,
+        thread if type(thread) is str else None,
+        task if type(task) is str else None,
+        obj if keep else {},
+        [],
+        "",
     )
 
 
