@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import getitem, itemgetter, ne
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from autotrace import config
 from autotrace.records import EVENTS, MESSAGE_PREFIX
@@ -38,7 +38,7 @@ BLOCK = 1 << 17  # what a plain file is read by: a block stays in the CPU cache 
 # few dozen array calls, and the arrays of one block stay well under the memory budget.
 VECTOR_BLOCK = 1 << 21
 VECTOR_MIN_BLOCK = 1 << 18  # a smaller block is read the pure-Python way
-VECTOR_MIN_FILE = 8 << 20  # below this numpy's import (~45 ms) does not pay for itself
+VECTOR_MIN_FILE = 48 << 20  # numpy's import (~35 ms) pays for itself from about here
 
 # Byte patterns of the fast paths (see TraceScanner._scan_lines and _scan_block for why
 # they are safe).
@@ -59,6 +59,7 @@ _EVENT_OF_CODE = {e.encode()[-3]: e for e in EVENTS}
 _THIRD_LAST = itemgetter(-3)
 
 BUCKETS = ("cancel", "error", "timeout")
+T = TypeVar("T")
 
 
 class TraceReadError(Exception):
@@ -269,6 +270,21 @@ def _trace_ids(tails: list[bytes], m: int) -> list[bytes] | None:
     if b'"' in joined or b"\\" in joined or b"\n" in joined:
         return None
     return tids
+
+
+def _finished_row(
+    end_line: bytes, enter_line: bytes | None
+) -> tuple[
+    tuple[ActionRecord | None, str | None], tuple[tuple[float | None] | None, str | None] | None
+]:
+    """The row of an anomalous end record and (its enter's start time,), each with the
+    problem that makes it invalid (counted by the caller when the row is used)."""
+    obj, problem = _checked_action(end_line)
+    end = (None if obj is None else _action_record(obj, keep=False), problem)
+    if enter_line is None:
+        return end, None
+    start, problem = _checked_action(enter_line)
+    return end, (None if start is None else (_float(start.get("start_time")),), problem)
 
 
 def _checked_action(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -797,20 +813,18 @@ class TraceScanner:
         for name in BUCKETS:
             rows = []
             for tid, (end_line, enter_line) in self.finished[name].items():
-                early = ready.get((name, tid))
+                early = ready.pop((name, tid), None)  # freed as used: memory stays flat
                 if early is not None and early[0] is end_line and early[1] is enter_line:
                     end, enter = early[2], early[3]
                 else:
-                    end = _checked_action(end_line)
-                    enter = None if enter_line is None else _checked_action(enter_line)
-                obj = self._noted(end, end_line)
-                if obj is None:
+                    end, enter = _finished_row(end_line, enter_line)
+                record = self._noted(end, end_line)
+                if record is None:
                     continue
-                record = _action_record(obj, keep=False)
                 if enter is not None and enter_line is not None:
                     start = self._noted(enter, enter_line)
                     if start is not None:
-                        record.start_time = _float(start.get("start_time"))
+                        record.start_time = start[0]
                 rows.append(record)
             buckets[name] = rows
         stacks = latest_stacks(self.agent_records)
@@ -829,13 +843,12 @@ class TraceScanner:
         """The action record on ``line``, or None (counted) if it is not a valid one."""
         return self._noted(_checked_action(line), line)
 
-    def _noted(
-        self, checked: tuple[dict[str, Any] | None, str | None], line: bytes
-    ) -> dict[str, Any] | None:
-        obj, problem = checked
-        if obj is None:
+    def _noted(self, checked: tuple[T | None, str | None], line: bytes) -> T | None:
+        """The value of a check, or None with its problem counted."""
+        value, problem = checked
+        if value is None:
             self.problems.note(problem or "invalid", f"invalid: {line[:60]!r}")
-        return obj
+        return value
 
     def parse_ahead(self) -> None:
         """Parse the anomalous end records found so far (and their enters) now, for
@@ -846,8 +859,7 @@ class TraceScanner:
                 self._ready[(name, tid)] = (
                     end_line,
                     enter_line,
-                    _checked_action(end_line),
-                    None if enter_line is None else _checked_action(enter_line),
+                    *_finished_row(end_line, enter_line),
                 )
 
     def _parsed(self, line: bytes, keep: bool = True) -> ActionRecord | None:
@@ -926,7 +938,7 @@ def open_trace(path: Path) -> IO[bytes]:
         raise TraceReadError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-PARALLEL_MIN_BYTES = 32 << 20  # below this a second process does not pay for itself
+PARALLEL_MIN_BYTES = 8 << 20  # below this a second process does not pay for itself
 PARENT_LESS = 0.05  # the share of a large file this process leaves to the others
 
 
@@ -976,6 +988,7 @@ def scan_file(path: Path, filter: str | None = None, workers: int | None = None)
     finally:
         stream.close()
     scanner.close()
+    scanner._vector = None  # its scratch arrays are not needed any more
     return scanner
 
 
@@ -1150,6 +1163,7 @@ def _scan_parallel(
         scanner.vector_blocks += vector_blocks
     scanner.offset = size
     scanner._closed = True
+    scanner._vector = None  # its scratch arrays are not needed any more
     return scanner
 
 

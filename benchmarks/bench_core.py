@@ -192,7 +192,9 @@ def generate_inspect_file(path: Path, records: int, seed: int = 7) -> dict[str, 
     return counts
 
 
-def run_measured(argv: list[str]) -> tuple[float, float, float, str]:
+def run_measured(
+    argv: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, float, str]:
     """Run ``argv`` in a child: (wall s, CPU s of it and its children, peak RSS MB, stdout)."""
     # A fresh intermediate process, so RUSAGE_CHILDREN holds this one command only.
     probe = (
@@ -207,16 +209,22 @@ def run_measured(argv: list[str]) -> tuple[float, float, float, str]:
         "sys.exit(p.returncode)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
     )
     head, _, rest = out.stdout.partition("\n")
     wall, cpu, rss_kb = head.split()
     return float(wall), float(cpu), float(rss_kb) / 1024, rest
 
 
-def best_of(runs: int, argv: list[str]) -> tuple[float, float, float, str]:
+def best_of(
+    runs: int, argv: list[str], env: dict[str, str] | None = None
+) -> tuple[float, float, float, str]:
     """The fastest of ``runs`` runs (wall time; its CPU time; the highest peak memory)."""
-    results = [run_measured(argv) for _ in range(runs)]
+    results = [run_measured(argv, env) for _ in range(runs)]
     wall, cpu, _, out = min(results, key=lambda r: r[0])
     return wall, cpu, max(r[2] for r in results), out
 
@@ -305,6 +313,23 @@ def main(quick: bool = False, log: Callable[[str], None] = print) -> list[dict[s
                     "ratio": _fmt_ratio(i_mem / o_mem) + " less",
                     "target": f"<= {MEMORY_TARGET_MB:.0f} MB",
                     "ok": o_mem <= MEMORY_TARGET_MB,
+                }
+            )
+            # The same read without numpy (AUTOTRACE_NO_NUMPY=1: the pure-Python reader).
+            p_wall, p_cpu, p_mem, p_out = best_of(3, ours_argv, {"AUTOTRACE_NO_NUMPY": "1"})
+            p_same = buckets_of(p_out) == expected
+            log(
+                f"anomalies {size:,} without numpy: autotrace {p_wall:.2f} s wall, "
+                f"{p_cpu:.2f} s CPU, {p_mem:.0f} MB; same buckets: {p_same}"
+            )
+            rows.append(
+                {
+                    "name": f"anomalies {size:,} records, no numpy: wall time",
+                    "ours": f"{p_wall:.2f} s",
+                    "baseline": f"{i_wall:.2f} s",
+                    "ratio": _fmt_ratio(i_wall / p_wall) + " faster",
+                    "target": "(pure-Python path)",
+                    "ok": None if p_same else False,
                 }
             )
             path.unlink()
