@@ -188,7 +188,7 @@ class BlockScanner:
         keep = flat[line] & ~twice[line]
         sep, line = sep[keep], line[keep]
         start = starts[line]
-        ok = (words[start] == _HEAD_WORDS[0]) & (words[start + len(_HEAD) - 8] == _HEAD_WORDS[1])
+        ok = _at_head(words, start)
 
         # The event key and a known event directly before the trace id key.
         code = buf[sep - 3]  # a line holds the 15 byte head before sep
@@ -356,7 +356,7 @@ class BlockScanner:
         if _AGENT_MESSAGE in joined:
             scanner._scan_lines(lines)
             return
-        plain = flat & (words[starts] == _HEAD_WORDS[0]) & (words[starts + 7] == _HEAD_WORDS[1])
+        plain = flat & _at_head(words, starts)
         level = map(bytes.__contains__, lines, repeat(_LEVEL_KEY))
         message = map(bytes.__contains__, lines, repeat(_MESSAGE_KEY))
         left = [
@@ -438,6 +438,11 @@ def _sparse_nonzero(mask: np.ndarray) -> np.ndarray:
     offsets = np.concatenate(found)
     offsets.sort()
     return offsets
+
+
+def _at_head(words: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Whether each line starting at ``starts`` begins with ``{"timestamp": "``."""
+    return (words[starts] == _HEAD_WORDS[0]) & (words[starts + len(_HEAD) - 8] == _HEAD_WORDS[1])
 
 
 def _zero_bytes(x: np.ndarray) -> np.ndarray:

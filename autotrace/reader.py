@@ -198,22 +198,16 @@ def validate_record(obj: Any) -> str | None:
         return "unknown_event"
     if not (_number_or_none(get("start_time")) and _number_or_none(get("duration"))):
         return "invalid"
+    # detail: a string, or absent (an explicit null is invalid)
     detail = get("detail")
+    if not (isinstance(detail, str) or (detail is None and "detail" not in obj)):
+        return "invalid"
     if not (
-        isinstance(detail, str)
-        and _str_or_none(get("error"))
+        _str_or_none(get("error"))
         and _str_or_none(get("error_type"))
         and _str_or_none(get("stacktrace"))
     ):
-        # detail: a string, or absent (an explicit null is invalid)
-        if detail is not None or "detail" in obj:
-            return "invalid"
-        if not (
-            _str_or_none(get("error"))
-            and _str_or_none(get("error_type"))
-            and _str_or_none(get("stacktrace"))
-        ):
-            return "invalid"
+        return "invalid"
     return None
 
 
