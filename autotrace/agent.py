@@ -243,6 +243,9 @@ def _wrapt_is_importing() -> bool:
 
 
 def _install_when_wrapt_is_ready(patch: Patch) -> None:
+    if not patch.wraps:  # custom hooks only (os.system at start-up): wrapt is not needed
+        _install_reported(patch)
+        return
     if _wrapt_is_importing():
         with _lock:
             _waiting_for_wrapt.append(patch)

@@ -8,20 +8,20 @@ agent never imports a library itself; uninstalling puts the originals back.
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
 
-from autotrace import actions
+# Loaded at start-up when a patch targets a module that is already imported (os):
+# typing, dataclasses, inspect, wrapt and the action API are imported only when used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
 
-Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], "str | None"]
-Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+    Describe = Callable[[Any, tuple[Any, ...], dict[str, Any]], "str | None"]
+    Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
-@dataclass(frozen=True)
 class Wrap:
     """One wrapped callable: ``name`` is a dotted path inside ``module`` ("Class.method").
 
@@ -31,28 +31,57 @@ class Wrap:
     of disabling the patch.
     """
 
-    module: str
-    name: str
-    action: str | None = None
-    describe: Describe | None = None
-    wrapper: Wrapper | None = None
-    optional: bool = False
+    __slots__ = ("module", "name", "action", "describe", "wrapper", "optional")
+
+    def __init__(
+        self,
+        module: str,
+        name: str,
+        action: str | None = None,
+        describe: Describe | None = None,
+        wrapper: Wrapper | None = None,
+        optional: bool = False,
+    ) -> None:
+        self.module = module
+        self.name = name
+        self.action = action
+        self.describe = describe
+        self.wrapper = wrapper
+        self.optional = optional
+
+    def __repr__(self) -> str:
+        return f"Wrap({self.module!r}, {self.name!r}, action={self.action!r})"
 
 
-@dataclass
 class Patch:
-    """A library patch: its target modules, its wrap table and optional custom hooks."""
+    """A library patch: its target modules, its wrap table and optional custom hooks.
 
-    name: str
-    description: str
-    wraps: list[Wrap] = field(default_factory=list)
-    # Extra modules to watch besides those named by wraps (for on_import).
-    modules: tuple[str, ...] = ()
-    # Custom install for a module (called after the wraps of that module).
-    on_import: Callable[[ModuleType], None] | None = None
-    on_remove: Callable[[], None] | None = None
-    enabled: bool = True
-    installed: list[tuple[Any, str, Any]] = field(default_factory=list)
+    ``modules``: extra modules to watch besides those named by wraps (for
+    ``on_import``, the custom install called after the wraps of that module).
+    A patch without wraps is installed without importing wrapt.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        wraps: list[Wrap] | None = None,
+        modules: tuple[str, ...] = (),
+        on_import: Callable[[ModuleType], None] | None = None,
+        on_remove: Callable[[], None] | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.wraps: list[Wrap] = wraps if wraps is not None else []
+        self.modules = modules
+        self.on_import = on_import
+        self.on_remove = on_remove
+        self.enabled = enabled
+        self.installed: list[tuple[Any, str, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"Patch({self.name!r}, enabled={self.enabled})"
 
     def target_modules(self) -> list[str]:
         """Every module whose import installs part of this patch."""
@@ -90,6 +119,10 @@ class Patch:
         self.installed.append((parent, attribute, stored))
 
     def _action_wrapper(self, row: Wrap, original: Any) -> Wrapper:
+        import inspect
+
+        from autotrace import actions
+
         action, describe = row.action or self.name, row.describe
         patch = self
 
@@ -154,6 +187,8 @@ class Patch:
         if not self.enabled:
             return
         self.enabled = False
+        from autotrace import actions
+
         message = f"patch {self.name} disabled: {reason}"
         try:
             sys.stderr.write(f"[autotrace] {message}\n")
@@ -198,6 +233,7 @@ def _traced_function_type() -> Any:
     if _TRACED_FUNCTION is not None:
         return _TRACED_FUNCTION
     import copy
+    from types import ModuleType
 
     import wrapt
 

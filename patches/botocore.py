@@ -18,7 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from autotrace import actions, records
-from autotrace.patching import Patch, Wrap, Wrapper, guarded
+from autotrace.patching import Patch, Wrap, guarded
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from autotrace.patching import Wrapper
 
 # Operation-name prefixes that change state in S3 (objects, parts, buckets, settings).
 _WRITE_PREFIXES = (

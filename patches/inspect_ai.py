@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from autotrace import actions, config, records
-from autotrace.patching import Patch, Wrap, Wrapper
+from autotrace.patching import Patch, Wrap
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from autotrace.patching import Wrapper
 
 TRACE_MODULE = "inspect_ai._util.trace"
 LOGGER_MODULE = "inspect_ai._util.logger"
