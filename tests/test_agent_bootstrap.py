@@ -17,6 +17,8 @@ BOOTSTRAP_DIR = str(Path(bootstrap.__file__).parent)
 EXAMPLE_DIR = str(Path(__file__).parent.parent / "sitecustomize_example")
 
 # What the bootstrap must never import at start-up (each costs milliseconds).
+# autotrace.patching is imported (the os_system patch is installed at start-up), and
+# must stay as light: it imports none of these itself.
 HEAVY_MODULES = {
     "wrapt",
     "rich",
@@ -29,7 +31,10 @@ HEAVY_MODULES = {
     "autotrace.actions",
     "autotrace.writer",
     "autotrace.records",
-    "autotrace.patching",
+    "autotrace.redact",
+    "dataclasses",
+    "inspect",
+    "subprocess",
 }
 
 
@@ -243,7 +248,7 @@ def test_entry_points_are_read_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_first_process_without_launcher_caches_the_patch_targets(tmp_path: Path) -> None:
-    code = "import os, sys; print('autotrace.patching' in sys.modules, bool(os.environ.get('AUTOTRACE_PATCH_TARGETS')))"
+    code = "import os, sys; print('autotrace.patches.openai' in sys.modules, bool(os.environ.get('AUTOTRACE_PATCH_TARGETS')))"
     env = _env(tmp_path / "t", EXAMPLE_DIR)
     first = _python(code, env)
     second = _python(code, env)

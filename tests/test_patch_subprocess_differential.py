@@ -75,6 +75,13 @@ record("popen_wait_timeout", popen_wait_timeout)
 record("popen_context", popen_context)
 record("popen_poll_loop", popen_poll_loop)
 record("os_popen", os_popen)
+record("os_system", lambda: [os.system("exit 3"), os.system(b"kill -TERM $$"), os.system("")])
+record("os_system_bad", lambda: os.system("a\0b"))
+record("os_system_no_argument", lambda: os.system())
+record("os_spawn", lambda: [os.spawnlp(os.P_WAIT, "sh", "sh", "-c", "exit 2"),
+                            os.spawnv(os.P_WAIT, "/bin/sh", ["sh", "-c", "kill -KILL $$"])])
+record("os_spawn_not_found", lambda: os.spawnlp(os.P_WAIT, "autotrace-no-such-program", "x"))
+record("os_spawn_empty", lambda: os.spawnv(os.P_WAIT, "/bin/sh", []))
 
 
 async def asyncio_scenarios():
@@ -139,6 +146,8 @@ wrapped = {
     "create_subprocess_exec": asyncio.create_subprocess_exec,
     "anyio.run_process": anyio.run_process,
     "inspect.subprocess": inspect_subprocess,
+    "os.system": os.system,
+    "os.spawnv": os.spawnv,
 }
 results["introspection"] = {
     name: [
@@ -161,6 +170,10 @@ results["isinstance"] = {
         inspect.ismethod(obj),
         inspect.isroutine(obj),
         inspect.isclass(obj),
+        isinstance(obj, types.BuiltinFunctionType),
+        inspect.isbuiltin(obj),
+        getattr(obj, "__module__", None),
+        repr(obj) if name == "os.system" else None,
     ]
     for name, obj in {
         **wrapped,
@@ -205,6 +218,8 @@ def test_scenarios_give_identical_results_with_and_without_the_agent(tmp_path: P
     assert baseline["not_found"][2] == "FileNotFoundError"
     assert baseline["run_timeout"][2] == "TimeoutExpired"
     assert baseline["check_output_error"][2] == "CalledProcessError"
+    assert baseline["os_system"] == ["ok", [3 << 8, 15, 0]]
+    assert baseline["os_spawn"] == ["ok", [2, -9]] and baseline["os_spawn_not_found"] == ["ok", 127]
     # And the agent was really there: every child is one action, none left running.
     records = [r for path in trace_dir.glob("trace-*.log") for r in read_records(path)]
     by_id: dict[str, list[str]] = {}
