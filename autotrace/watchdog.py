@@ -90,17 +90,29 @@ def thread_frames(thread_id: int | None) -> list[FrameType]:
 def coroutine_frames(task: Any) -> list[FrameType]:
     """A suspended task's await chain, outermost first, down to the innermost awaiting frame.
 
-    Follows cr_await / gi_yieldfrom / ag_await, and into a task the chain awaits.
+    Follows cr_await / gi_yieldfrom / ag_await inside a task, then the future the task
+    waits on (``_fut_waiter``): into another task it awaits, or into the first unfinished
+    child of an ``asyncio.gather`` it awaits.
     """
     frames: list[FrameType] = []
-    try:
-        node: Any = task.get_coro()
-    except Exception:
-        return frames
+    tasks_seen: set[int] = set()
+    while task is not None and id(task) not in tasks_seen and len(tasks_seen) < 100:
+        tasks_seen.add(id(task))
+        try:
+            frames.extend(_await_chain(task.get_coro()))
+        except Exception:
+            break
+        task = _task_behind(getattr(task, "_fut_waiter", None))
+    return frames
+
+
+def _await_chain(node: Any) -> list[FrameType]:
+    """The frames of one coroutine and what it awaits, down to a future (outermost first)."""
+    frames: list[FrameType] = []
     seen: set[int] = set()
     while node is not None and id(node) not in seen and len(seen) < 1000:
         seen.add(id(node))
-        frame = nxt = None
+        nxt = None
         for frame_attr, await_attr in (
             ("cr_frame", "cr_await"),
             ("gi_frame", "gi_yieldfrom"),
@@ -108,15 +120,24 @@ def coroutine_frames(task: Any) -> list[FrameType]:
         ):
             if hasattr(node, frame_attr):
                 frame = getattr(node, frame_attr)
+                if frame is not None:
+                    frames.append(frame)
                 nxt = getattr(node, await_attr, None)
                 break
-        else:
-            get_coro = getattr(node, "get_coro", None)  # awaiting another asyncio.Task
-            nxt = get_coro() if callable(get_coro) else None
-        if frame is not None:
-            frames.append(frame)
         node = nxt
     return frames
+
+
+def _task_behind(future: Any) -> Any:
+    """The task a waiting task is held up by: the task it awaits, or gather's first unfinished child."""
+    if future is None:
+        return None
+    if callable(getattr(future, "get_coro", None)):
+        return future
+    for child in getattr(future, "_children", None) or ():
+        if not child.done():
+            return child if callable(getattr(child, "get_coro", None)) else None
+    return None
 
 
 def action_frames(span: actions.OpenAction) -> tuple[list[FrameType], str]:

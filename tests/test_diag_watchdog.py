@@ -156,6 +156,53 @@ def test_stuck_async_action_reports_the_innermost_awaiting_frame(trace_dir: Path
         loop.close()
 
 
+@pytest.mark.parametrize("awaits", ["gather", "task"])
+def test_stuck_async_action_follows_gather_into_the_child_still_running(
+    trace_dir: Path, awaits: str
+) -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="loop-thread")
+    thread.start()
+    release = asyncio.Event()
+    opened: list[actions.OpenAction] = []
+
+    async def quick() -> None:
+        await asyncio.sleep(0)
+
+    async def slow() -> None:
+        await release.wait()  # GATHER CHILD AWAITS
+
+    async def solve() -> None:
+        async with actions.trace_action("Subtask", "solve") as span:
+            opened.append(span)
+            if awaits == "gather":
+                await asyncio.gather(quick(), slow())
+            else:  # a task awaited directly
+                await asyncio.ensure_future(slow())
+
+    future = asyncio.run_coroutine_threadsafe(solve(), loop)
+    try:
+        deadline = time.monotonic() + 10
+        while not opened and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # quick() has finished by now
+        Watchdog(threshold=1.0).check(opened[0].start_mono + 2.0)
+        [rec] = stuck_records(trace_dir)
+        assert rec["stack_source"] == "task"
+        assert rec["where"] == (
+            f"{THIS_FILE}:{marker_line('GATHER CHILD AWAITS')} in "
+            "test_stuck_async_action_follows_gather_into_the_child_still_running.<locals>.slow"
+        )
+        functions = [entry["function"].rsplit(".", 1)[-1] for entry in rec["stack"]]
+        assert functions == ["solve", "slow", "wait"]  # the task that waits, then its child
+    finally:
+        loop.call_soon_threadsafe(release.set)
+        future.result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
 def test_stuck_records_are_accepted_by_inspects_reader(
     trace_dir: Path, blocked_tool: actions.OpenAction
 ) -> None:
