@@ -37,6 +37,17 @@ def trace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     actions.writer.disabled = False
 
 
+def untraced_env(*first_on_path: Path, **extra: str) -> dict[str, str]:
+    """This environment without any autotrace setting or INSPECT_TRACE_FILE (for programs a
+    test starts itself), ``first_on_path`` first on PATH, ``extra`` added."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
+    env.pop(config.INSPECT_TRACE_FILE, None)
+    if first_on_path:
+        env["PATH"] = os.pathsep.join([*map(str, first_on_path), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
 def read_records(path: Path) -> list[dict]:
     """Every JSON line of a trace file (fails the test on a torn or invalid line)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import read_records
+from conftest import read_records, untraced_env
 
 from autotrace import bootstrap, config
 
@@ -39,8 +39,7 @@ HEAVY_MODULES = {
 
 
 def _env(trace_dir: Path, *path: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
-    env.pop(config.INSPECT_TRACE_FILE, None)
+    env = untraced_env()
     env["PYTHONPATH"] = os.pathsep.join(path)
     env[config.ENV_DIR] = str(trace_dir)
     env["XDG_CACHE_HOME"] = str(trace_dir.parent / "cache")  # the patch-target cache

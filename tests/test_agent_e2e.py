@@ -11,9 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import read_records, wait_for
-
-from autotrace import config
+from conftest import read_records, untraced_env, wait_for
 
 BIN = Path(__file__).parent / "bin"
 
@@ -50,9 +48,7 @@ def _enters(trace_dir: Path) -> set[str]:
 def test_killed_run_shows_hung_subprocess_and_docker_as_running(tmp_path: Path) -> None:
     (tmp_path / "script.py").write_text(textwrap.dedent(SCRIPT))
     trace_dir = tmp_path / "traces"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
-    env.pop(config.INSPECT_TRACE_FILE, None)
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env = untraced_env(BIN)
     run = subprocess.Popen(
         ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, "script.py"],
         cwd=tmp_path,
@@ -93,8 +89,7 @@ def test_killed_run_shows_hung_subprocess_and_docker_as_running(tmp_path: Path) 
 @pytest.mark.slow
 def test_demo_ends_on_its_own_leaving_the_hung_tool_running(tmp_path: Path) -> None:
     trace_dir = tmp_path / "traces"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
-    env.pop(config.INSPECT_TRACE_FILE, None)
+    env = untraced_env()
     demo = subprocess.run(
         [
             "inspect-trace",

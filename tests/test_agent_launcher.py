@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from conftest import read_records
+from conftest import read_records, untraced_env
 
 from autotrace import agent, config
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
-    env.pop(config.INSPECT_TRACE_FILE, None)
-    env.update(extra)
-    return env
+    return untraced_env(**extra)
 
 
 def _run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

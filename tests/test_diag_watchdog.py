@@ -9,11 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conftest import wait_for
 
 from autotrace import actions, watchdog
 from autotrace.cli import main
@@ -113,27 +116,40 @@ def test_idle_watchdog_sleeps_a_whole_threshold(trace_dir: Path) -> None:
     assert Watchdog(threshold=60.0).check(time.monotonic()) == pytest.approx(60.0)
 
 
-def test_stuck_async_action_reports_the_innermost_awaiting_frame(trace_dir: Path) -> None:
+Opener = Callable[[asyncio.Event, list[actions.OpenAction]], Coroutine[Any, Any, None]]
+
+
+@contextmanager
+def opened_in_loop(opener: Opener) -> Iterator[actions.OpenAction]:
+    """Run ``opener(release, opened)`` on an event loop in its own thread; yield the first
+    action it opens. Afterwards set ``release``, wait for the coroutine and stop the loop."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="loop-thread")
     thread.start()
     release = asyncio.Event()
     opened: list[actions.OpenAction] = []
+    future = asyncio.run_coroutine_threadsafe(opener(release, opened), loop)
+    try:
+        wait_for(lambda: opened, what="an action opened in the loop")
+        yield opened[0]
+    finally:
+        loop.call_soon_threadsafe(release.set)
+        future.result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
-    async def fetch() -> None:
+
+def test_stuck_async_action_reports_the_innermost_awaiting_frame(trace_dir: Path) -> None:
+    async def fetch(release: asyncio.Event) -> None:
         await release.wait()  # TASK AWAITS
 
-    async def model_call() -> None:
+    async def model_call(release: asyncio.Event, opened: list[actions.OpenAction]) -> None:
         async with actions.trace_action("Model", "generate (test/model)") as span:
             opened.append(span)
-            await fetch()
+            await fetch(release)
 
-    future = asyncio.run_coroutine_threadsafe(model_call(), loop)
-    try:
-        deadline = time.monotonic() + 10
-        while not opened and time.monotonic() < deadline:
-            time.sleep(0.01)
-        span = opened[0]
+    with opened_in_loop(model_call) as span:
         # The loop thread is idle in select(): the task's await chain is the answer.
         Watchdog(threshold=1.0).check(span.start_mono + 2.0)
         [rec] = stuck_records(trace_dir)
@@ -148,45 +164,29 @@ def test_stuck_async_action_reports_the_innermost_awaiting_frame(trace_dir: Path
             "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.model_call",
             "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.fetch",
         ]
-    finally:
-        loop.call_soon_threadsafe(release.set)
-        future.result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 @pytest.mark.parametrize("awaits", ["gather", "task"])
 def test_stuck_async_action_follows_gather_into_the_child_still_running(
     trace_dir: Path, awaits: str
 ) -> None:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="loop-thread")
-    thread.start()
-    release = asyncio.Event()
-    opened: list[actions.OpenAction] = []
-
     async def quick() -> None:
         await asyncio.sleep(0)
 
-    async def slow() -> None:
+    async def slow(release: asyncio.Event) -> None:
         await release.wait()  # GATHER CHILD AWAITS
 
-    async def solve() -> None:
+    async def solve(release: asyncio.Event, opened: list[actions.OpenAction]) -> None:
         async with actions.trace_action("Subtask", "solve") as span:
             opened.append(span)
             if awaits == "gather":
-                await asyncio.gather(quick(), slow())
+                await asyncio.gather(quick(), slow(release))
             else:  # a task awaited directly
-                await asyncio.ensure_future(slow())
+                await asyncio.ensure_future(slow(release))
 
-    future = asyncio.run_coroutine_threadsafe(solve(), loop)
-    try:
-        deadline = time.monotonic() + 10
-        while not opened and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with opened_in_loop(solve) as span:
         time.sleep(0.1)  # quick() has finished by now
-        Watchdog(threshold=1.0).check(opened[0].start_mono + 2.0)
+        Watchdog(threshold=1.0).check(span.start_mono + 2.0)
         [rec] = stuck_records(trace_dir)
         assert rec["stack_source"] == "task"
         assert rec["where"] == (
@@ -195,12 +195,6 @@ def test_stuck_async_action_follows_gather_into_the_child_still_running(
         )
         functions = [entry["function"].rsplit(".", 1)[-1] for entry in rec["stack"]]
         assert functions == ["solve", "slow", "wait"]  # the task that waits, then its child
-    finally:
-        loop.call_soon_threadsafe(release.set)
-        future.result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_stuck_records_are_accepted_by_inspects_reader(

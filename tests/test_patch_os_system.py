@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import action_records, wait_for
+from conftest import action_records, installed_patch, untraced_env, wait_for
 
-from autotrace import agent, config
+from autotrace import agent
 
 BIN = Path(__file__).parent / "bin"
 
@@ -26,12 +26,8 @@ BIN = Path(__file__).parent / "bin"
 @pytest.fixture
 def patched(trace_dir: Path) -> Iterator[Path]:
     """The os_system patch installed in this process, writing to a fresh trace directory."""
-    patch = agent.load_patch("os_system")
-    agent.install_patch(patch)
-    try:
+    with installed_patch("os_system"):
         yield trace_dir
-    finally:
-        agent.uninstall_patch(patch)
 
 
 def _pairs(directory: Path) -> list[list[dict]]:
@@ -156,9 +152,7 @@ HUNG = """
 def test_hung_system_calls_show_as_running_without_importing_subprocess(tmp_path: Path) -> None:
     (tmp_path / "hung.py").write_text(textwrap.dedent(HUNG))
     trace_dir = tmp_path / "traces"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
-    env.pop(config.INSPECT_TRACE_FILE, None)
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env = untraced_env(BIN)
     run = subprocess.Popen(
         ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, "hung.py"],
         cwd=tmp_path,

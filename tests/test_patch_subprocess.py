@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import action_records, wait_for
+from conftest import action_records, installed_patch, wait_for
 
 from autotrace import agent
 
@@ -21,12 +21,8 @@ BIN = Path(__file__).parent / "bin"
 @pytest.fixture
 def patched(trace_dir: Path) -> Iterator[Path]:
     """The subprocess patch installed in this process, writing to a fresh trace directory."""
-    patch = agent.load_patch("subprocess")
-    agent.install_patch(patch)
-    try:
+    with installed_patch("subprocess"):
         yield trace_dir
-    finally:
-        agent.uninstall_patch(patch)
 
 
 def _actions(directory: Path, action: str | None = None) -> list[dict]:
