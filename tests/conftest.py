@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +48,29 @@ def untraced_env(*first_on_path: Path, **extra: str) -> dict[str, str]:
         env["PATH"] = os.pathsep.join([*map(str, first_on_path), env.get("PATH", "")])
     env.update(extra)
     return env
+
+
+def start_traced_script(
+    tmp_path: Path, source: str, **popen: Any
+) -> tuple[subprocess.Popen[str], Path, dict[str, str]]:
+    """Run ``source`` (dedented) under ``inspect-trace run``, tests/bin (fake docker) first
+    on PATH, in its own process group (the caller kills it with os.killpg).
+
+    Returns the process, its trace directory (tmp_path/traces) and its environment.
+    """
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    trace_dir = tmp_path / "traces"
+    env = untraced_env(Path(__file__).parent / "bin")
+    run = subprocess.Popen(
+        ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        start_new_session=True,
+        **popen,
+    )
+    return run, trace_dir, env
 
 
 def read_records(path: Path) -> list[dict]:

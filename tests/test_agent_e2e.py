@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import read_records, untraced_env, wait_for
+from conftest import read_records, start_traced_script, untraced_env, wait_for
 
 BIN = Path(__file__).parent / "bin"
 
@@ -46,15 +45,7 @@ def _enters(trace_dir: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_killed_run_shows_hung_subprocess_and_docker_as_running(tmp_path: Path) -> None:
-    (tmp_path / "script.py").write_text(textwrap.dedent(SCRIPT))
-    trace_dir = tmp_path / "traces"
-    env = untraced_env(BIN)
-    run = subprocess.Popen(
-        ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, "script.py"],
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,  # its own process group: teardown kills sleep and docker too
-    )
+    run, trace_dir, env = start_traced_script(tmp_path, SCRIPT)
     try:
         wait_for(lambda: _enters(trace_dir) >= {"Subprocess", "Docker"}, timeout=60.0)
         os.kill(run.pid, signal.SIGKILL)

@@ -8,15 +8,13 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
-import textwrap
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import action_records, installed_patch, untraced_env, wait_for
+from conftest import action_records, installed_patch, start_traced_script, wait_for
 
 from autotrace import agent
 
@@ -150,17 +148,7 @@ HUNG = """
 
 @pytest.mark.slow
 def test_hung_system_calls_show_as_running_without_importing_subprocess(tmp_path: Path) -> None:
-    (tmp_path / "hung.py").write_text(textwrap.dedent(HUNG))
-    trace_dir = tmp_path / "traces"
-    env = untraced_env(BIN)
-    run = subprocess.Popen(
-        ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, "hung.py"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: teardown kills the commands too
-    )
+    run, trace_dir, env = start_traced_script(tmp_path, HUNG, stdout=subprocess.PIPE)
 
     def running() -> set[tuple[str, str]]:
         result = subprocess.run(
