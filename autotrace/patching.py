@@ -187,14 +187,17 @@ class Patch:
         if not self.enabled:
             return
         self.enabled = False
-        from autotrace import actions
-
         message = f"patch {self.name} disabled: {reason}"
         try:
             sys.stderr.write(f"[autotrace] {message}\n")
         except Exception:
             pass
-        actions.agent_message(message, patch=self.name)
+        try:  # never raises: called from inside the program's calls
+            from autotrace import actions
+
+            actions.agent_message(message, patch=self.name)
+        except Exception:
+            pass
 
 
 def _has_path(module: ModuleType, dotted: str) -> bool:

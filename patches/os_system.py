@@ -35,6 +35,8 @@ def _start(command: Any) -> OpenAction | None:
     """The open action of a command about to run (None: not traced)."""
     if not PATCH.enabled or not isinstance(command, (str, bytes, os.PathLike, list, tuple)):
         return None
+    if sys.is_finalizing():  # a __del__ at interpreter teardown: nothing can be imported
+        return None
     try:
         from autotrace import actions
         from autotrace.patches.subprocess import describe

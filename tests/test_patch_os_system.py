@@ -8,13 +8,15 @@ import os
 import pickle
 import signal
 import subprocess
+import sys
+import textwrap
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import action_records, installed_patch, start_traced_script, wait_for
+from conftest import action_records, installed_patch, start_traced_script, untraced_env, wait_for
 
 from autotrace import agent
 
@@ -130,6 +132,39 @@ def test_uninstall_restores_the_originals(trace_dir: Path) -> None:
     assert (os.system, os._spawnvef) == originals  # type: ignore[attr-defined]
     os.system("true")
     assert action_records(trace_dir) == []
+
+
+AT_TEARDOWN = """
+    import atexit, os
+
+    class Late:
+        def __del__(self):
+            os.system("echo command of a __del__ at teardown")
+
+    keep = Late()
+    atexit.register(os.system, "echo command of an atexit handler")
+"""
+
+
+def test_commands_at_exit_and_teardown_run_as_without_the_agent(tmp_path: Path) -> None:
+    script = tmp_path / "teardown.py"
+    script.write_text(textwrap.dedent(AT_TEARDOWN))
+    trace_dir = tmp_path / "traces"
+    plain = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=untraced_env()
+    )
+    traced = subprocess.run(
+        ["inspect-trace", "run", "--trace-dir", str(trace_dir), "--", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=untraced_env(),
+    )
+    assert plain.stdout.count("command of") == 2
+    assert (traced.returncode, traced.stdout, traced.stderr) == (0, plain.stdout, plain.stderr)
+    # The atexit command is traced; at teardown nothing can be imported, so it is not.
+    assert [r["detail"] for r in action_records(trace_dir) if r["event"] == "exit"] == [
+        "echo command of an atexit handler"
+    ]
 
 
 HUNG = """
