@@ -100,9 +100,9 @@ def coroutine_frames(task: Any) -> list[FrameType]:
         tasks_seen.add(id(task))
         try:
             frames.extend(_await_chain(task.get_coro()))
-        except Exception:
+            task = _task_behind(getattr(task, "_fut_waiter", None))
+        except Exception:  # a task or future of another kind: the chain ends here
             break
-        task = _task_behind(getattr(task, "_fut_waiter", None))
     return frames
 
 

@@ -10,8 +10,9 @@ the call to its return.
 
 ``os`` is imported before any program code, so this patch is installed at start-up:
 it only puts a stand-in for the builtin ``os.system`` (``BuiltinStandIn``, no wrapt)
-and a function in place of ``os._spawnvef`` (which every ``os.spawn*`` function calls on
-POSIX). The action API is imported at the first call. ``os.spawn*`` with ``P_NOWAIT`` returns at once and is not traced.
+and a function in place of ``os._spawnvef`` (which every ``os.spawn*`` function calls
+on POSIX). The action API is imported at the first call. ``os.spawn*`` with
+``P_NOWAIT`` returns at once and is not traced.
 """
 
 from __future__ import annotations
@@ -108,7 +109,11 @@ class BuiltinStandIn:
         return self._call(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # __self__, __text_signature__, ...
-        return getattr(self.__dict__["__wrapped__"], name)
+        try:
+            wrapped = self.__dict__["__wrapped__"]
+        except KeyError:  # not initialised (a copy made without __init__)
+            raise AttributeError(name) from None
+        return getattr(wrapped, name)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
