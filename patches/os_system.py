@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
     from autotrace.actions import OpenAction
 
+# The originals our replacements call. Kept after uninstall (Patch.uninstall puts them
+# back in os): a replacement the program holds on to still calls through.
 _originals: dict[str, Any] = {}
 
 
@@ -152,14 +154,9 @@ def _on_import(module: ModuleType) -> None:
         _stand_in([module], "_spawnvef", _spawnvef)
 
 
-def _on_remove() -> None:
-    _originals.clear()  # Patch.uninstall has put the originals back
-
-
 PATCH = Patch(
     name="os_system",
     description="os.system and os.spawn* (P_WAIT): Subprocess / Docker",
     modules=("os",),
     on_import=_on_import,
-    on_remove=_on_remove,
 )

@@ -128,10 +128,12 @@ def test_uninstall_restores_the_originals(trace_dir: Path) -> None:
     agent.install_patch(patch)
     agent.install_patch(patch)  # a second install changes nothing
     assert os.system.__wrapped__ is originals[0]  # type: ignore[attr-defined]
+    held = os.system
     agent.uninstall_patch(patch)
     assert (os.system, os._spawnvef) == originals  # type: ignore[attr-defined]
     os.system("true")
     assert action_records(trace_dir) == []
+    assert held("exit 4") == 4 << 8  # a stand-in the program kept still calls through
 
 
 AT_TEARDOWN = """
