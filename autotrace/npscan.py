@@ -18,26 +18,24 @@ Python way, so results never depend on which path ran.
 from __future__ import annotations
 
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from autotrace.records import MESSAGE_PREFIX
+# The byte patterns of the pure-Python block path: both paths prove the same facts.
+from autotrace.reader import (
+    _ACTION_KEY,
+    _AGENT_MESSAGE,
+    _EVENT_KEY,
+    _HEAD,
+    _LEVEL_KEY,
+    _MESSAGE_KEY,
+    TraceScanner,
+)
+from autotrace.reader import _EVENT_OF_CODE as _NAME_OF_CODE
+from autotrace.reader import _TID_SEP as _SEP
 
-if TYPE_CHECKING:
-    from autotrace.reader import TraceScanner
-
-_HEAD = b'{"timestamp": "'
-_SEP = b'", "trace_id": "'
-_ACTION_KEY = b', "action": "'
-_EVENT_KEY = b', "event": "'
-_LEVEL_KEY = b', "level": "'
-_MESSAGE_KEY = b', "message": "'
-_AGENT_MESSAGE = b'"message": "' + MESSAGE_PREFIX.encode()
 _ENTER, _EXIT = ord("t"), ord("x")  # the third last byte of an event name tells it
-_NAME_OF_CODE = {
-    name.encode()[-3]: name for name in ("enter", "exit", "error", "cancel", "timeout")
-}
 _TID_WORDS = 4  # trace ids of up to 31 bytes are read here; longer ones the slow way
 _TID_BYTES = 8 * _TID_WORDS
 _PAD = b"\0" * (_TID_BYTES + 8)  # so that every 8-byte read near the block's end is inside
@@ -380,7 +378,7 @@ class BlockScanner:
         width = np.zeros(tid_at.size, np.intp)
         first = tid_words[0].tobytes().find(b'"')
         if first > 0:
-            low = _LOW_BYTES[np.minimum(first - 8 * np.arange(_TID_WORDS), 8).clip(0)]
+            low = _low_bytes(np.array([first]))[0]
             # Bytes past the id become "A", which none of the tests below flags.
             x = (tid_words & low) | (_AAAA & ~low)
             flags = _zero_bytes(x ^ _QUOTES) | _zero_bytes(x ^ _BACKSLASHES) | _below_space(x)

@@ -45,11 +45,13 @@ VECTOR_MIN_FILE = 48 << 20  # numpy's import (~35 ms) pays for itself from about
 _HEAD = b'{"timestamp": "'
 _EVENT_KEY = b', "event": "'
 _ACTION_KEY = b', "action": "'
-_TRACE_ID_NEXT = b'", "trace_id": "'
+_LEVEL_KEY = b', "level": "'
+_MESSAGE_KEY = b', "message": "'
+# The trace id key as it follows another string value; the block path (see
+# TraceScanner._scan_block) splits a block of lines at it.
+_TID_SEP = b'", "trace_id": "'
 _AGENT_MESSAGE = b'"message": "' + MESSAGE_PREFIX.encode()
 _EVENTS_BYTES = {e.encode(): e for e in EVENTS}
-# The block path (see TraceScanner._scan_block) splits a block of lines at _TID_SEP.
-_TID_SEP = b'", "trace_id": "'
 _NL_HEAD = b"\n" + _HEAD
 _LINE_END = b"}\n"
 _LINE_JOIN = b'}\n{"timestamp'
@@ -478,25 +480,16 @@ class TraceScanner:
         A compressed stream that ends early (a gzip cut by a kill or a full disk) is a
         torn tail, as a cut plain file is: what was decompressed is kept and counted.
         """
-        compressed = isinstance(stream, gzip.GzipFile)
-        # GzipFile.read() drops what it decompressed when the stream breaks; read1 doesn't.
-        read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read
-        while True:
-            try:
-                chunk = read(size)
-            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                if not compressed or not truncated_gzip(exc, self.offset):
-                    raise
-                # The cut line, if any, is the torn tail close() counts; one note either way.
-                last = self._buffer.rest()
-                self.lines += 1
-                self.problems.note(
-                    "torn", f"compressed file ended early (truncated gzip) {last[:60]!r}"
-                )
-                return
-            if not chunk:
-                break
-            self.feed(chunk)
+        try:
+            for chunk in _chunks(stream, size):
+                self.feed(chunk)
+        except _EndedEarly:
+            # The cut line, if any, is the torn tail close() counts; one note either way.
+            last = self._buffer.rest()
+            self.lines += 1
+            self.problems.note(
+                "torn", f"compressed file ended early (truncated gzip) {last[:60]!r}"
+            )
 
     # -- the scan loop ----------------------------------------------------------
 
@@ -509,17 +502,18 @@ class TraceScanner:
         Its opening quote is real too, because a space, not a backslash, precedes it:
         the key is exactly ``event`` (and ``", "`` before it is a real separator). It is
         a key of the top-level object when no ``{`` comes before it on the line (a
-        ``{`` inside a string only sends the line to the slow path). The same holds for ``, "action": "`` before it. Both our
-        writer and inspect's ``json.dumps`` write ``event`` then ``trace_id`` with
-        ``", "`` and ``": "`` separators; a line in another shape, with a backslash
-        in its trace_id or with an unknown event goes through ``json.loads``. A line
+        ``{`` inside a string only sends the line to the slow path). The same holds for
+        ``, "action": "`` before it. Both our writer and inspect's ``json.dumps`` write
+        ``event`` then ``trace_id`` with ``", "`` and ``": "`` separators; a line in
+        another shape, with a backslash in its trace_id or with an unknown event goes
+        through ``json.loads``. A line
         kept for the result (open or anomalous) is fully parsed and validated at the
         end; a line must end in ``}`` (a torn line does not). Plain files are read by
         ``_scan_block``, which proves the same per line with passes over a block.
         """
         running = self.running
         finished = self.finished
-        events, tid_key = _EVENTS_BYTES, _TRACE_ID_NEXT
+        events, tid_key = _EVENTS_BYTES, _TID_SEP
         event_key, action_key, head, agent = _EVENT_KEY, _ACTION_KEY, _HEAD, _AGENT_MESSAGE
         filtering = self.filter is not None
         slow = self._slow
@@ -537,8 +531,8 @@ class TraceScanner:
                     and b'"action"' not in line
                     and b"\\u" not in line
                     and agent not in line
-                    and b', "level": "' in line
-                    and b', "message": "' in line
+                    and _LEVEL_KEY in line
+                    and _MESSAGE_KEY in line
                     and line.find(b"{", 1) < 0
                 ):
                     continue
@@ -833,10 +827,6 @@ class TraceScanner:
             timeouts=_sorted(buckets["timeout"]),
         )
 
-    def _valid(self, line: bytes) -> dict[str, Any] | None:
-        """The action record on ``line``, or None (counted) if it is not a valid one."""
-        return self._noted(_checked_action(line), line)
-
     def _noted(self, checked: tuple[T | None, str | None], line: bytes) -> T | None:
         """The value of a check, or None with its problem counted."""
         value, problem = checked
@@ -856,10 +846,10 @@ class TraceScanner:
                     *_finished_row(end_line, enter_line),
                 )
 
-    def _parsed(self, line: bytes, keep: bool = True) -> ActionRecord | None:
-        """``line`` as an anomaly row; ``keep``: the row holds the whole record."""
-        obj = self._valid(line)
-        return None if obj is None else _action_record(obj, keep)
+    def _parsed(self, line: bytes) -> ActionRecord | None:
+        """``line`` as an anomaly row, or None (counted) if it is not a valid action record."""
+        obj = self._noted(_checked_action(line), line)
+        return None if obj is None else _action_record(obj)
 
     def open_actions(self) -> list[ActionRecord]:
         """Actions entered and not ended, oldest first."""
@@ -1188,11 +1178,32 @@ def _join(
     scanner.lines += lines
 
 
-def truncated_gzip(exc: BaseException, decompressed: int) -> bool:
-    """Whether a gzip error means "ended early" (keep what was read), not "not gzip at all"."""
-    if isinstance(exc, EOFError):
-        return True
-    return decompressed > 0 and isinstance(exc, (zlib.error, gzip.BadGzipFile))
+class _EndedEarly(Exception):
+    """A compressed stream cut short (by a kill or a full disk): a torn tail, not a
+    read error. What was decompressed before the cut has been yielded."""
+
+
+def _chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
+    """What ``stream`` (binary) yields, ``size`` bytes at a time; a gzip stream that
+    ends early raises ``_EndedEarly`` after its last good chunk."""
+    # GzipFile.read() drops what it decompressed when the stream breaks; read1 doesn't.
+    compressed, read = (
+        (True, stream.read1) if isinstance(stream, gzip.GzipFile) else (False, stream.read)
+    )
+    decompressed = 0
+    while True:
+        try:
+            chunk = read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # Ended early, or broken after good data; a stream broken from its first
+            # byte is not gzip at all (a read error).
+            if compressed and (isinstance(exc, EOFError) or decompressed > 0):
+                raise _EndedEarly from exc
+            raise
+        if not chunk:
+            return
+        decompressed += len(chunk)
+        yield chunk
 
 
 def _describe(path: Path, exc: BaseException) -> str:
@@ -1213,23 +1224,16 @@ def iter_records(
     needle = filter.lower() if filter else None
     with open_trace(path) as stream:
         buffer = LineBuffer(problems)
-        compressed = isinstance(stream, gzip.GzipFile)
-        read = stream.read1 if isinstance(stream, gzip.GzipFile) else stream.read  # see feed_stream
-        decompressed = 0
         try:
-            while True:
-                chunk = read(CHUNK)
-                if not chunk:
-                    break
-                decompressed += len(chunk)
+            for chunk in _chunks(stream, CHUNK):
                 for line in buffer.split(chunk):
                     obj = _checked(line, problems, last=False)
                     if obj is not None and (needle is None or needle in obj["message"].lower()):
                         yield obj
-        except (OSError, EOFError, zlib.error) as exc:
-            if not (compressed and truncated_gzip(exc, decompressed)):
-                raise TraceReadError(_describe(path, exc)) from exc
+        except _EndedEarly:
             problems.note("torn", "compressed file ended early (truncated gzip)")
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TraceReadError(_describe(path, exc)) from exc
         pending = buffer.rest()
         if pending.strip():
             obj = _checked(pending, problems, last=True)
