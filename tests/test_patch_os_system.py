@@ -101,10 +101,8 @@ CALLS: list[Callable[[], Any]] = [
 def test_calls_return_and_raise_as_without_the_patch(trace_dir: Path) -> None:
     plain = [_outcome(call) for call in CALLS]
     signature = inspect.signature(os.system)
-    with_patch = agent.load_patch("os_system")
-    agent.install_patch(with_patch)
-    try:
-        assert os.system is not with_patch and getattr(os.system, "_autotrace", False)
+    with installed_patch("os_system"):
+        assert getattr(os.system, "_autotrace", False)
         traced = [_outcome(call) for call in CALLS]
         assert inspect.signature(os.system) == signature
         assert (os.system.__name__, os.system.__doc__) == ("system", os.system.__wrapped__.__doc__)
@@ -112,8 +110,6 @@ def test_calls_return_and_raise_as_without_the_patch(trace_dir: Path) -> None:
         assert isinstance(os.system, types.BuiltinFunctionType)
         assert repr(os.system) == repr(os.system.__wrapped__)
         assert os.system.__self__ is os.system.__wrapped__.__self__
-    finally:
-        agent.uninstall_patch(with_patch)
     assert traced == plain
     assert ("TypeError", "system() missing required argument 'command' (pos 1)") in traced
     events = [r["event"] for r in action_records(trace_dir) if r["event"] != "enter"]

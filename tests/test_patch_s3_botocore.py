@@ -7,7 +7,7 @@ import inspect
 from pathlib import Path
 
 import pytest
-from conftest import action_records, in_thread, wait_for
+from conftest import action_records, in_thread, installed_patch, wait_for
 from s3_server import FAKE_CREDENTIALS, moto_endpoint, s3_patches, s3_server  # noqa: F401
 
 from autotrace import actions, agent
@@ -110,12 +110,8 @@ def test_failing_write_is_an_error_action_and_raises_the_same_exception(
         return caught.value
 
     plain = failing_put()
-    patch = agent.load_patch("botocore")
-    agent.install_patch(patch)
-    try:
+    with installed_patch("botocore"):
         traced = failing_put()
-    finally:
-        agent.uninstall_patch(patch)
 
     assert type(traced) is type(plain) and type(plain).__name__ == "NoSuchBucket"
     assert str(traced) == str(plain)
@@ -144,12 +140,8 @@ def test_results_are_the_same_with_and_without_the_patch(trace_dir, s3_server): 
         ]
 
     plain = run()
-    patch = agent.load_patch("botocore")
-    agent.install_patch(patch)
-    try:
+    with installed_patch("botocore"):
         traced = run()
-    finally:
-        agent.uninstall_patch(patch)
     assert traced == plain
     assert len(s3_records(trace_dir)) == 4  # PutObject and DeleteObjects, enter + exit
 
