@@ -31,7 +31,7 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
-    from autotrace.actions import (
+    from autotrace.runtime.actions import (
         OpenAction,
         current_action,
         open_actions,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from autotrace import actions
+        from autotrace.runtime import actions
 
         return getattr(actions, name)
     raise AttributeError(f"module 'autotrace' has no attribute {name!r}")

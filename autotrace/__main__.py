@@ -1,6 +1,6 @@
 """``python -m autotrace`` is ``inspect-trace``."""
 
-from autotrace.cli import entry
+from autotrace.cli.main import entry
 
 if __name__ == "__main__":
     entry()

@@ -233,6 +233,6 @@ def stacktrace_text(exc: BaseException) -> str:
 
 
 def _redact(text: str) -> str:
-    from autotrace.redact import redact_text
+    from autotrace.runtime.redact import redact_text
 
     return redact_text(text)

@@ -49,7 +49,7 @@ def _clients() -> tuple[Any, Any]:
 def wrapper_overhead(n: int, repeats: int) -> dict[str, tuple[float, float]]:
     """operation -> (patched stub us, bare stub us)."""
     from autotrace.patches import botocore as botocore_patch
-    from autotrace.patching import Patch, Wrap
+    from autotrace.startup.patching import Patch, Wrap
 
     s3, dynamodb = _clients()
     module = types.ModuleType("autotrace_bench_stub")
@@ -85,7 +85,7 @@ def real_call(n: int, repeats: int) -> tuple[float, float]:
     """(patched us, unpatched us) per ``get_object`` with the HTTP send answered locally."""
     from botocore.awsrequest import AWSResponse
 
-    from autotrace import agent
+    from autotrace.startup import agent
 
     s3, _ = _clients()
 

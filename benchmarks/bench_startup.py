@@ -36,7 +36,7 @@ def _run_once(env: dict[str, str]) -> float:
 
 def _environments(trace_dir: str, pycache: str, cache: str) -> dict[str, dict[str, str]]:
     """Baseline, `inspect-trace run`'s environment, and sitecustomize_example's."""
-    from autotrace import launcher
+    from autotrace.cli import run as launcher
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
     base.pop("PYTHONPATH", None)
@@ -87,8 +87,8 @@ def pass_through(number: int = 200_000) -> dict[str, float]:
     import importlib.machinery
     import types
 
-    from autotrace import agent
-    from autotrace.patching import Patch, Wrap
+    from autotrace.startup import agent
+    from autotrace.startup.patching import Patch, Wrap
 
     module = types.ModuleType("autotrace_bench_target")
     module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None)

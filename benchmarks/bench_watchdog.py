@@ -19,7 +19,10 @@ import time
 os.environ["AUTOTRACE_DIR"] = tempfile.mkdtemp(prefix="autotrace-bench-")
 os.environ.setdefault("AUTOTRACE_STUCK_AFTER", "60")
 
-from autotrace import actions, watchdog  # noqa: E402
+from autotrace.runtime import (
+    actions,
+    watchdog,  # noqa: E402
+)
 
 N = 20_000
 ROUNDS = 7

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotrace import actions, records
-from autotrace.actions import OpenAction
-from autotrace.patching import Patch
+from autotrace import records
+from autotrace.runtime import actions
+from autotrace.runtime.actions import OpenAction
+from autotrace.startup.patching import Patch
 
 
 def model_detail(provider: str, model: Any) -> str:

@@ -15,9 +15,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from autotrace import actions, records
+from autotrace import records
 from autotrace.patches.botocore import human_size, s3_url
-from autotrace.patching import Patch, Wrap, guarded
+from autotrace.runtime import actions
+from autotrace.startup.patching import Patch, Wrap, guarded
 
 _in_transfer: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "autotrace_aioboto3_transfer", default=False

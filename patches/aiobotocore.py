@@ -7,7 +7,7 @@ coroutine function (it stays one), with the same operation filter and detail.
 from __future__ import annotations
 
 from autotrace.patches.botocore import api_call_wrapper
-from autotrace.patching import Patch, Wrap
+from autotrace.startup.patching import Patch, Wrap
 
 PATCH = Patch(
     name="aiobotocore",

@@ -3,7 +3,7 @@
 Sync and async resource classes are wrapped by dotted path. ``create(stream=True)``
 lasts until its stream ends; ``with client.messages.stream(...) as s`` starts the
 action when the block is entered (that is when the request is sent) and ends it when
-the stream is exhausted, closed or collected (autotrace.streams). A call made inside
+the stream is exhausted, closed or collected (autotrace.runtime.streams). A call made inside
 inspect's ``Model.generate`` is the same work and passes through.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotrace import streams
-from autotrace.actions import OpenAction
 from autotrace.patches._model import begin_model_action
-from autotrace.patching import Patch, Wrap
+from autotrace.runtime import streams
+from autotrace.runtime.actions import OpenAction
+from autotrace.startup.patching import Patch, Wrap
 
 
 def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAction | None:

@@ -17,12 +17,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autotrace import actions, records
-from autotrace.patching import Patch, Wrap, guarded
+from autotrace import records
+from autotrace.runtime import actions
+from autotrace.startup.patching import Patch, Wrap, guarded
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from autotrace.patching import Wrapper
+    from autotrace.startup.patching import Wrapper
 
 # Operation-name prefixes that change state in S3 (objects, parts, buckets, settings).
 _WRITE_PREFIXES = (

@@ -22,12 +22,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from autotrace import actions, config, records
-from autotrace.patching import Patch, Wrap
+from autotrace import config, records
+from autotrace.runtime import actions
+from autotrace.startup.patching import Patch, Wrap
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from autotrace.patching import Wrapper
+    from autotrace.startup.patching import Wrapper
 
 TRACE_MODULE = "inspect_ai._util.trace"
 LOGGER_MODULE = "inspect_ai._util.logger"
@@ -78,7 +79,7 @@ def _tool_call_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 def _shell_join(cmd: Any) -> str:
     import shlex
 
-    from autotrace.redact import redact_argv
+    from autotrace.runtime.redact import redact_argv
 
     if isinstance(cmd, str):
         return cmd
@@ -200,7 +201,7 @@ class _NativeAction(contextlib.ContextDecorator):
             return None
         native = _native_records_written()
         if native:
-            from autotrace.redact import redact_text
+            from autotrace.runtime.redact import redact_text
 
             redacted = redact_text(detail)
             if redacted != detail:
@@ -264,7 +265,7 @@ def _init_logger_wrapper(
     if os.environ.get(config.INSPECT_TRACE_FILE) or not PATCH.enabled:
         return wrapped(*args, **kwargs)
     try:
-        from autotrace.writer import ensure_directory
+        from autotrace.runtime.writer import ensure_directory
 
         path = config.trace_file_for(os.getpid())
         ensure_directory(path.parent)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotrace import actions, records
-from autotrace.patching import Patch, Wrap
+from autotrace import records
+from autotrace.runtime import actions
+from autotrace.startup.patching import Patch, Wrap
 
 VALUE_LIMIT = 60
 DETAIL_LIMIT = 240

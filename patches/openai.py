@@ -1,7 +1,7 @@
 """openai: chat completions, responses (beta too), completions and embeddings are ``Model`` actions.
 
 Sync and async resource classes are wrapped by dotted path. A streamed call
-(``stream=True``, ``.stream()``) lasts until its stream ends (autotrace.streams). A
+(``stream=True``, ``.stream()``) lasts until its stream ends (autotrace.runtime.streams). A
 call made inside inspect's ``Model.generate`` is the same work and passes through.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotrace import streams
-from autotrace.actions import OpenAction
 from autotrace.patches._model import begin_model_action
-from autotrace.patching import Patch, Wrap
+from autotrace.runtime import streams
+from autotrace.runtime.actions import OpenAction
+from autotrace.startup.patching import Patch, Wrap
 
 
 def _begin(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OpenAction | None:

@@ -20,14 +20,14 @@ from __future__ import annotations
 import os
 import sys
 
-from autotrace.patching import Patch
+from autotrace.startup.patching import Patch
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any
 
-    from autotrace.actions import OpenAction
+    from autotrace.runtime.actions import OpenAction
 
 # The originals our replacements call. Kept after uninstall (Patch.uninstall puts them
 # back in os): a replacement the program holds on to still calls through.
@@ -41,8 +41,8 @@ def _start(command: Any) -> OpenAction | None:
     if sys.is_finalizing():  # a __del__ at interpreter teardown: nothing can be imported
         return None
     try:
-        from autotrace import actions
         from autotrace.patches.subprocess import describe
+        from autotrace.runtime import actions
 
         name, detail = describe(command)
         return actions.start_action(name, detail)

@@ -16,9 +16,10 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from autotrace import actions, records
+from autotrace import records
 from autotrace.patches.botocore import body_size, fs_url, human_size
-from autotrace.patching import Patch, Wrap, guarded
+from autotrace.runtime import actions
+from autotrace.startup.patching import Patch, Wrap, guarded
 
 # id(S3File) -> its action, from __init__ to close (an id: a file's hash is its content
 # in read mode, and a weak key may already be gone when a collected file closes).

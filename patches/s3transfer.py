@@ -16,9 +16,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from autotrace import actions, records
+from autotrace import records
 from autotrace.patches.botocore import human_size, s3_url
-from autotrace.patching import Patch, Wrap, guarded
+from autotrace.runtime import actions
+from autotrace.startup.patching import Patch, Wrap, guarded
 
 # Task -> the action that was current where the task was created.
 _task_parents: weakref.WeakKeyDictionary[Any, actions.OpenAction] = weakref.WeakKeyDictionary()

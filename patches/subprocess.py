@@ -29,9 +29,10 @@ import threading
 import weakref
 from typing import Any
 
-from autotrace import actions, records
-from autotrace.patching import Patch, Wrap
-from autotrace.redact import redact_argv, redact_text
+from autotrace import records
+from autotrace.runtime import actions
+from autotrace.runtime.redact import redact_argv, redact_text
+from autotrace.startup.patching import Patch, Wrap
 
 DETAIL_WIDTH = 300  # a command line is cut here
 DOCKER_PROGRAMS = frozenset({"docker", "docker-compose", "podman"})

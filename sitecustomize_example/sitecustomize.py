@@ -6,7 +6,7 @@ AUTOTRACE_DISABLE=1 turns it off.
 """
 
 try:
-    from autotrace.bootstrap import _boot
+    from autotrace.startup.bootstrap import _boot
 
     _boot.boot(__file__)
 except ImportError:  # autotrace not installed in this interpreter: do nothing

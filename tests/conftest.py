@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from autotrace import actions, agent, config
+from autotrace import config
+from autotrace.runtime import actions
+from autotrace.startup import agent
 
 # Console scripts of this interpreter's environment (inspect, inspect-trace) come first on
 # PATH for every subprocess a test starts, whatever venv CI or a developer uses.

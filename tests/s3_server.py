@@ -242,7 +242,7 @@ S3_PATCHES = ("botocore", "aiobotocore", "s3transfer", "s3fs", "aioboto3")
 @pytest.fixture
 def s3_patches() -> Iterator[dict[str, Any]]:
     """The S3 patches installed in-process for one test ({name: Patch}), removed afterwards."""
-    from autotrace import agent
+    from autotrace.startup import agent
 
     installed = {}
     try:

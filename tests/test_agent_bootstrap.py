@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import read_records, untraced_env
 
-from autotrace import bootstrap, config
+from autotrace import config
+from autotrace.startup import bootstrap
 
 BOOTSTRAP_DIR = str(Path(bootstrap.__file__).parent)
 EXAMPLE_DIR = str(Path(__file__).parent.parent / "sitecustomize_example")
 
 # What the bootstrap must never import at start-up (each costs milliseconds).
-# autotrace.patching is imported (the os_system patch is installed at start-up), and
+# autotrace.startup.patching is imported (the os_system patch is installed at start-up), and
 # must stay as light: it imports none of these itself.
 HEAVY_MODULES = {
     "wrapt",
@@ -28,10 +29,10 @@ HEAVY_MODULES = {
     "asyncio",
     "typing",
     "importlib.metadata",
-    "autotrace.actions",
-    "autotrace.writer",
+    "autotrace.runtime.actions",
+    "autotrace.runtime.writer",
     "autotrace.records",
-    "autotrace.redact",
+    "autotrace.runtime.redact",
     "dataclasses",
     "inspect",
     "subprocess",
@@ -49,7 +50,7 @@ def _env(trace_dir: Path, *path: str, **extra: str) -> dict[str, str]:
 
 def _launcher_env(trace_dir: Path, **extra: str) -> dict[str, str]:
     """The environment `inspect-trace run` gives the command (with the patch target table)."""
-    from autotrace import launcher
+    from autotrace.cli import run as launcher
 
     env = launcher._environment(str(trace_dir), [], [], None)
     env.update(extra)
@@ -79,7 +80,7 @@ def _files(trace_dir: Path) -> dict[int, list[dict]]:
 def test_bootstrap_imports_nothing_heavy_at_start_up(tmp_path: Path) -> None:
     result = _python("import sys; print(','.join(sorted(sys.modules)))", _launcher_env(tmp_path))
     loaded = set(result.stdout.strip().split(","))
-    assert "autotrace.agent" in loaded  # the agent is active
+    assert "autotrace.startup.agent" in loaded  # the agent is active
     assert loaded & HEAVY_MODULES == set()
 
 
@@ -130,9 +131,7 @@ def test_header_argv_is_redacted(tmp_path: Path) -> None:
 
 def test_disable_turns_the_agent_off(tmp_path: Path) -> None:
     trace_dir = tmp_path / "t"
-    code = (
-        "import subprocess, sys; subprocess.run(['true']); print('autotrace.agent' in sys.modules)"
-    )
+    code = "import subprocess, sys; subprocess.run(['true']); print('autotrace.startup.agent' in sys.modules)"
     result = _python(code, _env(trace_dir, BOOTSTRAP_DIR, AUTOTRACE_DISABLE="1"))
     assert result.stdout.strip() == "False"
     assert not trace_dir.exists()
@@ -158,7 +157,7 @@ def test_program_sitecustomize_runs_exactly_once_after_the_agent(
             f"""
             import sys
             with open({str(marker)!r}, "a") as f:
-                f.write(str("autotrace.agent" in sys.modules) + "\\n")
+                f.write(str("autotrace.startup.agent" in sys.modules) + "\\n")
             USER_SITECUSTOMIZE = True
             """
         )
@@ -177,9 +176,9 @@ def test_process_started_while_the_agent_sets_up_does_not_set_it_up_again(tmp_pa
         textwrap.dedent(
             f"""
             import subprocess, sys
-            from autotrace.patching import Patch
+            from autotrace.startup.patching import Patch
             subprocess.run([sys.executable, "-c",
-                "import sys, os; open({str(out)!r}, 'a').write(str('autotrace.agent' in sys.modules) + os.environ.get('AUTOTRACE_ACTIVE', '') + '\\\\n')"])
+                "import sys, os; open({str(out)!r}, 'a').write(str('autotrace.startup.agent' in sys.modules) + os.environ.get('AUTOTRACE_ACTIVE', '') + '\\\\n')"])
             PATCH = Patch(name="spawning", description="starts a process while loading")
             """
         )
@@ -196,7 +195,7 @@ def test_process_started_while_the_agent_sets_up_does_not_set_it_up_again(tmp_pa
 
 BROKEN_PATCHES = {
     "raises_on_install": """
-        from autotrace.patching import Patch
+        from autotrace.startup.patching import Patch
 
         def boom(module):
             raise RuntimeError("deliberately broken")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from conftest import read_records, untraced_env
 
-from autotrace import agent, config
+from autotrace import config
+from autotrace.startup import agent
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -60,7 +61,9 @@ def test_run_passes_settings_as_environment(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     first_path, settings_text = result.stdout.splitlines()
     settings = eval(settings_text)
-    assert first_path == str(Path(__import__("autotrace.bootstrap").bootstrap.__file__).parent)
+    assert first_path == str(
+        Path(__import__("autotrace.startup.bootstrap").startup.bootstrap.__file__).parent
+    )
     assert settings[config.ENV_DIR] == str(tmp_path)
     assert settings[config.ENV_EXCLUDE_PATCHES] == "botocore"
     assert settings[config.ENV_STUCK_AFTER] == "5.0"
@@ -145,7 +148,7 @@ def test_entry_point_patches_are_passed_to_the_traced_process(tmp_path: Path) ->
     (site / "thirdparty_patch.py").write_text(
         textwrap.dedent(
             """
-            from autotrace.patching import Patch, Wrap
+            from autotrace.startup.patching import Patch, Wrap
             PATCH = Patch(
                 name="thirdparty",
                 description="colorsys conversions",

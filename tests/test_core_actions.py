@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import action_records, read_records
 
-from autotrace import actions
-from autotrace.actions import (
+from autotrace.runtime import actions
+from autotrace.runtime.actions import (
     current_action,
     open_actions,
     start_action,

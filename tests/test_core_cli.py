@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from autotrace.cli import main
+from autotrace.cli.main import main
 
 T0 = 1_795_700_000.0
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from inspect_ai._util.trace import ActionTraceRecord, read_trace_file
 
-from autotrace import actions
-from autotrace.actions import start_action, trace_action, trace_message
+from autotrace.runtime import actions
+from autotrace.runtime.actions import start_action, trace_action, trace_message
 
 BIN = Path(sys.executable).parent
 BUCKETS = ("running", "cancelled", "errors", "timeouts")
@@ -228,7 +228,7 @@ def test_both_clis_agree_on_a_file_inspect_writes(inspect_file: Path) -> None:
 
 
 def test_we_read_inspect_sample_prefixed_messages(inspect_file: Path) -> None:
-    from autotrace.reader import scan_file
+    from autotrace.read.reader import scan_file
 
     scanner = scan_file(inspect_file)
     assert scanner.problems.total() == 0

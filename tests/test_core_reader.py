@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from autotrace import reader
-from autotrace.reader import TraceReadError, TraceScanner, scan_file
+from autotrace.read import reader
+from autotrace.read.reader import TraceReadError, TraceScanner, scan_file
 
 T0 = 1_795_700_000.0
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from autotrace import reader
-from autotrace.reader import TraceScanner
+from autotrace.read import reader
+from autotrace.read.reader import TraceScanner
 
 STAMP = '"timestamp": "2026-11-27T02:57:07.135829+00:00"'
 
@@ -119,7 +119,7 @@ def test_block_path_keeps_the_state_the_line_path_keeps(seed: int) -> None:
     assert _state(TraceScanner("f"), data, seed) == _state(LineByLine("f"), data, seed)
 
 
-# -- the numpy block path (autotrace.npscan) -----------------------------------------
+# -- the numpy block path (autotrace.read.npscan) -----------------------------------------
 
 
 @pytest.fixture
@@ -267,7 +267,7 @@ def test_file_read_in_place_with_numpy_matches_the_line_path(
 def test_an_error_in_the_numpy_path_turns_it_off_and_the_read_goes_on(
     small_vector_blocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autotrace import npscan
+    from autotrace.read import npscan
 
     data = _unique_file(3, odd=False)
     path = tmp_path / "trace-1.log"

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import read_records
 
-from autotrace import actions, config
-from autotrace.actions import trace_action
-from autotrace.writer import rotate
+from autotrace import config
+from autotrace.runtime import actions
+from autotrace.runtime.actions import trace_action
+from autotrace.runtime.writer import rotate
 
 DEAD_PID_BASE = 4_000_000  # above pid_max on Linux: never a live process
 

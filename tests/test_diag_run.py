@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from autotrace import records
-from autotrace.cli import main
-from autotrace.diagnose import ProcessTrace
+from autotrace.cli.main import main
+from autotrace.read.run import ProcessTrace
 
 RUN = "20260101T000000-100"
 
@@ -185,7 +185,7 @@ def test_watch_refreshes_as_files_grow_and_ctrl_c_exits_cleanly(run_dir: Path) -
 def test_a_file_compressed_at_exit_replaces_its_log_in_the_run(run_dir: Path) -> None:
     import gzip
 
-    from autotrace.diagnose import RunTrace
+    from autotrace.read.run import RunTrace
 
     run = RunTrace(run_dir, RUN)
     run.refresh()

@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import wait_for
 
-from autotrace import actions, watchdog
-from autotrace.cli import main
-from autotrace.diagnose import request_snapshot
-from autotrace.watchdog import Watchdog
+from autotrace.cli.main import main
+from autotrace.read.snapshot import request_snapshot
+from autotrace.runtime import actions, watchdog
+from autotrace.runtime.watchdog import Watchdog
 
 THIS_FILE = os.path.abspath(__file__)
 

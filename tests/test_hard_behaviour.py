@@ -28,7 +28,7 @@ from hard_support.traces import report, scan_dir
 from llm_server import LLMServer
 from s3_server import moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
 
-from autotrace import agent
+from autotrace.startup import agent
 
 HERE = Path(__file__).parent
 WRAP_PROPS = HERE / "hard_support" / "wrap_props.py"
@@ -176,7 +176,7 @@ def _call_and_catch() -> list[tuple[str, str, int]]:
     "then hides a DeprecationWarning caused by __main__)",
 )
 def test_a_warning_blamed_on_the_caller_keeps_its_file_and_line(trace_dir: Path) -> None:
-    from autotrace.patching import Patch, Wrap
+    from autotrace.startup.patching import Patch, Wrap
 
     plain = _call_and_catch()
     patch = Patch(

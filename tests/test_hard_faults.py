@@ -89,7 +89,7 @@ def test_full_filesystem_keeps_results_and_warns_once(
     with _tmpfs(mountpoint, "size=64k,mode=0755") as mounted:
         if mounted:  # a real full disk: 64 KiB hold about a tenth of the program's records
             done = _run(mountpoint / "traces", "--pad", "200")
-        else:  # the machine cannot mount: the seam at os.write inside autotrace.writer
+        else:  # the machine cannot mount: the seam at os.write inside autotrace.runtime.writer
             done = _run(tmp_path / "traces", "--pad", "200", "--os-fault", "write:ENOSPC:40")
         _assert_disabled_once(done, baseline, "No space left on device")
         scan = scan_dir((mountpoint if mounted else tmp_path) / "traces")
@@ -132,7 +132,7 @@ def test_read_only_trace_directory_keeps_results_and_warns_once(
     with _tmpfs(mountpoint, "ro,size=64k") as mounted:
         if mounted:
             done = _run(mountpoint, "--pad", "200")
-        else:  # the machine cannot mount: the seam at os.open inside autotrace.writer
+        else:  # the machine cannot mount: the seam at os.open inside autotrace.runtime.writer
             done = _run(tmp_path / "traces", "--pad", "200", "--os-fault", "open:EROFS:0")
         _assert_disabled_once(done, baseline, "Read-only file system")
 

@@ -146,7 +146,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
 
 
 def test_trace_files_are_0600_and_a_created_directory_0700(trace_dir: Path) -> None:
-    from autotrace.actions import trace_action, writer
+    from autotrace.runtime.actions import trace_action, writer
 
     with trace_action("Tool Call", "one"):
         pass
@@ -156,7 +156,7 @@ def test_trace_files_are_0600_and_a_created_directory_0700(trace_dir: Path) -> N
 
 
 def test_an_existing_directory_keeps_its_permissions(trace_dir: Path) -> None:
-    from autotrace.actions import trace_action, writer
+    from autotrace.runtime.actions import trace_action, writer
 
     trace_dir.mkdir(mode=0o755)
     os.chmod(trace_dir, 0o755)  # whatever the umask

@@ -84,7 +84,7 @@ def test_threads_tasks_and_processes_at_once_tear_no_line_and_pair_every_action(
 
 def _our_reader_torn(path: Path) -> int:
     """How many torn lines autotrace's reader reports in ``path`` (it must not fail)."""
-    from autotrace.reader import scan_file as read_trace
+    from autotrace.read.reader import scan_file as read_trace
 
     scanner = read_trace(path)
     problems = scanner.problems
@@ -173,7 +173,7 @@ def test_a_file_cut_at_any_byte_keeps_every_complete_line(
     tmp_path: Path, trace_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     """A kill can cut the last write short: cut a real trace file at random bytes."""
-    from autotrace.actions import trace_action, writer
+    from autotrace.runtime.actions import trace_action, writer
 
     for i in range(300):
         with trace_action("Torture", f"step {i} " + "z" * (i * 7)):

@@ -16,7 +16,7 @@ import pytest
 from conftest import action_records, in_thread, installed_patch
 from llm_server import LLMServer
 
-from autotrace import actions
+from autotrace.runtime import actions
 
 KEY = "sk-ant-test-0123456789abcdef0123456789"
 MODEL = "claude-test"

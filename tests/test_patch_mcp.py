@@ -12,7 +12,7 @@ from conftest import action_records, installed_patch
 from mcp import Client, ClientSession
 from mcp.server.mcpserver import MCPServer
 
-from autotrace import actions
+from autotrace.runtime import actions
 
 SECRET = "sk-test-0123456789abcdef0123456789"
 

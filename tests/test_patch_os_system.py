@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import action_records, installed_patch, start_traced_script, untraced_env, wait_for
 
-from autotrace import agent
+from autotrace.startup import agent
 
 BIN = Path(__file__).parent / "bin"
 

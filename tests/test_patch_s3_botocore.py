@@ -10,7 +10,8 @@ import pytest
 from conftest import action_records, in_thread, installed_patch, wait_for
 from s3_server import FAKE_CREDENTIALS, moto_endpoint, s3_patches, s3_server  # noqa: F401
 
-from autotrace import actions, agent
+from autotrace.runtime import actions
+from autotrace.startup import agent
 
 
 def s3_records(directory: Path) -> list[dict]:

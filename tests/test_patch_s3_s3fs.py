@@ -9,7 +9,8 @@ import pytest
 from conftest import action_records, in_thread, wait_for
 from s3_server import moto_endpoint, s3_patches, s3_server  # noqa: F401
 
-from autotrace import actions, agent
+from autotrace.runtime import actions
+from autotrace.startup import agent
 
 MB = 1024 * 1024
 

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from conftest import action_records, installed_patch, wait_for
 
-from autotrace import agent
+from autotrace.startup import agent
 
 BIN = Path(__file__).parent / "bin"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from conftest import read_records
 
-from autotrace import config, launcher
+from autotrace import config
+from autotrace.cli import run as launcher
 
 SCENARIOS = r"""
 import asyncio, inspect, json, os, re, subprocess, sys, types

@@ -1,4 +1,4 @@
-"""autotrace.streams: stream proxies end their action once, whatever ends the stream."""
+"""autotrace.runtime.streams: stream proxies end their action once, whatever ends the stream."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import action_records
 
-from autotrace import actions, records, streams
+from autotrace import records
+from autotrace.runtime import actions, streams
 
 
 class Chunks:

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autotrace import actions
-from autotrace.actions import start_action, trace_action
+from autotrace.runtime import actions
+from autotrace.runtime.actions import start_action, trace_action
 
 if os.environ.get("TORTURE_PLAIN") == "1":  # the benchmark's baseline: the same work untraced
 
@@ -165,7 +165,7 @@ def spin(args: argparse.Namespace) -> None:
 
 
 class _FaultyOs:
-    """autotrace.writer's view of ``os``: ``call`` fails with ``code`` after ``budget`` calls.
+    """autotrace.runtime.writer's view of ``os``: ``call`` fails with ``code`` after ``budget`` calls.
 
     The seam for faults the machine cannot make (a full disk without a mount).
     """
@@ -193,11 +193,11 @@ def program(args: argparse.Namespace) -> None:
     With ``--plain`` the same steps run without any tracing (the baseline).
     """
     if args.os_fault:
-        import autotrace.writer
+        import autotrace.runtime.writer
 
         call, code, budget = args.os_fault.split(":")
         fault = _FaultyOs(call, getattr(errno, code), int(budget))
-        autotrace.writer.os = fault  # type: ignore[assignment]
+        autotrace.runtime.writer.os = fault  # type: ignore[assignment]
 
     def step(label: str) -> Any:
         return contextlib.nullcontext() if args.plain else trace_action(ACTION, label)
@@ -254,7 +254,7 @@ def forks(args: argparse.Namespace) -> None:
                     pass
                 i += 1
 
-    from autotrace import hooks
+    from autotrace.startup import hooks
 
     hooks.when_imported("wave", lambda module: None)
     busy_thread = threading.Thread(target=busy)

@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Any
 
-from autotrace import agent
+from autotrace.startup import agent
 
 
 def _pickles(obj: Any) -> str:

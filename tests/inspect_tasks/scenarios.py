@@ -48,7 +48,7 @@ def outside_eval(openai_url: str) -> dict[str, object]:
 
 def native_at_exit() -> dict[str, object]:
     """inspect's trace handler active; actions end and start around its gzip at exit."""
-    from autotrace import actions
+    from autotrace.runtime import actions
 
     # Registered before inspect's compress hook, so it runs after it (atexit is LIFO).
     late = actions.start_action("Subprocess", "ends after inspect gzipped the file")

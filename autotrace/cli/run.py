@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from autotrace import agent, bootstrap, config
+from autotrace import config
+from autotrace.startup import agent, bootstrap
 
 BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(bootstrap.__file__))
 
@@ -171,7 +172,7 @@ def patches_command(as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from autotrace.console import make_console
+    from autotrace.cli.console import make_console
 
     table = Table(title="autotrace patches")
     table.add_column("patch")

@@ -1,4 +1,4 @@
-"""The stream proxy classes behind ``autotrace.streams`` (``wrapt.ObjectProxy`` subclasses).
+"""The stream proxy classes behind ``autotrace.runtime.streams`` (``wrapt.ObjectProxy`` subclasses).
 
 Kept apart so that loading a patch at start-up does not import wrapt: this module is
 imported on the first streamed call, when the patched library (and wrapt) is loaded.
@@ -12,8 +12,8 @@ from typing import Any
 
 import wrapt
 
-from autotrace.actions import OpenAction
-from autotrace.streams import end_action, follow
+from autotrace.runtime.actions import OpenAction
+from autotrace.runtime.streams import end_action, follow
 
 
 class _Following(wrapt.ObjectProxy):  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """`inspect-trace anomalies --watch`: running actions of a run, refreshed as the files grow.
 
-Each refresh reads only the bytes appended since the last one (``diagnose.RunTrace``)
+Each refresh reads only the bytes appended since the last one (``autotrace.read.run.RunTrace``)
 and picks up the files of child processes that joined the run. Rows are sorted by
 age; an action past the stuck threshold is highlighted, an abandoned one (its
 process died) is red. Ctrl-C ends the view cleanly.
@@ -13,7 +13,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from autotrace.diagnose import RunTrace, action_table, format_duration
+from autotrace.cli.render import action_table, format_duration
+from autotrace.read.run import RunTrace
 
 
 def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:

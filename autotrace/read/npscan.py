@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 # The byte patterns of the pure-Python block path: both paths prove the same facts.
-from autotrace.reader import (
+from autotrace.read.reader import (
     _ACTION_KEY,
     _AGENT_MESSAGE,
     _EVENT_KEY,
@@ -32,8 +32,8 @@ from autotrace.reader import (
     _MESSAGE_KEY,
     TraceScanner,
 )
-from autotrace.reader import _EVENT_OF_CODE as _NAME_OF_CODE
-from autotrace.reader import _TID_SEP as _SEP
+from autotrace.read.reader import _EVENT_OF_CODE as _NAME_OF_CODE
+from autotrace.read.reader import _TID_SEP as _SEP
 
 _ENTER, _EXIT = ord("t"), ord("x")  # the third last byte of an event name tells it
 _TID_WORDS = 4  # trace ids of up to 31 bytes are read here; longer ones the slow way

@@ -12,7 +12,7 @@ proxy that ends ``span`` exactly once, when the stream is
   cancellation, ``KeyboardInterrupt``: ``cancel``). Every ``BaseException`` is seen,
   not only ``Exception``, so a cancelled stream never leaves its action open.
 
-The proxies (autotrace.stream_proxies) are ``wrapt.ObjectProxy`` objects: ``isinstance``, attributes and every
+The proxies (autotrace.runtime.stream_proxies) are ``wrapt.ObjectProxy`` objects: ``isinstance``, attributes and every
 method the program uses behave as on the real stream; iteration, async iteration and
 (async) context-manager protocols are forwarded, and ``__enter__`` returns the proxy
 when the real stream returns itself. Nothing here raises into the program: the
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from autotrace.actions import OpenAction
+from autotrace.runtime.actions import OpenAction
 
 
 # Class names (anywhere in the exception's MRO) that mean "the call timed out".
@@ -45,7 +45,7 @@ def follow(result: Any, span: OpenAction | None, *, is_async: bool | None = None
     """
     if span is None:
         return result
-    from autotrace.stream_proxies import AsyncStreamProxy, StreamProxy
+    from autotrace.runtime.stream_proxies import AsyncStreamProxy, StreamProxy
 
     if is_async is None:
         is_async = hasattr(type(result), "__aiter__")
@@ -74,7 +74,7 @@ def entered(
     returns what ``__enter__`` hands back, made to end ``span`` when the stream ends
     (by default the stream in a ``follow`` proxy). Leaving the block ends it as closed.
     """
-    from autotrace.stream_proxies import EnteredStreamProxy
+    from autotrace.runtime.stream_proxies import EnteredStreamProxy
 
     return EnteredStreamProxy(manager, begin, attach)
 
@@ -105,7 +105,7 @@ def call_wrappers(begin: Begin, stream_types: StreamTypes) -> tuple[Any, Any]:
     result is an instance of ``stream_types()`` (sync classes, async classes), when the
     stream ends. Errors in ``begin`` must be handled by it.
     """
-    from autotrace import actions
+    from autotrace.runtime import actions
 
     def sync_wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

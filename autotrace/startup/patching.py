@@ -121,7 +121,7 @@ class Patch:
     def _action_wrapper(self, row: Wrap, original: Any) -> Wrapper:
         import inspect
 
-        from autotrace import actions
+        from autotrace.runtime import actions
 
         action, describe = row.action or self.name, row.describe
         patch = self
@@ -193,7 +193,7 @@ class Patch:
         except Exception:
             pass
         try:  # never raises: called from inside the program's calls
-            from autotrace import actions
+            from autotrace.runtime import actions
 
             actions.agent_message(message, patch=self.name)
         except Exception:

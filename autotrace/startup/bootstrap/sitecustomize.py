@@ -5,7 +5,7 @@ too: it gets no agent, no error, and still runs its own sitecustomize.
 """
 
 try:
-    from autotrace.bootstrap import _boot
+    from autotrace.startup.bootstrap import _boot
 except ImportError:
     import importlib.util as _util
     import os as _os

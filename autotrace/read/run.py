@@ -14,28 +14,24 @@ import gzip
 import json
 import os
 import shlex
-import socket
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import click
-
-from autotrace import config, records
+from autotrace import records
+from autotrace.read.reader import TraceReadError
 
 PROCESS_START = f"{records.MESSAGE_PREFIX} process start"
-INNERMOST = 3  # frames shown per action in tables
 
 
 # -- one file -------------------------------------------------------------------
 
 
 class ProcessTrace:
-    """One process's trace file, read so far (``autotrace.reader.TraceScanner`` underneath)."""
+    """One process's trace file, read so far (``autotrace.read.reader.TraceScanner`` underneath)."""
 
     def __init__(self, path: Path) -> None:
-        from autotrace.reader import TraceScanner
+        from autotrace.read.reader import TraceScanner
 
         self.path = path
         self.scanner = TraceScanner(path.name)
@@ -87,7 +83,7 @@ class ProcessTrace:
             # in gzip, so a grown file is read again from the start.
             if st.st_size == self._gz_size:
                 return False
-            from autotrace.reader import open_trace
+            from autotrace.read.reader import open_trace
 
             self.__init__(self.path)  # type: ignore[misc]
             self._gz_size = st.st_size
@@ -113,7 +109,7 @@ class ProcessTrace:
         return True
 
     def _update(self) -> None:
-        from autotrace.reader import latest_stacks
+        from autotrace.read.reader import latest_stacks
 
         scanner = self.scanner
         if self.header is None:
@@ -362,14 +358,14 @@ def default_run(directory: Path) -> str | None:
 def load_run(directory: Path, run_id: str | None = None) -> RunTrace:
     """Read every file of ``run_id`` (default: the run of the newest file) in ``directory``."""
     if not directory.is_dir():
-        raise click.ClickException(f"no trace directory at {directory}")
+        raise TraceReadError(f"no trace directory at {directory}")
     run_id = run_id or default_run(directory)
     if run_id is None:
-        raise click.ClickException(f"no trace file with a run id in {directory}")
+        raise TraceReadError(f"no trace file with a run id in {directory}")
     run = RunTrace(directory, run_id)
     run.refresh()
     if not run.processes:
-        raise click.ClickException(f"no trace file of run {run_id} in {directory}")
+        raise TraceReadError(f"no trace file of run {run_id} in {directory}")
     return run
 
 
@@ -383,20 +379,6 @@ def run_of(directory: Path, run_id: str | None = None, path: Path | None = None)
             run.refresh()
             return run
     return load_run(directory, run_id)
-
-
-def show_run(
-    run: RunTrace, *, as_json: bool = False, watch: bool = False, threshold: float | None = None
-) -> None:
-    """``anomalies --run`` / ``--watch``: print the run once, or live until Ctrl-C."""
-    if watch:
-        if as_json:
-            raise click.ClickException("--watch shows a live table: it does not take --json")
-        from autotrace import live
-
-        live.watch(run, stuck_threshold(threshold))
-        return
-    print_run(run, as_json=as_json, threshold=threshold)
 
 
 def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
@@ -433,279 +415,3 @@ def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
         **ended,
         "processes": processes,
     }
-
-
-# -- rendering -------------------------------------------------------------------
-
-
-def innermost(stack: list[dict[str, Any]], count: int = INNERMOST) -> list[str]:
-    """The innermost frames as ``file:line in function``, innermost last."""
-    return [
-        f"{_short(e.get('file', '?'))}:{e.get('line')} in {e.get('function')}"
-        for e in stack[-count:]
-    ]
-
-
-def _short(path: str) -> str:
-    cwd = os.getcwd() + os.sep
-    if path.startswith(cwd):
-        return path[len(cwd) :]
-    marker = "/site-packages/"
-    if marker in path:
-        return path.split(marker, 1)[1]
-    stdlib = _stdlib_dir()
-    if path.startswith(stdlib):
-        return path[len(stdlib) :]
-    return path
-
-
-def _stdlib_dir() -> str:
-    import sysconfig
-
-    return os.path.join(sysconfig.get_paths()["stdlib"], "")
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def where_cell(row: dict[str, Any]) -> Any:
-    """The innermost frames, innermost first, the blamed line in bold (plain Text: escaped)."""
-    from rich.text import Text
-
-    text = Text()
-    where = row.get("where") or ""
-    stack = row.get("stack") or []
-    shown = stack[-INNERMOST:]
-    if where and not any(where == _full(e) for e in shown):
-        text.append(_short_where(where), style="bold")
-    for entry in reversed(shown):
-        if text:
-            text.append("\n")
-        blamed = where == _full(entry)
-        text.append(
-            f"{_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}",
-            style="bold" if blamed else "dim",
-        )
-    if not text:
-        text.append("(no stack yet)", style="dim")
-    return text
-
-
-def _full(entry: dict[str, Any]) -> str:
-    return f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
-
-
-def parent_cell(parent_id: str | None, rows: Iterable[Any]) -> Any:
-    """The parent action's name when it is open too, else its trace_id (or '-')."""
-    from rich.text import Text
-
-    if not parent_id:
-        return Text("-", style="dim")
-    for row in rows:
-        trace_id = row["trace_id"] if isinstance(row, dict) else row.trace_id
-        if trace_id == parent_id:
-            action = row["action"] if isinstance(row, dict) else row.action
-            return Text(f"{action} ({parent_id})", style="dim")
-    return Text(parent_id, style="dim")
-
-
-def _short_where(where: str) -> str:
-    path, sep, rest = where.partition(":")
-    return _short(path) + sep + rest if sep else where
-
-
-def action_table(rows: list[dict[str, Any]], threshold: float, *, show_pid: bool = True) -> Any:
-    """Running actions as a rich Table: stuck ones (past ``threshold``) highlighted."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(expand=True, show_lines=True)
-    if show_pid:
-        table.add_column("pid", no_wrap=True)
-    table.add_column("action", no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=2)
-    table.add_column("age", justify="right", no_wrap=True)
-    table.add_column("parent", no_wrap=True)
-    table.add_column("where it waits", overflow="fold", ratio=3)
-    for row in rows:
-        stuck = row["duration"] >= threshold
-        style = "red" if row.get("abandoned") else ("bold yellow" if stuck else "")
-        age = format_duration(row["duration"]) + (" abandoned" if row.get("abandoned") else "")
-        cells = [
-            Text(str(row.get("action")), style=style),
-            Text(str(row.get("detail") or "")),
-            Text(age, style=style),
-            parent_cell(row.get("parent_id"), rows),
-            where_cell(row),
-        ]
-        if show_pid:
-            cells.insert(0, Text(str(row.get("pid"))))
-        table.add_row(*cells)
-    return table
-
-
-def render_run(report: dict[str, Any], threshold: float) -> list[Any]:
-    """The whole run for people: one titled table per process, culprit's process first."""
-    from rich.text import Text
-
-    out: list[Any] = [Text(f"run {report['run_id']}", style="bold")]
-    for proc in report["processes"]:
-        state = proc["state"]
-        style = {"running": "green", "dead": "bold red", "exited": "dim"}.get(state, "")
-        title = Text()
-        title.append(f"pid {proc['pid']}", style="bold")
-        if proc.get("parent_pid"):
-            title.append(f" (parent {proc['parent_pid']})", style="dim")
-        title.append(f" {state}", style=style)
-        if state == "dead":
-            title.append(" without exit records: open actions abandoned", style=style)
-        title.append("\n  " + shlex.join(proc["argv"]) if proc["argv"] else "")
-        counts = [f"{n} {k}" for k, n in proc["counts"].items() if n]
-        if counts:
-            title.append("\n  " + ", ".join(counts), style="dim")
-        out.append(title)
-        if proc["running"]:
-            out.append(action_table(proc["running"], threshold, show_pid=False))
-        else:
-            out.append(Text("  no running actions", style="dim"))
-    return out
-
-
-def stuck_threshold(value: float | None = None) -> float:
-    """The stuck threshold for views: the option, else AUTOTRACE_STUCK_AFTER, else the default."""
-    if value is not None:
-        return value
-    return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
-
-
-def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -> None:
-    """Print the whole-run anomalies (``anomalies --run``)."""
-    report = run_report(run)
-    if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
-        return
-    from autotrace.console import make_console
-
-    console = make_console()
-    for part in render_run(report, stuck_threshold(threshold)):
-        console.print(part)
-
-
-# -- stacks PID -----------------------------------------------------------------
-
-
-def request_snapshot(pid: int, timeout: float = 5.0) -> dict[str, Any]:
-    """Ask process ``pid`` for its stacks; ClickException (one line) when it cannot answer."""
-    from autotrace.watchdog import REQUEST, socket_address
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        raise click.ClickException(f"no process with pid {pid}") from None
-    except PermissionError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        try:
-            sock.connect(socket_address(pid))
-        except (ConnectionRefusedError, FileNotFoundError):
-            raise click.ClickException(
-                f"process {pid} is not traced (or has not opened any action yet)"
-            ) from None
-        sock.sendall(REQUEST)
-        chunks = []
-        while True:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except TimeoutError:
-        raise click.ClickException(
-            f"process {pid} did not answer within {timeout:g}s "
-            "(a call that holds the GIL may be blocking it)"
-        ) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot ask process {pid}: {exc.strerror or exc}") from None
-    finally:
-        sock.close()
-    try:
-        return json.loads(b"".join(chunks))  # type: ignore[no-any-return]
-    except ValueError:
-        raise click.ClickException(f"process {pid} gave no snapshot (refused or ended)") from None
-
-
-def render_snapshot(snap: dict[str, Any]) -> list[Any]:
-    """A snapshot for people: open actions with their stacks, then every thread."""
-    from rich.text import Text
-
-    out: list[Any] = []
-    head = Text(f"pid {snap.get('pid')}", style="bold")
-    if snap.get("trace_file"):
-        head.append(f"  written to {snap['trace_file']}", style="dim")
-    out.append(head)
-    acts = snap.get("actions") or []
-    out.append(Text(f"\n{len(acts)} open action(s)", style="bold"))
-    for entry in acts:
-        title = Text(f"\n{entry.get('stuck_action')}: {entry.get('detail')}", style="bold yellow")
-        title.append(
-            f"  open {format_duration(float(entry.get('age') or 0))}"
-            f"  thread {entry.get('thread')}"
-            + (f"  task {entry.get('task')}" if entry.get("task") else "")
-            + f"  [{entry.get('trace_id')}]",
-            style="dim",
-        )
-        out.append(title)
-        out.append(_stack_text(entry.get("stack") or [], entry.get("where") or ""))
-    threads = snap.get("threads") or []
-    out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))
-    for thread in threads:
-        out.append(Text(f"\nthread {thread.get('name')}", style="bold"))
-        out.append(_stack_text(thread.get("stack") or [], thread.get("where") or ""))
-    return out
-
-
-def _stack_text(stack: list[dict[str, Any]], where: str) -> Any:
-    from rich.text import Text
-
-    text = Text()
-    for entry in stack:
-        line = f"  {_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}"
-        blamed = (
-            where and where == f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
-        )
-        if text:
-            text.append("\n")
-        text.append(line + ("   <- waits here" if blamed else ""), style="bold" if blamed else "")
-        if entry.get("code"):
-            text.append(f"\n      {entry['code']}", style="dim")
-    if not stack:
-        text.append("  (no Python frames)", style="dim")
-    return text
-
-
-@click.command("stacks")
-@click.argument("pid", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
-def stacks_command(pid: int, as_json: bool, timeout: float) -> None:
-    """Ask live traced process PID where each open action and thread waits now.
-
-    The snapshot is also written to that process's trace file.
-    """
-    snap = request_snapshot(pid, timeout)
-    if as_json:
-        click.echo(json.dumps(snap, indent=2, default=str))
-        return
-    from autotrace.console import make_console
-
-    console = make_console()
-    for part in render_snapshot(snap):
-        console.print(part)

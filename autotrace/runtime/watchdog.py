@@ -29,12 +29,13 @@ import time
 from types import FrameType
 from typing import Any
 
-from autotrace import actions, config
+from autotrace import config
+from autotrace.channel import REQUEST, socket_address
+from autotrace.runtime import actions
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 STUCK_MESSAGE = "stuck action"
 SNAPSHOT_MESSAGE = "stacks snapshot"
-REQUEST = b"stacks\n"
 _AGENT_MODULES = ("autotrace", "wrapt")
 
 
@@ -63,7 +64,7 @@ def _source_line(filename: str, lineno: int) -> str:
     try:
         import linecache
 
-        from autotrace.redact import redact_text
+        from autotrace.runtime.redact import redact_text
 
         return redact_text(linecache.getline(filename, lineno).strip())[:200]
     except Exception:
@@ -243,13 +244,6 @@ def snapshot() -> dict[str, Any]:
 def stuck_after() -> float:
     """Seconds an action may stay open before it is reported (<= 0: never)."""
     return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
-
-
-def socket_address(pid: int) -> str | bytes:
-    """Where process ``pid`` listens: an abstract socket on Linux, else a file in the trace dir."""
-    if sys.platform.startswith("linux"):
-        return f"\0autotrace-{pid}"
-    return str(config.trace_dir() / f"trace-{pid}.sock")
 
 
 class Watchdog:

@@ -41,7 +41,8 @@ def _activate() -> None:
             return
         os.environ[config.ENV_ACTIVE] = str(os.getpid())
         try:
-            from autotrace import agent, process_info
+            from autotrace.runtime import process_info
+            from autotrace.startup import agent
 
             process_info.claim()
             agent.activate()

@@ -18,13 +18,14 @@ import os
 import sys
 import threading
 
-from autotrace import config, hooks
+from autotrace import config
+from autotrace.startup import hooks
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from autotrace.patching import Patch
+    from autotrace.startup.patching import Patch
 
 ENTRY_POINT_GROUP = "autotrace.patches"
 
@@ -332,7 +333,7 @@ def _report(message: str, **fields: object) -> None:
     except Exception:
         pass
     try:
-        from autotrace import actions
+        from autotrace.runtime import actions
 
         actions.agent_message(message, **fields)
     except Exception:

@@ -1,6 +1,6 @@
 """The `inspect-trace` command line (click + rich).
 
-`list`, `dump` and `anomalies` read trace files with autotrace.reader; `anomalies`
+`list`, `dump` and `anomalies` read trace files with autotrace.read.reader; `anomalies`
 means what `inspect trace anomalies` means and its `--json` envelope has the same
 shape (rows add `trace_id`, `pid`, `parent_id`). Every text that comes from a trace
 file reaches rich as a `Text` object or through `escape`, never as markup.
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from autotrace import config
+from autotrace.cli.render import format_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,7 +61,7 @@ def _directory(trace_dir: Path | None) -> Path:
 @contextmanager
 def _read_errors() -> Iterator[None]:
     """Reading trouble becomes one line on stderr and exit 1, never a traceback."""
-    from autotrace.reader import TraceReadError
+    from autotrace.read.reader import TraceReadError
 
     try:
         yield
@@ -72,7 +73,7 @@ def _read_errors() -> Iterator[None]:
 
 
 def _resolve(file: str | None, trace_dir: Path | None) -> Path:
-    from autotrace.reader import resolve_trace_file
+    from autotrace.read.reader import resolve_trace_file
 
     with _read_errors():
         return resolve_trace_file(file, _directory(trace_dir))
@@ -86,7 +87,7 @@ def _resolve(file: str | None, trace_dir: Path | None) -> Path:
 @trace_dir_option
 def list_command(as_json: bool, trace_dir: Path | None) -> None:
     """List trace files, newest first, with their process and run."""
-    from autotrace.reader import list_trace_files, read_header
+    from autotrace.read.reader import list_trace_files, read_header
 
     directory = _directory(trace_dir)
     with _read_errors():
@@ -144,7 +145,7 @@ def _command(argv: list[str] | None) -> str:
 @trace_dir_option
 def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | None) -> None:
     """Print a trace file as a JSON array of records (default: the newest file)."""
-    from autotrace.reader import ReadProblems, iter_records
+    from autotrace.read.reader import ReadProblems, iter_records
 
     path = _resolve(trace_file, trace_dir)
     problems = ReadProblems()
@@ -270,17 +271,25 @@ def anomalies_command(
     Running actions come culprit first, with the line each waits on when the
     watchdog has reported it stuck.
     """
-    from autotrace.reader import scan_file
+    from autotrace.read.reader import scan_file
 
     if run_id is not None or watch:
-        from autotrace import diagnose
+        from autotrace.cli.render import print_run, stuck_threshold
+        from autotrace.read.run import run_of
 
         with _read_errors():
             path = _resolve(trace_file, trace_dir) if trace_file or not run_id else None
             # A file given without --trace-dir: its run is in the file's own directory.
             directory = trace_dir if trace_dir is not None or path is None else path.parent
-            run = diagnose.run_of(_directory(directory), run_id or None, path)
-            diagnose.show_run(run, as_json=as_json, watch=watch, threshold=stuck_after)
+            run = run_of(_directory(directory), run_id or None, path)
+            if not watch:
+                print_run(run, as_json=as_json, threshold=stuck_after)
+                return
+            if as_json:
+                raise click.ClickException("--watch shows a live table: it does not take --json")
+        from autotrace.cli import live
+
+        live.watch(run, stuck_threshold(stuck_after))
         return
     path = _resolve(trace_file, trace_dir)
     with _large_read():
@@ -401,7 +410,7 @@ def _print_anomalies(
         table.add_column("PID", justify="right", no_wrap=True)
         table.add_column("Started", no_wrap=True)
         if label == "Running":
-            from autotrace.diagnose import parent_cell, where_cell
+            from autotrace.cli.render import parent_cell, where_cell
 
             table.add_column("Parent", no_wrap=True)
             table.add_column("Where it waits", overflow="fold")
@@ -430,27 +439,9 @@ def _print_anomalies(
 
 
 def _console() -> Any:
-    from autotrace.console import make_console
+    from autotrace.cli.console import make_console
 
     return make_console()
-
-
-def format_duration(seconds: float) -> str:
-    """A short human duration: 0.25s, 42.0s, 3m 07s, 2h 05m, 3d 04h."""
-    if seconds < 0:
-        seconds = 0.0
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours:02d}h"
 
 
 def format_size(size: int) -> str:
@@ -463,28 +454,16 @@ def format_size(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _register_optional_commands() -> None:
-    # Commands that live in their own modules (launcher, diagnosis). Temporary
-    # tolerance of a missing module while those are being built in parallel.
-    import importlib
+def _add_commands() -> None:
+    # The verbs that live in modules of their own.
+    from autotrace.cli.run import patches_command, run_command
+    from autotrace.cli.stacks import stacks_command
 
-    for module_name, names in (
-        ("autotrace.launcher", ("run", "patches")),
-        ("autotrace.diagnose", ("stacks",)),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        for name in names:
-            command = getattr(module, f"{name}_command", None)
-            if command is not None:
-                main.add_command(command)
+    for command in (run_command, patches_command, stacks_command):
+        main.add_command(command)
 
 
-_register_optional_commands()
+_add_commands()
 
 if __name__ == "__main__":
     main()

@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from autotrace import records
-from autotrace.redact import redact_text
-from autotrace.writer import TraceWriter
+from autotrace.runtime.redact import redact_text
+from autotrace.runtime.writer import TraceWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,7 +168,7 @@ class OpenAction:
         return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"
 
 
-# The watchdog thread (autotrace.watchdog) starts with the first action of a process.
+# The watchdog thread (autotrace.runtime.watchdog) starts with the first action of a process.
 _watchdog_started = False
 
 
@@ -176,7 +176,7 @@ def _start_watchdog() -> None:
     global _watchdog_started
     _watchdog_started = True
     try:
-        from autotrace import watchdog
+        from autotrace.runtime import watchdog
 
         watchdog.start()
     except Exception as exc:  # no watchdog, tracing goes on
@@ -444,7 +444,7 @@ def agent_message(message: str, **fields: Any) -> None:
 
 def _process_header(w: TraceWriter) -> None:
     """First lines of every (re)opened file: the process record, then still-open actions."""
-    from autotrace import process_info
+    from autotrace.runtime import process_info
 
     fd = w._fd
     w.write_raw(fd, process_info.header_line(time.time()))

@@ -34,7 +34,7 @@ from autotrace.records import EVENTS, MESSAGE_PREFIX
 
 CHUNK = 1 << 18  # what a stream (gzip, a live view) is read by
 BLOCK = 1 << 17  # what a plain file is read by: a block stays in the CPU cache through its passes
-# With numpy (autotrace.npscan) a large file is read in larger blocks: each block costs a
+# With numpy (autotrace.read.npscan) a large file is read in larger blocks: each block costs a
 # few dozen array calls, and the arrays of one block stay well under the memory budget.
 VECTOR_BLOCK = 1 << 21
 VECTOR_MIN_BLOCK = 1 << 18  # a smaller block is read the pure-Python way
@@ -927,11 +927,11 @@ PARENT_LESS = 0.05  # the share of a large file this process leaves to the other
 
 
 def vector_module() -> Any:
-    """``autotrace.npscan`` when numpy can be imported (and AUTOTRACE_NO_NUMPY is unset)."""
+    """``autotrace.read.npscan`` when numpy can be imported (and AUTOTRACE_NO_NUMPY is unset)."""
     if config.env_flag(config.ENV_NO_NUMPY):
         return None
     try:
-        from autotrace import npscan
+        from autotrace.read import npscan
     except ImportError:
         return None
     return npscan
@@ -942,7 +942,7 @@ def scan_file(path: Path, filter: str | None = None, workers: int | None = None)
 
     A large plain file is read by ``workers`` processes at once (default: one per
     available CPU, at most 2), each scanning a slice that starts at a line boundary,
-    and in large numpy blocks when numpy is installed (see autotrace.npscan).
+    and in large numpy blocks when numpy is installed (see autotrace.read.npscan).
     """
     stream = open_trace(path)
     try:

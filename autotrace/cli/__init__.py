@@ -1,0 +1,1 @@
+"""The `inspect-trace` command: click commands and all rendering (rich tables, pages)."""
