@@ -21,14 +21,6 @@ if TYPE_CHECKING:
 INNERMOST = 3  # frames shown per action in tables
 
 
-def innermost(stack: list[dict[str, Any]], count: int = INNERMOST) -> list[str]:
-    """The innermost frames as ``file:line in function``, innermost last."""
-    return [
-        f"{_short(e.get('file', '?'))}:{e.get('line')} in {e.get('function')}"
-        for e in stack[-count:]
-    ]
-
-
 def _short(path: str) -> str:
     cwd = os.getcwd() + os.sep
     if path.startswith(cwd):
