@@ -32,6 +32,8 @@ SUBTASK = "Subtask"
 LOG_WRITE = "Log Write"
 DOCKER = "Docker"
 S3 = "S3"
+# Programs whose command lines are Docker actions (a Subprocess running them shows as Docker).
+DOCKER_PROGRAMS = frozenset({"docker", "docker-compose", "podman"})
 
 _ts_cache: tuple[int, str, str] = (-1, "", "")
 

@@ -198,5 +198,5 @@ def test_a_file_compressed_at_exit_replaces_its_log_in_the_run(run_dir: Path) ->
     run.refresh()
     assert sorted(p.name for p in run.processes) == sorted([gz.name, f"trace-{os.getpid()}.log"])
     assert run.processes[gz].state() == "exited"
-    [row] = [r for r in run.rows() if r["detail"] == "sleep 600"]
-    assert row["abandoned"] and row["where"] == "/work/child.py:4 in hang"
+    [row] = [r for r in run.rows() if r.detail == "sleep 600"]
+    assert row.abandoned and row.where == "/work/child.py:4 in hang"
