@@ -356,3 +356,87 @@ def test_overlong_line_is_dropped_and_counted(monkeypatch: pytest.MonkeyPatch, s
     tail.feed(to_bytes(MIXED) + b"z" * (2 << 20))
     tail.close()
     assert buckets(tail) == EXPECTED and tail.problems.total() == 1
+
+
+# -- the msgspec path: chunks with bad lines, hostile values ----------------------------
+
+
+def test_a_chunk_with_a_bad_line_keeps_its_good_lines(tmp_path: Path) -> None:
+    """A chunk msgspec rejects is read line by line: only the bad lines are lost."""
+    good = to_bytes(MIXED)
+    data = good[: len(good) // 2]
+    cut = data.rfind(b"\n") + 1
+    data = good[:cut] + b"garbage in the middle\n\n" + good[cut:]
+    path = tmp_path / "trace-1.log"
+    path.write_bytes(data + to_bytes([rec("enter", "tail")]))
+    for chunk in (64, 200, 1 << 20):  # the bad line in the first, a middle or the only chunk
+        scanner = TraceReader("t")
+        with open(path, "rb") as f:
+            scanner.feed_stream(f, chunk)
+        scanner.close()
+        assert buckets(scanner)["running"] == ["e", "tail"]
+        assert buckets(scanner)["errors"] == ["b"]
+        p = scanner.problems
+        assert (p.garbage, p.blank, p.total()) == (1, 1, 2)
+        assert scanner.lines == len(MIXED) + 3
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400", "1e300"])
+def test_non_finite_or_huge_times_make_an_action_record_invalid(value: str) -> None:
+    line = json.dumps(rec("enter", "h")).replace(f'"start_time": {T0}', f'"start_time": {value}')
+    assert value in line
+    scanner = scan_bytes(line.encode() + b"\n" + to_bytes(MIXED))
+    assert buckets(scanner) == EXPECTED
+    p = scanner.problems
+    assert p.total() == 1 and (p.invalid or p.garbage) == 1
+    # A huge but allowed time gives finite figures only.
+    big = scan_bytes(to_bytes([rec("enter", "old", start_time=-reader.LIMIT)]))
+    (row,) = anomalies(big).running
+    assert row.duration == T0 + 100 + reader.LIMIT and json.dumps(row.as_json(), allow_nan=False)
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"a": '])
+def test_deeply_nested_json_is_counted_invalid_without_recursion_error(opener: bytes) -> None:
+    closer = b"]" if opener == b"[" else b"}"
+    deep = b'{"timestamp": "t", "level": "HTTP", "message": "m", "x": '
+    deep += opener * 100_000 + (b"1" if opener != b"[" else b"") + closer * 100_000 + b"}\n"
+    scanner = scan_bytes(to_bytes(MIXED[:4]) + deep + to_bytes(MIXED[4:]))
+    assert buckets(scanner) == EXPECTED
+    assert (scanner.problems.invalid, scanner.problems.total()) == (1, 1)
+    assert reader.decode_line(deep) == (None, "invalid")
+
+
+def test_a_lone_surrogate_escape_is_read_as_inspect_reads_it() -> None:
+    """msgspec rejects a lone surrogate; the stdlib parser (inspect's) takes it."""
+    odd = rec("enter", "s", detail="python bad-\udcff-name.py")
+    line = json.dumps(odd).encode()
+    assert b"\\udcff" in line
+    scanner = scan_bytes(line + b"\n" + to_bytes(MIXED))
+    assert buckets(scanner)["running"] == ["e", "s"] and scanner.problems.total() == 0
+
+
+def test_our_keys_of_the_wrong_type_are_ignored_like_inspect_ignores_them() -> None:
+    odd = rec("enter", "w", pid="not a pid", parent_id=5, thread=["x"])
+    scanner = scan_bytes(to_bytes([odd, *MIXED]))
+    assert scanner.problems.total() == 0
+    (row,) = [r for r in anomalies(scanner).running if r.trace_id == "w"]
+    assert (row.pid, row.parent_id, row.thread) == (None, None, None)
+
+
+def test_non_action_records_are_not_held_to_action_rules() -> None:
+    """inspect checks only timestamp, level and message of a record without "action"."""
+    odd = plain("free", event=7, trace_id=["x"], detail=None, start_time="soon")
+    scanner = scan_bytes(to_bytes([odd, *MIXED]))
+    assert scanner.problems.total() == 0 and buckets(scanner) == EXPECTED
+
+
+def test_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "trace-1.log"
+    os.mkfifo(fifo)
+    with pytest.raises(TraceReadError, match="not a regular file"):
+        read_file(fifo)  # returns at once: no wait for a writer
+    with pytest.raises(TraceReadError, match="not a regular file"):
+        read_file(Path("/dev/zero"))
+    assert files.read_header(fifo) is None

@@ -59,16 +59,12 @@ def frames_of(stack: Any) -> tuple[Frame, ...]:
 
 
 def blamed_index(frames: tuple[Frame, ...], where: str) -> int | None:
-    """The index of the frame ``where`` names (the watchdog's choice), or None."""
+    """The index of the frame ``where`` names (the watchdog's choice, written in
+    ``Frame.location`` form), innermost match first; None when none does."""
     if not where:
         return None
-    head, sep, function = where.rpartition(" in ")
-    file, colon, line = head.rpartition(":")
-    if not (sep and colon):
-        return None
     for i in range(len(frames) - 1, -1, -1):
-        f = frames[i]
-        if f.function == function and f.file == file and str(f.line) == line:
+        if frames[i].location() == where:
             return i
     return None
 
@@ -80,7 +76,7 @@ def _text(value: Any) -> str:
 def shown_action(action: str, detail: str) -> str:
     """The name our views show: a ``Subprocess`` that runs the docker CLI is ``Docker``
     (inspect names its own docker calls ``Subprocess``; the record stays as written)."""
-    if action != SUBPROCESS or not detail:
+    if action != SUBPROCESS or not any(program in detail for program in DOCKER_PROGRAMS):
         return action
     try:
         first = shlex.split(detail)[:1]
@@ -163,12 +159,14 @@ def row_of(
     stack: Mapping[str, Any] | None = None,
     start: float | None = None,
     abandoned: bool = False,
+    parent_id: str | None = None,
 ) -> ActionRow:
     """An ``ActionRow`` from a decoded action record (``autotrace.read.reader.Record``).
 
     A running action's duration is its age as of ``as_of``; ``pid`` stands in for a
     record without one (inspect's native records: the file's process); ``start`` is the
-    enter's start time of an end record; ``stack`` the watchdog's latest entry for it.
+    enter's start time of an end record; ``stack`` the watchdog's latest entry for it;
+    ``parent_id`` the parent the agent recorded for an action inspect traced itself.
     """
     # An action record, checked by the reader: action, event and trace_id are strings.
     action, event, trace_id = str(record.action), str(record.event), str(record.trace_id)
@@ -192,7 +190,7 @@ def row_of(
         pid=record.pid if record.pid is not None else pid,
         thread=record.thread,
         task=record.task,
-        parent_id=record.parent_id,
+        parent_id=record.parent_id if record.parent_id is not None else parent_id,
         child_pid=record.child_pid,
         abandoned=abandoned,
         frames=frames,
@@ -321,6 +319,7 @@ def anomalies_of(
             pid=pid,
             stack=reader.stacks.get(tid),
             abandoned=abandoned,
+            parent_id=reader.parents.get(tid),
         )
         for tid, rec in reader.running.items()
     ]

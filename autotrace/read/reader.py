@@ -32,7 +32,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from autotrace.read.files import TraceReadError, open_trace
-from autotrace.records import EVENTS, MESSAGE_PREFIX
+from autotrace.records import EVENTS, MESSAGE_PREFIX, NATIVE_PARENT_KIND
 
 CHUNK = 4 << 20  # bytes decoded per msgspec call
 MAX_LINE = 32 << 20  # a longer line is dropped (and counted): memory stays bounded
@@ -226,7 +226,9 @@ class TraceReader:
 
     After reading: ``running`` (trace_id -> enter record, in order of entry), ``ended``
     (bucket -> trace_id -> (end record, its enter or None)), ``stacks`` (trace_id -> the
-    watchdog's latest stack record, open actions only), ``problems``, ``lines``.
+    watchdog's latest stack record, open actions only), ``parents`` (trace_id -> parent
+    trace id of an open action inspect traced itself, as the agent recorded it),
+    ``problems``, ``lines``.
     """
 
     def __init__(self, name: str = "", filter: str | None = None) -> None:
@@ -238,6 +240,7 @@ class TraceReader:
         self.running: dict[str, Record] = {}
         self.ended: dict[str, dict[str, tuple[Record, Record | None]]] = {b: {} for b in BUCKETS}
         self.stacks: dict[str, dict[str, Any]] = {}
+        self.parents: dict[str, str] = {}
         self.closed = False
         self._tail = b""  # the start of a line whose newline has not arrived
         self._skipping = False  # inside a line longer than MAX_LINE: dropped
@@ -253,12 +256,12 @@ class TraceReader:
         if cut == 0:
             self._hold(data)
             return
-        start = 0
+        start = data.find(b"\n") + 1 if self._skipping or self._tail else 0
         if self._skipping:  # the end of a dropped line
-            start = data.find(b"\n") + 1
             self._skipping = False
-        elif self._tail:
-            data, cut = self._tail + data, cut + len(self._tail)
+        elif self._tail:  # the line it completes, on its own (no copy of ``data``)
+            line = self._tail + data[:start]
+            self._decode(line, 0, len(line))
         self._tail = b""
         if start < cut:
             self._decode(data, start, cut)
@@ -316,7 +319,8 @@ class TraceReader:
             return
         self.lines += n
         # _add, inlined for the common records (this loop runs once per line).
-        running, ended, stacks, add = self.running, self.ended, self.stacks, self._add
+        running, ended, add = self.running, self.ended, self._add
+        stacks, parents = self.stacks, self.parents
         filtering = self.filter is not None
         for record in records:
             event = record.event
@@ -325,11 +329,14 @@ class TraceReader:
             elif event == "enter":
                 running[record.trace_id] = record  # type: ignore[index]
             elif event == "exit":
-                if running.pop(record.trace_id, None) is not None and stacks:  # type: ignore[arg-type]
-                    stacks.pop(record.trace_id, None)  # type: ignore[arg-type]
-            elif event in ended:
                 tid: str = record.trace_id  # type: ignore[assignment]
+                if running.pop(tid, None) is not None and (stacks or parents):
+                    stacks.pop(tid, None)
+                    parents.pop(tid, None)
+            elif event in ended:
+                tid = record.trace_id  # type: ignore[assignment]
                 stacks.pop(tid, None)
+                parents.pop(tid, None)
                 ended[event][tid] = (record, running.pop(tid, None))  # type: ignore[index]
             else:
                 add(record)  # an unknown event: counted there
@@ -375,12 +382,19 @@ class TraceReader:
             return
         enter = self.running.pop(tid, None)
         self.stacks.pop(tid, None)
+        self.parents.pop(tid, None)
         if event != "exit":
             self.ended[event][tid] = (record, enter)  # type: ignore[index]
 
     def _agent_record(self, record: Record) -> None:
-        """Keep the watchdog's latest stack of each open action (kept whatever the filter)."""
+        """Keep the watchdog's latest stack of each open action, and the parent the agent
+        names for an action inspect traced itself (kept whatever the filter)."""
         kind = record.event_kind
+        if kind == NATIVE_PARENT_KIND:
+            tid, parent = record.trace_id, record.parent_id
+            if isinstance(tid, str) and parent is not None and tid in self.running:
+                self.parents[tid] = parent
+            return
         if kind == "stack":
             entries: Any = [
                 {"trace_id": record.trace_id, "stack": record.stack, "where": record.where}
@@ -391,9 +405,9 @@ class TraceReader:
             return
         for entry in entries if isinstance(entries, list) else ():
             if isinstance(entry, dict):
-                tid = entry.get("trace_id")
-                if isinstance(tid, str) and tid in self.running:
-                    self.stacks[tid] = entry
+                key = entry.get("trace_id")
+                if isinstance(key, str) and key in self.running:
+                    self.stacks[key] = entry
 
     # -- results ---------------------------------------------------------------------
 
