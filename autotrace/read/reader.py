@@ -23,7 +23,7 @@ import json
 import math
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -229,11 +229,21 @@ class TraceReader:
     watchdog's latest stack record, open actions only), ``parents`` (trace_id -> parent
     trace id of an open action inspect traced itself, as the agent recorded it),
     ``problems``, ``lines``.
+
+    ``on_record``, when given, is called with every valid record in file order as it is
+    read (before it is paired and whatever the filter): for readers that need every
+    record, not only the anomalies (an exporter, a timeline).
     """
 
-    def __init__(self, name: str = "", filter: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        filter: str | None = None,
+        on_record: Callable[[Record], None] | None = None,
+    ) -> None:
         self.name = name
         self.filter = filter.lower() if filter else None
+        self.on_record = on_record
         self.offset = 0  # bytes fed so far
         self.lines = 0
         self.problems = ReadProblems()
@@ -318,6 +328,11 @@ class TraceReader:
                 self._line(line, last=False)
             return
         self.lines += n
+        if self.on_record is not None:
+            for record in records:
+                self.on_record(record)
+                self._add(record)
+            return
         # _add, inlined for the common records (this loop runs once per line).
         running, ended, add = self.running, self.ended, self._add
         stacks, parents = self.stacks, self.parents
@@ -358,6 +373,8 @@ class TraceReader:
                 self.problems.note(kind, f"{kind.replace('_', ' ')}: {line[:60]!r}")
                 return
             record = _record_of(obj)
+        if self.on_record is not None:
+            self.on_record(record)
         self._add(record)
 
     def _add(self, record: Record) -> None:

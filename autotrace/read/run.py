@@ -14,6 +14,7 @@ import os
 import shlex
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,22 +28,36 @@ from autotrace.read.files import (
     read_header,
 )
 from autotrace.read.model import ActionRow, Anomalies, anomalies_of, ended_order, rank
-from autotrace.read.reader import TraceReader
+from autotrace.read.reader import Record, TraceReader
 from autotrace.records import DOCKER, SUBPROCESS
 
 # -- one file -------------------------------------------------------------------
 
 
-class ProcessTrace:
-    """One process's trace file, read so far; ``refresh()`` reads what was appended."""
+OnRecord = Callable[["ProcessTrace", Record], None]
 
-    def __init__(self, path: Path) -> None:
+
+class ProcessTrace:
+    """One process's trace file, read so far; ``refresh()`` reads what was appended.
+
+    ``on_record(trace, record)``, when given, sees every valid record as it is read (a
+    ``.gz`` file that grew is read again from its start: its records are seen again).
+    """
+
+    def __init__(self, path: Path, on_record: OnRecord | None = None) -> None:
         self.path = path
-        self.reader = TraceReader(path.name)
+        self.on_record = on_record
+        self.reader = self._new_reader()
         self.header: Header | None = None
         self.last_write = 0.0
         self.gone = False
         self._gz_size = -1
+
+    def _new_reader(self) -> TraceReader:
+        hook = self.on_record
+        if hook is None:
+            return TraceReader(self.path.name)
+        return TraceReader(self.path.name, on_record=lambda record: hook(self, record))
 
     @property
     def offset(self) -> int:
@@ -90,7 +105,7 @@ class ProcessTrace:
             # in gzip, so a grown file is read again from the start.
             if st.st_size == self._gz_size:
                 return False
-            self.reader = TraceReader(self.path.name)
+            self.reader = self._new_reader()
             self._gz_size = st.st_size
             try:
                 with open_trace(self.path) as f:
@@ -101,7 +116,7 @@ class ProcessTrace:
             self.reader.close()
         else:
             if st.st_size < self.reader.offset:  # truncated or replaced: read it again
-                self.reader = TraceReader(self.path.name)
+                self.reader = self._new_reader()
                 self.header = None
             if st.st_size == self.reader.offset:
                 return False
@@ -168,15 +183,22 @@ def process_alive(pid: int, started: float | None = None) -> bool:
 
 
 class RunTrace:
-    """Every trace file of one run, refreshed incrementally."""
+    """Every trace file of one run, refreshed incrementally (``on_record``: see ProcessTrace)."""
 
-    def __init__(self, directory: Path, run_id: str | None, files: list[Path] | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        run_id: str | None,
+        files: list[Path] | None = None,
+        on_record: OnRecord | None = None,
+    ):
         self.directory = directory
         self.run_id = run_id
+        self.on_record = on_record
         self.processes: dict[Path, ProcessTrace] = {}
         self._known: set[Path] = set()
         for path in files or []:
-            self.processes[path] = ProcessTrace(path)
+            self.processes[path] = ProcessTrace(path, on_record)
             self._known.add(path)
 
     def discover(self) -> None:
@@ -195,7 +217,7 @@ class RunTrace:
                 # trace-PID.log compressed to trace-PID.log.gz: the same process.
                 if path.name.endswith(".gz"):
                     self.processes.pop(path.with_name(path.name[: -len(".gz")]), None)
-                self.processes[path] = ProcessTrace(path)
+                self.processes[path] = ProcessTrace(path, self.on_record)
 
     def refresh(self) -> bool:
         """Read what every file of the run appended; True when anything changed."""
