@@ -440,3 +440,13 @@ def test_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
     with pytest.raises(TraceReadError, match="not a regular file"):
         read_file(Path("/dev/zero"))
     assert files.read_header(fifo) is None
+
+
+def test_dump_drops_an_overlong_line_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "MAX_LINE", 1 << 10)
+    monkeypatch.setattr(reader, "CHUNK", 1 << 9)
+    path = tmp_path / "t.log"
+    path.write_bytes(to_bytes(MIXED[:5]) + b'{"x": "' + b"y" * 5000 + b'"}\n' + to_bytes(MIXED[5:]))
+    problems = reader.ReadProblems()
+    assert list(reader.iter_records(path, None, problems)) == MIXED
+    assert (problems.garbage, problems.total()) == (1, 1)

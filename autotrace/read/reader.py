@@ -252,7 +252,9 @@ class TraceReader:
         self.stacks: dict[str, dict[str, Any]] = {}
         self.parents: dict[str, str] = {}
         self.closed = False
-        self._tail = b""  # the start of a line whose newline has not arrived
+        # The start of a line whose newline has not arrived, in pieces (joined once).
+        self._tail: list[bytes] = []
+        self._tail_size = 0
         self._skipping = False  # inside a line longer than MAX_LINE: dropped
 
     # -- input -----------------------------------------------------------------------
@@ -270,9 +272,8 @@ class TraceReader:
         if self._skipping:  # the end of a dropped line
             self._skipping = False
         elif self._tail:  # the line it completes, on its own (no copy of ``data``)
-            line = self._tail + data[:start]
+            line = self._take_tail() + data[:start]
             self._decode(line, 0, len(line))
-        self._tail = b""
         if start < cut:
             self._decode(data, start, cut)
         if cut < len(data):
@@ -282,18 +283,26 @@ class TraceReader:
         """Keep ``part`` of a line until its newline (or drop the line when too long)."""
         if self._skipping:
             return
-        self._tail += part
-        if len(self._tail) > MAX_LINE:
-            self._tail, self._skipping = b"", True
+        self._tail.append(part)
+        self._tail_size += len(part)
+        if self._tail_size > MAX_LINE:
+            self._take_tail()
+            self._skipping = True
             self.lines += 1
             self.problems.note("garbage", f"a line longer than {MAX_LINE >> 20} MiB")
+
+    def _take_tail(self) -> bytes:
+        """The held start of a line (emptied)."""
+        tail = b"".join(self._tail)
+        self._tail, self._tail_size = [], 0
+        return tail
 
     def close(self) -> None:
         """End of input: a last line without newline is read if whole, else counted torn."""
         if self.closed:
             return
         self.closed = True
-        last, self._tail, self._skipping = self._tail, b"", False
+        last, self._skipping = self._take_tail(), False
         if last.strip():
             self._line(last, last=True)
 
@@ -308,7 +317,7 @@ class TraceReader:
             for chunk in _chunks(stream, size):
                 self.feed(chunk)
         except _EndedEarly:
-            last, self._tail, self._skipping = self._tail, b"", False
+            last, self._skipping = self._take_tail(), False
             self.lines += 1
             self.problems.note(
                 "torn", f"compressed file ended early (truncated gzip) {last[:60]!r}"
@@ -510,12 +519,18 @@ def iter_records(
 
     with open_trace(path) as stream:
         tail = b""
+        skipping = False  # inside a line longer than MAX_LINE: dropped
         try:
             for chunk in _chunks(stream, CHUNK):
                 lines = (tail + chunk).split(b"\n")
                 tail = lines.pop()
+                if skipping and lines:  # the end of the dropped line
+                    del lines[0]
+                    skipping = False
                 if len(tail) > MAX_LINE:
                     problems.note("garbage", f"a line longer than {MAX_LINE >> 20} MiB")
+                    tail, skipping = b"", True
+                elif skipping:
                     tail = b""
                 for line in lines:
                     obj = checked(line, False)
