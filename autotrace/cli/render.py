@@ -168,7 +168,7 @@ def render_run(view: RunView, threshold: float) -> list[Any]:
     """The whole run for people: one titled table per process, the culprit's process first."""
     from rich.text import Text
 
-    out: list[Any] = [Text(f"run {view.run_id}", style="bold")]
+    out: list[Any] = [Text(f"run {view.run_id or '-'}", style="bold")]
     everything = view.anomalies.running
     for proc in view.processes:
         state = proc.state

@@ -123,7 +123,7 @@ class ProcessTrace:
             try:
                 with open_trace(self.path) as f:
                     f.seek(self.reader.offset)
-                    self.reader.feed(f.read(st.st_size - self.reader.offset))
+                    self.reader.feed_stream(f)  # chunk by chunk: memory stays flat
             except (TraceReadError, OSError):
                 self.gone = True
                 return False
