@@ -35,6 +35,7 @@ class Frame:
         return f"{self.file}:{self.line} in {self.function}"
 
     def as_json(self) -> dict[str, Any]:
+        """The frame as the watchdog writes it."""
         return {"file": self.file, "line": self.line, "function": self.function, "code": self.code}
 
 
@@ -292,6 +293,7 @@ class Anomalies:
         }
 
     def count(self) -> int:
+        """How many rows the four buckets hold."""
         return len(self.running) + len(self.cancelled) + len(self.errors) + len(self.timeouts)
 
 

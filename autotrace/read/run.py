@@ -78,14 +78,17 @@ class ProcessTrace:
 
     @property
     def run_id(self) -> str | None:
+        """The run the header names (None: no header yet, or not ours)."""
         return self.header.run_id if self.header else None
 
     @property
     def parent_pid(self) -> int | None:
+        """The traced process that started this one, as the header says."""
         return self.header.parent_pid if self.header else None
 
     @property
     def argv(self) -> list[str]:
+        """The (redacted) command line the header records."""
         return list(self.header.argv) if self.header else []
 
     @property
@@ -246,6 +249,7 @@ class ProcessView:
     counts: dict[str, int]
 
     def as_json(self) -> dict[str, Any]:
+        """The process entry of `anomalies --run --json`."""
         return {
             "pid": self.pid,
             "parent_pid": self.parent_pid,
