@@ -18,7 +18,7 @@ from autotrace.read.run import RunTrace, run_view
 
 
 def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
-    """One frame of the live view: the run's processes, then its running actions by age."""
+    """One frame of the live view: the run's processes, then its running actions, culprit first."""
     from rich.console import Group
     from rich.text import Text
 
