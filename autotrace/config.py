@@ -22,7 +22,6 @@ ENV_ACTIVE = "AUTOTRACE_ACTIVE"  # set by the bootstrap while it sets up (no rec
 ENV_EXTRA_PATCHES = "AUTOTRACE_EXTRA_PATCHES"  # comma list of 'module:attr' patches (entry points)
 ENV_ENTRY_POINTS = "AUTOTRACE_ENTRY_POINTS"  # "1": the bootstrap reads the entry points itself
 ENV_PATCH_TARGETS = "AUTOTRACE_PATCH_TARGETS"  # 'ref=mod,mod;...': targets known without imports
-ENV_NO_NUMPY = "AUTOTRACE_NO_NUMPY"  # "1": the reader never uses numpy (its pure-Python path)
 INSPECT_TRACE_FILE = "INSPECT_TRACE_FILE"  # inspect's own override, honoured
 # The INSPECT_TRACE_FILE value the agent itself set (so that inspect writes our file):
 # a child that inherits that value ignores it and picks its own per-process file.

@@ -32,6 +32,11 @@ SUBTASK = "Subtask"
 LOG_WRITE = "Log Write"
 DOCKER = "Docker"
 S3 = "S3"
+# The event_kind of the record that names the parent of an action inspect traced itself
+# (inspect's own records carry no parent; the agent knows it when it adopts the action).
+NATIVE_PARENT_KIND = "native_parent"
+# Programs whose command lines are Docker actions (a Subprocess running them shows as Docker).
+DOCKER_PROGRAMS = frozenset({"docker", "docker-compose", "podman"})
 
 _ts_cache: tuple[int, str, str] = (-1, "", "")
 

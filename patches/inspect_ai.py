@@ -47,6 +47,8 @@ VALUE_WIDTH = 60  # and each argument value here
 # Native actions whose inside is the very same work our patches would trace again
 # (inspect's subprocess() is one process; an MCP call_tool is the mcp patch's Tool Call).
 SAME_WORK_INSIDE = {"Subprocess": "", "MCPServer": "call_tool"}
+NATIVE_PARENT_KIND = records.NATIVE_PARENT_KIND
+NATIVE_PARENT_MESSAGE = f"{records.MESSAGE_PREFIX} native action parent"
 
 
 # --- details -------------------------------------------------------------------------
@@ -179,7 +181,18 @@ class _NativeAction(contextlib.ContextDecorator):
                 # inspect's records reach no file yet (its handler does not exist): ours do.
                 self._stack.enter_context(actions.trace_action(action, detail))
             elif trace_id is not None:
-                self._stack.enter_context(actions.adopt_action(action, detail, str(trace_id)))
+                adopted = self._stack.enter_context(
+                    actions.adopt_action(action, detail, str(trace_id))
+                )
+                if adopted.parent_id is not None:
+                    # inspect's record names no parent: say which action it runs in, so
+                    # that readers can chain Run Task > Tool Call > Subprocess.
+                    actions.agent_message(
+                        NATIVE_PARENT_MESSAGE,
+                        event_kind=NATIVE_PARENT_KIND,
+                        trace_id=adopted.trace_id,
+                        parent_id=adopted.parent_id,
+                    )
             prefix = SAME_WORK_INSIDE.get(action)
             if prefix is not None and detail.startswith(prefix):
                 self._stack.enter_context(actions.suppress_tracing())

@@ -35,7 +35,7 @@ from autotrace.runtime.redact import redact_argv, redact_text
 from autotrace.startup.patching import Patch, Wrap
 
 DETAIL_WIDTH = 300  # a command line is cut here
-DOCKER_PROGRAMS = frozenset({"docker", "docker-compose", "podman"})
+DOCKER_PROGRAMS = records.DOCKER_PROGRAMS
 WATCH_INTERVAL = 1.0  # seconds between two looks at children nobody waits on
 
 _open: weakref.WeakKeyDictionary[Any, actions.OpenAction] = weakref.WeakKeyDictionary()

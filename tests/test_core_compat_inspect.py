@@ -228,10 +228,15 @@ def test_both_clis_agree_on_a_file_inspect_writes(inspect_file: Path) -> None:
 
 
 def test_we_read_inspect_sample_prefixed_messages(inspect_file: Path) -> None:
-    from autotrace.read.reader import scan_file
+    from autotrace.read.model import anomalies_of
+    from autotrace.read.reader import iter_records, read_file
 
-    scanner = scan_file(inspect_file)
+    scanner = read_file(inspect_file)
     assert scanner.problems.total() == 0
-    (running,) = scanner.anomalies().running
-    assert running.message.startswith("sample=3\n")
-    assert running.record["sample_id"] == 3
+    (record,) = scanner.running.values()
+    assert record.message.startswith("sample=3\n")
+    (running,) = anomalies_of(scanner, as_of=0.0).running
+    assert running.trace_id == record.trace_id and running.detail == record.detail
+    # The extra keys inspect adds (sample_id, epoch, ...) are kept where records are shown whole.
+    [enter] = [r for r in iter_records(inspect_file) if r.get("trace_id") == record.trace_id]
+    assert enter["sample_id"] == 3

@@ -97,6 +97,8 @@ def test_run_reads_parent_and_child_together_and_marks_the_dead_child(run_dir: P
     assert culprit["duration"] == pytest.approx(7.0, abs=0.01)  # up to its last write
     assert culprit["where"] == "/work/child.py:4 in hang"
     assert waiting["detail"] == "python child.py" and waiting["waits_on_other"]
+    # The child process's action runs in the parent's Subprocess: one chain across files.
+    assert culprit["chain"] == [waiting["trace_id"]] and waiting["chain"] == []
     assert not waiting["abandoned"] and waiting["duration"] >= 30
     assert all(row["detail"] != "other" for row in report["running"])
     [error] = report["errors"]
@@ -198,5 +200,32 @@ def test_a_file_compressed_at_exit_replaces_its_log_in_the_run(run_dir: Path) ->
     run.refresh()
     assert sorted(p.name for p in run.processes) == sorted([gz.name, f"trace-{os.getpid()}.log"])
     assert run.processes[gz].state() == "exited"
-    [row] = [r for r in run.rows() if r["detail"] == "sleep 600"]
-    assert row["abandoned"] and row["where"] == "/work/child.py:4 in hang"
+    [row] = [r for r in run.rows() if r.detail == "sleep 600"]
+    assert row.abandoned and row.where == "/work/child.py:4 in hang"
+
+
+def test_on_record_sees_every_record_once_in_order_as_the_file_grows(tmp_path: Path) -> None:
+    """What an exporter or a timeline builds on: every record, incrementally."""
+    from autotrace.read.reader import Record
+
+    path = tmp_path / "trace-7.log"
+    seen: list[tuple[str, str]] = []
+
+    def on_record(trace: ProcessTrace, record: Record) -> None:
+        assert trace.path == path
+        seen.append((str(record.event), str(record.trace_id)))
+
+    path.write_bytes(header(7, None, ["python"], 1.0) + enter("Tool Call", "a", "t-1", 7, 1.0))
+    trace = ProcessTrace(path, on_record)
+    trace.refresh()
+    ended = records.ActionLines(
+        "Tool Call", "a", "t-1", pid=7, thread="T", task=None, parent_id=None
+    ).line("exit", 2.0, duration=1.0)
+    with open(path, "ab") as f:
+        f.write(b"not json\n" + ended)
+    trace.refresh()
+    assert trace.refresh() is False
+    actions = [s for s in seen if s[0] != "UNSET"]
+    assert actions == [("enter", "t-1"), ("exit", "t-1")]
+    assert len(seen) == 3 and not trace.running  # the header, the enter, the exit
+    assert trace.reader.problems.garbage == 1

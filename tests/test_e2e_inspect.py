@@ -242,6 +242,19 @@ def test_tool_subprocess_hang_is_running_under_its_tool_call(
         assert ("Subprocess", "sleep 600") in shown, (inspect, shown)
         assert ("Tool Call", "sleeper(seconds=600)") in shown, (inspect, shown)
 
+    # Leaf first, in both of our views: the hung Subprocess is the first row, and its
+    # chain of running ancestors ends with inspect's own Tool Call (Run Task before it).
+    run_task = [r["trace_id"] for r in running(records) if r["action"] == "Run Task"]
+    assert len(run_task) == 1
+    for view in ((), ("--run",)):
+        envelope = anomalies(env, *view, inspect=False)
+        first = envelope["running"][0]
+        assert (first["action"], first["detail"]) == ("Subprocess", "sleep 600"), view
+        assert first["chain"] == [*run_task, tool_calls[0]["trace_id"]], (view, first)
+        assert first["pid"] == sleep["pid"]
+        tool = next(r for r in envelope["running"] if r["action"] == "Tool Call")
+        assert tool["pid"] == sleep["pid"] and tool["waits_on_other"]  # the file's process
+
 
 def test_model_server_silent_on_second_request_shows_running_generate(
     tmp_path: Path, llm_process: Any, eval_runs: list[EvalRun]

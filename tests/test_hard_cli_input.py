@@ -77,7 +77,11 @@ def _make_inputs(base: Path) -> dict[str, Path]:
         "wrong types": base / "trace-6.log",
         "unknown events": base / "trace-7.log",
         "unreadable file": base / "trace-8.log",
+        "FIFO": base / "trace-9.log",
+        "device": Path("/dev/zero"),
+        "hostile numbers and nesting": base / "trace-10.log",
     }
+    os.mkfifo(inputs["FIFO"])  # opening it for reading would wait for a writer forever
     inputs["directory"].mkdir()
     inputs["empty file"].write_bytes(b"")
     inputs["binary garbage"].write_bytes(garbage + b"\n" + VALID + garbage[:300])
@@ -96,6 +100,24 @@ def _make_inputs(base: Path) -> dict[str, Path]:
     )
     inputs["unreadable file"].write_bytes(VALID)
     os.chmod(inputs["unreadable file"], 0)
+    head = json.dumps(dict(ENTER, trace_id="h"))[:-1]
+    inputs["hostile numbers and nesting"].write_bytes(
+        b"".join(
+            (head.replace('"start_time": 1795748400.0', f'"start_time": {value}') + "}\n").encode()
+            for value in ("NaN", "Infinity", "-Infinity", "1e999", "-1e400", "1e300")
+        )
+        + b'{"timestamp": "t", "level": "HTTP", "message": "m", "x": NaN}\n'
+        + b'{"timestamp": "t", "level": "HTTP", "message": "m", "x": '
+        + b"[" * 200_000
+        + b"]" * 200_000
+        + b"}\n"
+        + b'{"timestamp": "t", "level": "HTTP", "message": "m", "x": '
+        + b'{"a": ' * 100_000
+        + b"1"
+        + b"}" * 100_000
+        + b"}\n"
+        + VALID
+    )
     return inputs
 
 
@@ -146,7 +168,7 @@ def _argv(args: list[str], file: Path) -> list[str]:
     return [*args, str(file)]
 
 
-UNREADABLE = {"missing file", "directory", "unreadable file"}
+UNREADABLE = {"missing file", "directory", "unreadable file", "FIFO", "device"}
 READABLE = [
     "empty file",
     "binary garbage",
@@ -155,6 +177,7 @@ READABLE = [
     "JSON array and number",
     "wrong types",
     "unknown events",
+    "hostile numbers and nesting",
 ]
 
 
@@ -168,6 +191,10 @@ def _assert_clean(done: subprocess.CompletedProcess[str], codes: set[int]) -> No
         assert len(stderr) <= 1, stderr
     if done.returncode == 1:
         assert stderr and stderr[0].startswith("Error:"), stderr
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} in JSON output")
 
 
 @pytest.mark.parametrize("case", sorted(UNREADABLE))
@@ -202,8 +229,8 @@ def test_bad_lines_are_one_note_and_valid_records_are_still_reported(
         assert marker in done.stdout, (marker, done.stdout[:2000])
     if case == "100 MB single line" and verb in ("dump", "anomalies --json", "anomalies --all"):
         assert "after-huge-2" in done.stdout or "VALID-ERR" in done.stdout
-    if verb == "anomalies --json":
-        json.loads(done.stdout)
+    if verb in ("anomalies --json", "dump"):
+        json.loads(done.stdout, parse_constant=_no_constant)  # strict JSON: no NaN/Infinity
     if verb == "dump":
         records = json.loads(done.stdout)
         assert all(isinstance(r, dict) for r in records)

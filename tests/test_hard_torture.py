@@ -84,7 +84,7 @@ def test_threads_tasks_and_processes_at_once_tear_no_line_and_pair_every_action(
 
 def _our_reader_torn(path: Path) -> int:
     """How many torn lines autotrace's reader reports in ``path`` (it must not fail)."""
-    from autotrace.read.reader import scan_file as read_trace
+    from autotrace.read.reader import read_file as read_trace
 
     scanner = read_trace(path)
     problems = scanner.problems

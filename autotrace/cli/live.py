@@ -1,9 +1,9 @@
 """`inspect-trace anomalies --watch`: running actions of a run, refreshed as the files grow.
 
 Each refresh reads only the bytes appended since the last one (``autotrace.read.run.RunTrace``)
-and picks up the files of child processes that joined the run. Rows are sorted by
-age; an action past the stuck threshold is highlighted, an abandoned one (its
-process died) is red. Ctrl-C ends the view cleanly.
+and picks up the files of child processes that joined the run. Rows are ranked
+culprit first (leaf first, as every view ranks them); an action past the stuck
+threshold is highlighted, an abandoned one (its process died) is red. Ctrl-C ends the view cleanly.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from datetime import datetime
 from typing import Any
 
 from autotrace.cli.render import action_table, format_duration
-from autotrace.read.run import RunTrace
+from autotrace.read.run import RunTrace, run_view
 
 
 def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
-    """One frame of the live view: the run's processes, then its running actions by age."""
+    """One frame of the live view: the run's processes, then its running actions, culprit first."""
     from rich.console import Group
     from rich.text import Text
 
     now = time.time() if now is None else now
-    rows = sorted(run.rows(now), key=lambda r: -r["duration"])
-    stuck = sum(1 for r in rows if r["duration"] >= threshold)
+    view = run_view(run, now)
+    rows = view.anomalies.running
+    stuck = sum(1 for r in rows if r.duration >= threshold)
     head = Text()
     head.append(f"run {run.run_id or '-'}", style="bold")
     head.append(
@@ -34,17 +35,18 @@ def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
         style="dim",
     )
     parts: list[Any] = [head]
-    for trace in sorted(run.processes.values(), key=lambda t: t.started or 0.0):
-        state = trace.state(now)
-        line = Text(f"  pid {trace.pid} ")
-        line.append(state, style={"running": "green", "dead": "bold red"}.get(state, "dim"))
-        if trace.last_write:
-            line.append(f"  last write {format_duration(max(0.0, now - trace.last_write))} ago")
-        if trace.argv:
-            line.append("  " + shlex.join(trace.argv), style="dim")
+    for proc in sorted(view.processes, key=lambda p: run.processes[p.trace_file].started or 0.0):
+        line = Text(f"  pid {proc.pid} ")
+        line.append(
+            proc.state, style={"running": "green", "dead": "bold red"}.get(proc.state, "dim")
+        )
+        if proc.last_write:
+            line.append(f"  last write {format_duration(max(0.0, now - proc.last_write))} ago")
+        if proc.argv:
+            line.append("  " + shlex.join(proc.argv), style="dim")
         parts.append(line)
     if rows:
-        parts.append(action_table(rows, threshold))
+        parts.append(action_table(rows, threshold=threshold))
     else:
         parts.append(Text("no running actions", style="dim"))
     return Group(*parts)

@@ -1,8 +1,8 @@
 """The `inspect-trace` command line (click + rich).
 
-`list`, `dump` and `anomalies` read trace files with autotrace.read.reader; `anomalies`
-means what `inspect trace anomalies` means and its `--json` envelope has the same
-shape (rows add `trace_id`, `pid`, `parent_id`). Every text that comes from a trace
+`list`, `dump` and `anomalies` read trace files with autotrace.read (files, reader, the
+row model); `anomalies` means what `inspect trace anomalies` means and its `--json`
+envelope has the same shape (rows add ours: `trace_id`, `pid`, `chain`, `stack`, ...). Every text that comes from a trace
 file reaches rich as a `Text` object or through `escape`, never as markup.
 """
 
@@ -61,7 +61,7 @@ def _directory(trace_dir: Path | None) -> Path:
 @contextmanager
 def _read_errors() -> Iterator[None]:
     """Reading trouble becomes one line on stderr and exit 1, never a traceback."""
-    from autotrace.read.reader import TraceReadError
+    from autotrace.read.files import TraceReadError
 
     try:
         yield
@@ -73,7 +73,7 @@ def _read_errors() -> Iterator[None]:
 
 
 def _resolve(file: str | None, trace_dir: Path | None) -> Path:
-    from autotrace.read.reader import resolve_trace_file
+    from autotrace.read.files import resolve_trace_file
 
     with _read_errors():
         return resolve_trace_file(file, _directory(trace_dir))
@@ -87,11 +87,11 @@ def _resolve(file: str | None, trace_dir: Path | None) -> Path:
 @trace_dir_option
 def list_command(as_json: bool, trace_dir: Path | None) -> None:
     """List trace files, newest first, with their process and run."""
-    from autotrace.read.reader import list_trace_files, read_header
+    from autotrace.read.files import list_trace_files
 
     directory = _directory(trace_dir)
     with _read_errors():
-        files = [read_header(info) for info in list_trace_files(directory)]
+        files = list_trace_files(directory, headers=True)
     if as_json:
         click.echo(json.dumps([f.as_json() for f in files], indent=2))
         return
@@ -119,9 +119,9 @@ def list_command(as_json: bool, trace_dir: Path | None) -> None:
             format_duration(now - f.mtime),
             format_size(f.size),
             str(f.pid) if f.pid is not None else "",
-            Text(f.run_id or ""),
+            Text((f.header.run_id or "") if f.header else ""),
             Text(f.path.name),
-            Text(_command(f.argv), overflow="ellipsis"),
+            Text(_command(list(f.header.argv) if f.header else None), overflow="ellipsis"),
         )
     _console().print(Text(f"Trace directory: {directory}", style="dim"))
     _console().print(table)
@@ -157,7 +157,7 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
                 out.write("[")
                 for record in iter_records(path, filter_, problems):
                     out.write("\n  " if first else ",\n  ")
-                    out.write(json.dumps(record, indent=2).replace("\n", "\n  "))
+                    out.write(json.dumps(record, indent=2, allow_nan=False).replace("\n", "\n  "))
                     first = False
                 out.write("]\n" if first else "\n]\n")
                 out.flush()
@@ -271,8 +271,6 @@ def anomalies_command(
     Running actions come culprit first, with the line each waits on when the
     watchdog has reported it stuck.
     """
-    from autotrace.read.reader import scan_file
-
     if run_id is not None or watch:
         from autotrace.cli.render import print_run, stuck_threshold
         from autotrace.read.run import run_of
@@ -291,92 +289,56 @@ def anomalies_command(
 
         live.watch(run, stuck_threshold(stuck_after))
         return
+    from autotrace.read.files import pid_from_name, read_header
+    from autotrace.read.model import anomalies_of
+    from autotrace.read.reader import read_file
+
     path = _resolve(trace_file, trace_dir)
     with _large_read():
         with _read_errors():
-            scanner = scan_file(path, filter_)
-        anomalies = scanner.anomalies()
+            reader = read_file(path, filter_)
+        header = read_header(path)
+        pid = header.pid if header and header.pid is not None else pid_from_name(path.name)
         as_of = time.time()
+        anomalies = anomalies_of(reader, as_of=as_of, pid=pid)
         try:
             if as_json:
                 _write_envelope(sys.stdout, path, as_of, anomalies)
             else:
-                _print_anomalies(path, anomalies, show_all, as_of, scanner.process_records())
+                _print_anomalies(path, anomalies, show_all, header)
         except BrokenPipeError:
             _quiet_broken_pipe()
             return
-        scanner.report_problems()
+        reader.report_problems()
 
 
 def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
     """The `--json` envelope, one row per line, written bucket by bucket (no big string)."""
     out.write(f'{{\n  "trace_file": {json.dumps(path.as_posix())},\n  "as_of": {as_of!r}')
-    dumps = _row_encoder()
-    for name, rows in (
-        ("running", anomalies.running),
-        ("cancelled", anomalies.cancelled),
-        ("errors", anomalies.errors),
-        ("timeouts", anomalies.timeouts),
-    ):
+    for name, rows in anomalies.buckets().items():
         out.write(f',\n  "{name}": [')
         for n, row in enumerate(rows):
-            out.write(("\n    " if n == 0 else ",\n    ") + dumps(row.row(as_of)))
+            out.write(
+                ("\n    " if n == 0 else ",\n    ") + json.dumps(row.as_json(), allow_nan=False)
+            )
         out.write("\n  ]" if rows else "]")
     out.write("\n}\n")
     out.flush()
 
 
-def _row_encoder() -> Callable[[Any], str]:
-    """``json.dumps`` for one row without its per-call set-up: the C encoder, made once
-    (CPython's; checked against ``json.dumps`` on a sample, else ``json.dumps`` itself)."""
-    from json import encoder
-
-    make = getattr(encoder, "c_make_encoder", None)
-    if make is None:
-        return json.dumps
-    try:
-        c_encode = make(
-            None,  # no circularity markers: rows are trees
-            json.JSONEncoder().default,
-            encoder.encode_basestring_ascii,
-            None,
-            ": ",
-            ", ",
-            False,
-            False,
-            True,
-        )
-
-        def dumps(row: Any) -> str:
-            return "".join(c_encode(row, 0))
-
-        sample = {"a": "é\n", "b": [1.5, None, True], "c": {"d": float("inf")}, "e": 7}
-        if dumps(sample) == json.dumps(sample):
-            return dumps
-    except Exception:
-        pass
-    return json.dumps
-
-
-def _print_anomalies(
-    path: Path,
-    anomalies: Any,
-    show_all: bool,
-    as_of: float,
-    processes: list[dict[str, Any]],
-) -> None:
+def _print_anomalies(path: Path, anomalies: Any, show_all: bool, header: Any) -> None:
     from rich.markup import escape
-    from rich.table import Table
     from rich.text import Text
+
+    from autotrace.cli.render import action_table
 
     console = _console()
     console.print(f"[bold]TRACE:[/bold] {escape(str(path))}", highlight=False)
-    if processes:
-        first = processes[0]
-        argv = first.get("argv")
-        command = _command([str(a) for a in argv]) if isinstance(argv, list) else ""
+    if header is not None:
         console.print(
-            Text(f"pid {first.get('pid')}  run {first.get('run_id')}  {command}", style="dim"),
+            Text(
+                f"pid {header.pid}  run {header.run_id}  {_command(list(header.argv))}", style="dim"
+            ),
             overflow="ellipsis",
             no_wrap=True,
         )
@@ -393,46 +355,9 @@ def _print_anomalies(
             )
         return
     for label, rows in buckets:
-        if not rows:
-            continue
-        age_label = "Running for" if label == "Running" else "Duration"
-        table = Table(
-            title=f"{label} ({len(rows)})",
-            title_justify="left",
-            title_style="bold",
-            box=None,
-            pad_edge=False,
-            header_style="bold",
-        )
-        table.add_column(age_label, justify="right", no_wrap=True)
-        table.add_column("Action", no_wrap=True)
-        table.add_column("Detail", overflow="fold")
-        table.add_column("PID", justify="right", no_wrap=True)
-        table.add_column("Started", no_wrap=True)
-        if label == "Running":
-            from autotrace.cli.render import parent_cell, where_cell
-
-            table.add_column("Parent", no_wrap=True)
-            table.add_column("Where it waits", overflow="fold")
-        for row in rows:
-            extra = []
-            if label == "Running":
-                extra = [parent_cell(row.parent_id, rows), where_cell(row.row(as_of))]
-            detail = Text(row.detail or row.message)
-            if row.error is not None:
-                detail.append(f"  {row.error_type or 'error'}: {row.error}", style="red")
-            table.add_row(
-                format_duration(row.age(as_of)),
-                Text(row.action, style="cyan"),
-                detail,
-                str(row.pid) if row.pid is not None else "",
-                datetime.fromtimestamp(row.start_time).strftime("%H:%M:%S")
-                if row.start_time
-                else "",
-                *extra,
-            )
-        console.print()
-        console.print(table)
+        if rows:
+            console.print()
+            console.print(action_table(rows, title=f"{label} ({len(rows)})"))
 
 
 # -- formatting ---------------------------------------------------------------------

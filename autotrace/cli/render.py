@@ -1,6 +1,8 @@
-"""Rendering for people: rich tables of running actions, runs and stack snapshots.
+"""Rendering for people: rich tables of action rows, runs and stack snapshots.
 
-Every text that comes from a trace file reaches rich as a ``Text`` object, never as markup.
+Everything renders the one row model (``autotrace.read.model.ActionRow``); ``action_table``
+is the one table of actions (`anomalies`, `anomalies --run`, `--watch`). Every text that
+comes from a trace file reaches rich as a ``Text`` object, never as markup.
 """
 
 from __future__ import annotations
@@ -8,17 +10,22 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import click
 
 from autotrace import config
-
-if TYPE_CHECKING:
-    from autotrace.read.run import RunTrace
+from autotrace.read.model import ActionRow, Frame, blamed_index, frames_of, snapshot_rows
+from autotrace.read.run import RunTrace, RunView, run_view
 
 INNERMOST = 3  # frames shown per action in tables
+
+
+def frame_text(frame: Frame) -> str:
+    """``file:line in function``, the file shortened (cwd, site-packages, stdlib)."""
+    return f"{_short(frame.file)}:{frame.line} in {frame.function}"
 
 
 def _short(path: str) -> str:
@@ -58,45 +65,41 @@ def format_duration(seconds: float) -> str:
     return f"{days}d {hours:02d}h"
 
 
-def where_cell(row: dict[str, Any]) -> Any:
-    """The innermost frames, innermost first, the blamed line in bold (plain Text: escaped)."""
+def clock(t: float | None) -> str:
+    """Local time of day of an epoch time ("" when there is none or it is out of range)."""
+    if not t:
+        return ""
+    try:
+        return datetime.fromtimestamp(t).strftime("%H:%M:%S")
+    except (ValueError, OverflowError, OSError):
+        return ""
+
+
+def where_cell(row: ActionRow) -> Any:
+    """The innermost frames, innermost first, the blamed one in bold (plain Text: escaped)."""
     from rich.text import Text
 
     text = Text()
-    where = row.get("where") or ""
-    stack = row.get("stack") or []
-    shown = stack[-INNERMOST:]
-    if where and not any(where == _full(e) for e in shown):
-        text.append(_short_where(where), style="bold")
-    for entry in reversed(shown):
+    frames = row.frames
+    first = max(0, len(frames) - INNERMOST)
+    if row.where and (row.blamed is None or row.blamed < first):
+        text.append(_short_where(row.where), style="bold")
+    for i in range(len(frames) - 1, first - 1, -1):
         if text:
             text.append("\n")
-        blamed = where == _full(entry)
-        text.append(
-            f"{_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}",
-            style="bold" if blamed else "dim",
-        )
+        text.append(frame_text(frames[i]), style="bold" if i == row.blamed else "dim")
     if not text:
         text.append("(no stack yet)", style="dim")
     return text
 
 
-def _full(entry: dict[str, Any]) -> str:
-    return f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
-
-
-def parent_cell(parent_id: str | None, rows: Iterable[Any]) -> Any:
-    """The parent action's name when it is open too, else its trace_id (or '-')."""
+def chain_cell(row: ActionRow, names: dict[str, str]) -> Any:
+    """The running ancestors, outermost first (``Run Task > Tool Call``), or '-'."""
     from rich.text import Text
 
-    if not parent_id:
+    if not row.chain:
         return Text("-", style="dim")
-    for row in rows:
-        trace_id = row["trace_id"] if isinstance(row, dict) else row.trace_id
-        if trace_id == parent_id:
-            action = row["action"] if isinstance(row, dict) else row.action
-            return Text(f"{action} ({parent_id})", style="dim")
-    return Text(parent_id, style="dim")
+    return Text(" > ".join(names.get(tid, tid) for tid in row.chain), style="dim")
 
 
 def _short_where(where: str) -> str:
@@ -104,58 +107,88 @@ def _short_where(where: str) -> str:
     return _short(path) + sep + rest if sep else where
 
 
-def action_table(rows: list[dict[str, Any]], threshold: float, *, show_pid: bool = True) -> Any:
-    """Running actions as a rich Table: stuck ones (past ``threshold``) highlighted."""
+def action_table(
+    rows: Sequence[ActionRow],
+    *,
+    title: str | None = None,
+    threshold: float | None = None,
+    show_pid: bool = True,
+    context: Sequence[ActionRow] = (),
+) -> Any:
+    """Action rows as one rich Table (every view's). Running rows get the chain they run
+    in and where they wait; stuck ones (past ``threshold``) are highlighted, abandoned
+    ones red. ``context``: more rows whose names the chains may use."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(expand=True, show_lines=True)
+    running = any(r.outcome == "running" for r in rows)
+    names = {r.trace_id: r.action for r in (*context, *rows)}
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=None,
+        pad_edge=False,
+        header_style="bold",
+        expand=False,
+    )
+    table.add_column("Running for" if running else "Duration", justify="right", no_wrap=True)
+    table.add_column("Action", no_wrap=True)
+    table.add_column("Detail", overflow="fold", ratio=2)
     if show_pid:
-        table.add_column("pid", no_wrap=True)
-    table.add_column("action", no_wrap=True)
-    table.add_column("detail", overflow="fold", ratio=2)
-    table.add_column("age", justify="right", no_wrap=True)
-    table.add_column("parent", no_wrap=True)
-    table.add_column("where it waits", overflow="fold", ratio=3)
+        table.add_column("PID", justify="right", no_wrap=True)
+    table.add_column("Started", no_wrap=True)
+    if running:
+        table.add_column("Within", overflow="fold")
+        table.add_column("Where it waits", overflow="fold", ratio=3)
     for row in rows:
-        stuck = row["duration"] >= threshold
-        style = "red" if row.get("abandoned") else ("bold yellow" if stuck else "")
-        age = format_duration(row["duration"]) + (" abandoned" if row.get("abandoned") else "")
-        cells = [
-            Text(str(row.get("action")), style=style),
-            Text(str(row.get("detail") or "")),
-            Text(age, style=style),
-            parent_cell(row.get("parent_id"), rows),
-            where_cell(row),
+        stuck = threshold is not None and row.outcome == "running" and row.duration >= threshold
+        style = "red" if row.abandoned else ("bold yellow" if stuck else "")
+        age = Text(format_duration(row.duration), style=style)
+        if row.abandoned:
+            age.append(" abandoned", style=style)
+        detail = Text(row.detail)
+        if row.error is not None:
+            detail.append(f"  {row.error_type or 'error'}: {row.error}", style="red")
+        cells: list[Any] = [
+            age,
+            Text(row.action, style=style or ("cyan" if row.leaf else "dim cyan")),
+            detail,
         ]
         if show_pid:
-            cells.insert(0, Text(str(row.get("pid"))))
+            cells.append(str(row.pid) if row.pid is not None else "")
+        cells.append(clock(row.start))
+        if running:
+            cells += [chain_cell(row, names), where_cell(row)]
         table.add_row(*cells)
     return table
 
 
-def render_run(report: dict[str, Any], threshold: float) -> list[Any]:
-    """The whole run for people: one titled table per process, culprit's process first."""
+def render_run(view: RunView, threshold: float) -> list[Any]:
+    """The whole run for people: one titled table per process, the culprit's process first."""
     from rich.text import Text
 
-    out: list[Any] = [Text(f"run {report['run_id']}", style="bold")]
-    for proc in report["processes"]:
-        state = proc["state"]
+    out: list[Any] = [Text(f"run {view.run_id or '-'}", style="bold")]
+    everything = view.anomalies.running
+    for proc in view.processes:
+        state = proc.state
         style = {"running": "green", "dead": "bold red", "exited": "dim"}.get(state, "")
         title = Text()
-        title.append(f"pid {proc['pid']}", style="bold")
-        if proc.get("parent_pid"):
-            title.append(f" (parent {proc['parent_pid']})", style="dim")
+        title.append(f"pid {proc.pid}", style="bold")
+        if proc.parent_pid:
+            title.append(f" (parent {proc.parent_pid})", style="dim")
         title.append(f" {state}", style=style)
         if state == "dead":
             title.append(" without exit records: open actions abandoned", style=style)
-        title.append("\n  " + shlex.join(proc["argv"]) if proc["argv"] else "")
-        counts = [f"{n} {k}" for k, n in proc["counts"].items() if n]
+        title.append("\n  " + shlex.join(proc.argv) if proc.argv else "")
+        counts = [f"{n} {k}" for k, n in proc.counts.items() if n]
         if counts:
             title.append("\n  " + ", ".join(counts), style="dim")
         out.append(title)
-        if proc["running"]:
-            out.append(action_table(proc["running"], threshold, show_pid=False))
+        if proc.running:
+            out.append(
+                action_table(proc.running, threshold=threshold, show_pid=False, context=everything)
+            )
         else:
             out.append(Text("  no running actions", style="dim"))
     return out
@@ -170,16 +203,14 @@ def stuck_threshold(value: float | None = None) -> float:
 
 def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -> None:
     """Print the whole-run anomalies (``anomalies --run``)."""
-    from autotrace.read.run import run_report
-
-    report = run_report(run)
+    view = run_view(run)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(view.as_json(), indent=2, allow_nan=False))
         return
     from autotrace.cli.console import make_console
 
     console = make_console()
-    for part in render_run(report, stuck_threshold(threshold)):
+    for part in render_run(view, stuck_threshold(threshold)):
         console.print(part)
 
 
@@ -192,41 +223,50 @@ def render_snapshot(snap: dict[str, Any]) -> list[Any]:
     if snap.get("trace_file"):
         head.append(f"  written to {snap['trace_file']}", style="dim")
     out.append(head)
-    acts = snap.get("actions") or []
-    out.append(Text(f"\n{len(acts)} open action(s)", style="bold"))
-    for entry in acts:
-        title = Text(f"\n{entry.get('stuck_action')}: {entry.get('detail')}", style="bold yellow")
+    rows = snapshot_rows(snap)
+    names = {r.trace_id: r.action for r in rows}
+    out.append(Text(f"\n{len(rows)} open action(s)", style="bold"))
+    for row in rows:
+        title = Text(f"\n{row.action}: {row.detail}", style="bold yellow")
         title.append(
-            f"  open {format_duration(float(entry.get('age') or 0))}"
-            f"  thread {entry.get('thread')}"
-            + (f"  task {entry.get('task')}" if entry.get("task") else "")
-            + f"  [{entry.get('trace_id')}]",
+            f"  open {format_duration(row.duration)}"
+            f"  thread {row.thread}"
+            + (f"  task {row.task}" if row.task else "")
+            + f"  [{row.trace_id}]",
             style="dim",
         )
+        if row.chain:
+            title.append(
+                "\n  within " + " > ".join(names.get(t, t) for t in row.chain), style="dim"
+            )
         out.append(title)
-        out.append(_stack_text(entry.get("stack") or [], entry.get("where") or ""))
+        out.append(_stack_text(row.frames, row.blamed))
     threads = snap.get("threads") or []
     out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))
     for thread in threads:
+        if not isinstance(thread, dict):
+            continue
+        frames = frames_of(thread.get("stack"))
+        where = str(thread.get("where") or "")
         out.append(Text(f"\nthread {thread.get('name')}", style="bold"))
-        out.append(_stack_text(thread.get("stack") or [], thread.get("where") or ""))
+        out.append(_stack_text(frames, blamed_index(frames, where)))
     return out
 
 
-def _stack_text(stack: list[dict[str, Any]], where: str) -> Any:
+def _stack_text(frames: Sequence[Frame], blamed: int | None) -> Any:
     from rich.text import Text
 
     text = Text()
-    for entry in stack:
-        line = f"  {_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}"
-        blamed = (
-            where and where == f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
-        )
+    for i, frame in enumerate(frames):
         if text:
             text.append("\n")
-        text.append(line + ("   <- waits here" if blamed else ""), style="bold" if blamed else "")
-        if entry.get("code"):
-            text.append(f"\n      {entry['code']}", style="dim")
-    if not stack:
+        here = i == blamed
+        text.append(
+            "  " + frame_text(frame) + ("   <- waits here" if here else ""),
+            style="bold" if here else "",
+        )
+        if frame.code:
+            text.append(f"\n      {frame.code}", style="dim")
+    if not frames:
         text.append("  (no Python frames)", style="dim")
     return text

@@ -1,75 +1,100 @@
-"""Diagnosis: where the running actions of a run wait, read from the trace files.
+"""A whole run: the trace files of a parent and every traced child process, read together.
 
-``RunTrace`` reads the files of one run (the parent and every traced child process,
-tied together by the ``run_id`` of their ``[autotrace] process start`` record) and
-keeps, per process, its open actions and the latest stack the watchdog wrote for
-each. It reads incrementally (only what was appended since the last refresh), so
-``anomalies --watch`` can refresh it cheaply. ``stacks_command`` asks a live process
-for a snapshot through the watchdog's socket.
+``RunTrace`` finds the files of one run (tied together by the ``run_id`` of their
+process header) and reads each incrementally (``ProcessTrace``: only what was appended
+since the last refresh), so ``anomalies --watch`` and the exporters can refresh it
+cheaply. ``run_view`` turns it into rows: one ranking over every process, in which the
+outermost open actions of a traced child process count as children of the
+``Subprocess`` action that started it.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import shlex
 import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotrace import records
-from autotrace.read.reader import TraceReadError
-
-PROCESS_START = f"{records.MESSAGE_PREFIX} process start"
-
+from autotrace.read.files import (
+    Header,
+    TraceReadError,
+    list_trace_files,
+    open_trace,
+    pid_from_name,
+    read_header,
+)
+from autotrace.read.model import ActionRow, Anomalies, anomalies_of, ended_order, rank
+from autotrace.read.reader import Record, TraceReader
+from autotrace.records import DOCKER, SUBPROCESS
 
 # -- one file -------------------------------------------------------------------
 
 
+OnRecord = Callable[["ProcessTrace", Record], None]
+
+
 class ProcessTrace:
-    """One process's trace file, read so far (``autotrace.read.reader.TraceScanner`` underneath)."""
+    """One process's trace file, read so far; ``refresh()`` reads what was appended.
 
-    def __init__(self, path: Path) -> None:
-        from autotrace.read.reader import TraceScanner
+    ``on_record(trace, record)``, when given, sees every valid record as it is read (a
+    ``.gz`` file that grew is read again from its start: its records are seen again).
+    """
 
+    def __init__(self, path: Path, on_record: OnRecord | None = None) -> None:
         self.path = path
-        self.scanner = TraceScanner(path.name)
-        self.header: dict[str, Any] | None = None
-        self.running: dict[str, dict[str, Any]] = {}  # trace_id -> its enter record
-        self.stacks: dict[str, dict[str, Any]] = {}  # trace_id -> latest stack
+        self.on_record = on_record
+        self.reader = self._new_reader()
+        self.header: Header | None = None
         self.last_write = 0.0
         self.gone = False
         self._gz_size = -1
 
+    def _new_reader(self) -> TraceReader:
+        hook = self.on_record
+        if hook is None:
+            return TraceReader(self.path.name)
+        return TraceReader(self.path.name, on_record=lambda record: hook(self, record))
+
     @property
     def offset(self) -> int:
-        return self.scanner.offset
+        """Bytes read so far (of the decompressed stream for a ``.gz`` file)."""
+        return self.reader.offset
+
+    @property
+    def running(self) -> dict[str, Any]:
+        """trace_id -> enter record of the actions open so far, in order of entry."""
+        return self.reader.running
 
     @property
     def pid(self) -> int | None:
         """The process id: from the header, else from the file name."""
-        if self.header and isinstance(self.header.get("pid"), int):
-            return int(self.header["pid"])
-        digits = self.path.name[len("trace-") :].split(".", 1)[0]
-        return int(digits) if digits.isdigit() else None
+        if self.header is not None and self.header.pid is not None:
+            return self.header.pid
+        return pid_from_name(self.path.name)
 
     @property
     def run_id(self) -> str | None:
-        return (self.header or {}).get("run_id")
+        """The run the header names (None: no header yet, or not ours)."""
+        return self.header.run_id if self.header else None
 
     @property
     def parent_pid(self) -> int | None:
-        return (self.header or {}).get("parent_pid")
+        """The traced process that started this one, as the header says."""
+        return self.header.parent_pid if self.header else None
 
     @property
     def argv(self) -> list[str]:
-        return [str(a) for a in (self.header or {}).get("argv") or []]
+        """The (redacted) command line the header records."""
+        return list(self.header.argv) if self.header else []
 
     @property
     def started(self) -> float | None:
-        """When the process wrote its first record (epoch seconds)."""
-        return _epoch((self.header or {}).get("timestamp"))
+        """When the process wrote its header (epoch seconds)."""
+        return self.header.started if self.header else None
 
     def refresh(self) -> bool:
         """Read what was appended since the last call; True when something new was read."""
@@ -83,61 +108,48 @@ class ProcessTrace:
             # in gzip, so a grown file is read again from the start.
             if st.st_size == self._gz_size:
                 return False
-            from autotrace.read.reader import open_trace
-
-            self.__init__(self.path)  # type: ignore[misc]
+            self.reader = self._new_reader()
             self._gz_size = st.st_size
-            import zlib
-
-            with open_trace(self.path) as f:
-                try:
-                    self.scanner.feed_stream(f)
-                except (OSError, EOFError, zlib.error):
-                    # Truncated, or still being compressed: keep the records read so far.
-                    self.scanner.problems.note("torn", "compressed file ended early")
-            self.scanner.close()
+            try:
+                with open_trace(self.path) as f:
+                    self.reader.feed_stream(f)
+            except (TraceReadError, OSError, EOFError, zlib.error):
+                # Unreadable, or still being compressed: keep the records read so far.
+                self.reader.problems.note("torn", "compressed file ended early")
+            self.reader.close()
         else:
-            if st.st_size < self.scanner.offset:  # truncated or replaced: read it again
-                self.__init__(self.path)  # type: ignore[misc]
-            if st.st_size == self.scanner.offset:
+            if st.st_size < self.reader.offset:  # truncated or replaced: read it again
+                self.reader = self._new_reader()
+                self.header = None
+            if st.st_size == self.reader.offset:
                 return False
-            with open(self.path, "rb") as f:
-                f.seek(self.scanner.offset)
-                self.scanner.feed(f.read(st.st_size - self.scanner.offset))
+            try:
+                with open_trace(self.path) as f:
+                    f.seek(self.reader.offset)
+                    self.reader.feed_stream(f)  # chunk by chunk: memory stays flat
+            except (TraceReadError, OSError):
+                self.gone = True
+                return False
+        if self.header is None:
+            self.header = read_header(self.path)
         self.last_write = max(self.last_write, st.st_mtime)
-        self._update()
         return True
 
-    def _update(self) -> None:
-        from autotrace.read.reader import latest_stacks
-
-        scanner = self.scanner
-        if self.header is None:
-            processes = scanner.process_records()
-            self.header = processes[0] if processes else None
-        self.running = {r.trace_id: r.record for r in scanner.open_actions()}
-        stacks = latest_stacks(scanner.agent_records)
-        self.stacks = {tid: stacks[tid] for tid in self.running if tid in stacks}
-
-    def state(self, now: float | None = None) -> str:
+    def state(self) -> str:
         """'running', 'exited' (gone with nothing open) or 'dead' (gone with actions open)."""
         if self.path.name.endswith(".gz"):
             return "exited"
         pid = self.pid
         if pid is not None and process_alive(pid, self.started):
             return "running"
-        return "dead" if self.running else "exited"
+        return "dead" if self.reader.running else "exited"
 
-
-def _epoch(timestamp: Any) -> float | None:
-    if not isinstance(timestamp, str):
-        return None
-    try:
-        from datetime import datetime
-
-        return datetime.fromisoformat(timestamp).timestamp()
-    except ValueError:
-        return None
+    def anomalies(self, as_of: float) -> Anomalies:
+        """This file's anomalies (running rows not ranked: the run ranks them together)."""
+        until = None
+        if self.state() != "running":
+            until = self.last_write or as_of
+        return anomalies_of(self.reader, as_of=as_of, pid=self.pid, until=until, rank_running=False)
 
 
 def process_alive(pid: int, started: float | None = None) -> bool:
@@ -148,6 +160,8 @@ def process_alive(pid: int, started: float | None = None) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -171,78 +185,42 @@ def process_alive(pid: int, started: float | None = None) -> bool:
 # -- one run --------------------------------------------------------------------
 
 
-def trace_files(directory: Path) -> list[Path]:
-    """Trace files in ``directory``, newest first."""
-    try:
-        paths = [
-            p
-            for p in directory.iterdir()
-            if p.name.startswith("trace-") and p.name.endswith((".log", ".log.gz"))
-        ]
-    except OSError:
-        return []
-    return sorted(paths, key=_mtime, reverse=True)
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
-
-
-def read_header(path: Path) -> dict[str, Any] | None:
-    """The ``[autotrace] process start`` record that opens a file, if it has one."""
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                line = f.readline(1 << 20)
-        else:
-            with open(path, "rb") as f:
-                line = f.readline(1 << 20)
-        rec = json.loads(line)
-    except (OSError, EOFError, ValueError):
-        return None
-    if isinstance(rec, dict) and rec.get("message") == PROCESS_START:
-        return rec
-    return None
-
-
 class RunTrace:
-    """Every trace file of one run, refreshed incrementally."""
+    """Every trace file of one run, refreshed incrementally (``on_record``: see ProcessTrace)."""
 
-    def __init__(self, directory: Path, run_id: str | None, files: list[Path] | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        run_id: str | None,
+        files: list[Path] | None = None,
+        on_record: OnRecord | None = None,
+    ):
         self.directory = directory
         self.run_id = run_id
+        self.on_record = on_record
         self.processes: dict[Path, ProcessTrace] = {}
         self._known: set[Path] = set()
         for path in files or []:
-            self.processes[path] = ProcessTrace(path)
+            self.processes[path] = ProcessTrace(path, on_record)
             self._known.add(path)
 
     def discover(self) -> None:
         """Pick up the files of this run that appeared since the last call."""
         if self.run_id is None:
             return
-        for path in trace_files(self.directory):
+        for info in list_trace_files(self.directory):
+            path = info.path
             if path in self._known:
                 continue
             header = read_header(path)
-            if header is None and _size(path) == 0:
+            if header is None and info.size == 0:
                 continue  # just created: look again next time
             self._known.add(path)
-            if header is not None and header.get("run_id") == self.run_id:
+            if header is not None and header.run_id == self.run_id:
                 # trace-PID.log compressed to trace-PID.log.gz: the same process.
                 if path.name.endswith(".gz"):
                     self.processes.pop(path.with_name(path.name[: -len(".gz")]), None)
-                self.processes[path] = ProcessTrace(path)
+                self.processes[path] = ProcessTrace(path, self.on_record)
 
     def refresh(self) -> bool:
         """Read what every file of the run appended; True when anything changed."""
@@ -252,106 +230,152 @@ class RunTrace:
             changed |= trace.refresh()
         return changed
 
-    def rows(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Every running or abandoned action of the run, culprit first."""
-        now = time.time() if now is None else now
-        out: list[dict[str, Any]] = []
-        for trace in self.processes.values():
-            out.extend(process_rows(trace, now))
-        return rank(out, self)
+    def rows(self, now: float | None = None) -> list[ActionRow]:
+        """Every running (or abandoned) action of the run, ranked culprit first."""
+        return run_view(self, now).anomalies.running
 
-    def processes_ranked(self, rows: list[dict[str, Any]]) -> list[ProcessTrace]:
-        """Processes ordered by their best-ranked action, then by start."""
-        order: dict[int | None, int] = {}
-        for i, row in enumerate(rows):
-            order.setdefault(row["pid"], i)
-        return sorted(
-            self.processes.values(),
-            key=lambda t: (order.get(t.pid, len(rows)), t.started or 0.0),
+
+@dataclass
+class ProcessView:
+    """One process of a run as the views show it."""
+
+    pid: int | None
+    parent_pid: int | None
+    argv: list[str]
+    state: str
+    trace_file: Path
+    last_write: float
+    running: list[ActionRow]
+    counts: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        """The process entry of `anomalies --run --json`."""
+        return {
+            "pid": self.pid,
+            "parent_pid": self.parent_pid,
+            "argv": self.argv,
+            "state": self.state,
+            "trace_file": str(self.trace_file),
+            "last_write": self.last_write,
+            "running": [r.as_json() for r in self.running],
+            "counts": self.counts,
+        }
+
+
+@dataclass
+class RunView:
+    """A run's anomalies (one ranking over every process) and its processes, culprit's first."""
+
+    run_id: str | None
+    as_of: float
+    trace_files: list[Path]
+    anomalies: Anomalies
+    processes: list[ProcessView] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The `anomalies --run --json` document: inspect's envelope over the whole run
+        plus ``run_id``, ``trace_files`` and ``processes``."""
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "as_of": self.as_of,
+            "trace_files": [str(p) for p in self.trace_files],
+        }
+        for name, rows in self.anomalies.buckets().items():
+            out[name] = [r.as_json() for r in rows]
+        out["processes"] = [p.as_json() for p in self.processes]
+        return out
+
+
+def run_view(run: RunTrace, now: float | None = None) -> RunView:
+    """The run as rows: every process's anomalies, running ranked together (leaf first)."""
+    now = time.time() if now is None else now
+    per_file = {path: trace.anomalies(now) for path, trace in run.processes.items()}
+    running = [row for a in per_file.values() for row in a.running]
+    ranked = rank(running, _adopted(run, per_file))
+    order = {id(row): i for i, row in enumerate(ranked)}
+    processes = []
+    for path, trace in run.processes.items():
+        a = per_file[path]
+        processes.append(
+            ProcessView(
+                pid=trace.pid,
+                parent_pid=trace.parent_pid,
+                argv=trace.argv,
+                state=trace.state(),
+                trace_file=path,
+                last_write=trace.last_write,
+                running=sorted(a.running, key=lambda r: order[id(r)]),
+                counts={
+                    "cancelled": len(a.cancelled),
+                    "errors": len(a.errors),
+                    "timeouts": len(a.timeouts),
+                },
+            )
         )
-
-
-def process_rows(trace: ProcessTrace, now: float) -> list[dict[str, Any]]:
-    """The open actions of one process as anomaly rows (abandoned when it died)."""
-    state = trace.state(now)
-    abandoned = state != "running"
-    until = trace.last_write if abandoned and trace.last_write else now
-    rows = []
-    for trace_id, rec in list(trace.running.items()):
-        start = rec.get("start_time")
-        start = (
-            float(start)
-            if isinstance(start, (int, float))
-            else (_epoch(rec.get("timestamp")) or until)
-        )
-        stack = trace.stacks.get(trace_id, {})
-        rows.append(
-            {
-                "action": rec.get("action"),
-                "detail": rec.get("detail", ""),
-                "start_time": start,
-                "duration": max(0.0, until - start),
-                "error": None,
-                "trace_id": trace_id,
-                "pid": rec.get("pid", trace.pid),
-                "parent_id": rec.get("parent_id"),
-                "thread": rec.get("thread"),
-                "task": rec.get("task"),
-                "child_pid": rec.get("child_pid"),
-                "abandoned": abandoned,
-                "stack": stack.get("stack") or [],
-                "where": stack.get("where") or "",
-            }
-        )
-    return rows
-
-
-def _spawned_child(row: dict[str, Any], run: RunTrace | None) -> bool:
-    """A Subprocess/Docker action whose traced child process still has open actions."""
-    if run is None or row["action"] not in (records.SUBPROCESS, records.DOCKER):
-        return False
-    child_pid = row.get("child_pid")
-    for child in run.processes.values():
-        if not child.running:
-            continue
-        if child_pid is not None and child.pid == child_pid:
-            return True
-        if child.parent_pid != row["pid"]:
-            continue
-        if child.started is not None and child.started + 1.0 < row["start_time"]:
-            continue
-        child_cmd = shlex.join(child.argv[1:]) if len(child.argv) > 1 else ""
-        if not child_cmd or child_cmd in row["detail"] or row["detail"] in child_cmd:
-            return True
-    return False
-
-
-def rank(rows: list[dict[str, Any]], run: RunTrace | None = None) -> list[dict[str, Any]]:
-    """Culprit first: actions nothing else of ours waits on, oldest first, then the rest
-    innermost first.
-
-    An action waits on another when it is that one's parent, or when it started a
-    traced child process that has open actions.
-    """
-    parents = {row["parent_id"] for row in rows if row.get("parent_id")}
-    for row in rows:
-        row["waits_on_other"] = row["trace_id"] in parents or _spawned_child(row, run)
-    # Leaves oldest first; then the waiting ones innermost (newest) first.
-    return sorted(
-        rows,
-        key=lambda r: (
-            r["waits_on_other"],
-            r["duration"] if r["waits_on_other"] else -r["duration"],
+    first = {p.pid: order[id(p.running[0])] for p in processes if p.running}
+    processes.sort(key=lambda p: (first.get(p.pid, len(ranked)), _started(run, p)))
+    return RunView(
+        run_id=run.run_id,
+        as_of=now,
+        trace_files=list(run.processes),
+        anomalies=Anomalies(
+            running=ranked,
+            cancelled=ended_order(r for a in per_file.values() for r in a.cancelled),
+            errors=ended_order(r for a in per_file.values() for r in a.errors),
+            timeouts=ended_order(r for a in per_file.values() for r in a.timeouts),
         ),
+        processes=processes,
     )
 
 
+def _started(run: RunTrace, view: ProcessView) -> float:
+    trace = run.processes.get(view.trace_file)
+    return (trace.started if trace else None) or 0.0
+
+
+def _adopted(run: RunTrace, per_file: dict[Path, Anomalies]) -> dict[str, str]:
+    """Cross-process links: trace id of a child process's outermost open action -> the
+    ``Subprocess`` / ``Docker`` action that started that process."""
+    links: dict[str, str] = {}
+    taken: set[Path] = set()
+    for parent_path, a in per_file.items():
+        for row in a.running:
+            if row.action not in (SUBPROCESS, DOCKER):
+                continue
+            for path, child in run.processes.items():
+                if path == parent_path or path in taken or not per_file[path].running:
+                    continue
+                if _started_by(row, child):
+                    taken.add(path)
+                    ids = {r.trace_id for r in per_file[path].running}
+                    for r in per_file[path].running:
+                        if r.parent_id not in ids:
+                            links[r.trace_id] = row.trace_id
+                    break
+    return links
+
+
+def _started_by(row: ActionRow, child: ProcessTrace) -> bool:
+    """Whether traced process ``child`` is the one the Subprocess action ``row`` started:
+    its pid is the action's ``child_pid``, else its header names the action's process as
+    parent, it started after the action and its command line matches the detail."""
+    if row.child_pid is not None:
+        return child.pid == row.child_pid
+    if child.parent_pid is None or child.parent_pid != row.pid:
+        return False
+    if child.started is not None and row.start is not None and child.started + 1.0 < row.start:
+        return False
+    argv = child.argv
+    child_cmd = shlex.join(argv[1:]) if len(argv) > 1 else ""
+    return not child_cmd or child_cmd in row.detail or row.detail in child_cmd
+
+
 def default_run(directory: Path) -> str | None:
-    """The run of the newest trace file that has a process record."""
-    for path in trace_files(directory):
-        header = read_header(path)
-        if header is not None and header.get("run_id"):
-            return str(header["run_id"])
+    """The run of the newest trace file that has a process header."""
+    for info in list_trace_files(directory):
+        header = read_header(info.path)
+        if header is not None and header.run_id:
+            return header.run_id
     return None
 
 
@@ -373,45 +397,10 @@ def run_of(directory: Path, run_id: str | None = None, path: Path | None = None)
     """The run named ``run_id``, else the run of ``path`` (just that file if it has none)."""
     if not run_id and path is not None:
         header = read_header(path)
-        run_id = str(header["run_id"]) if header and header.get("run_id") else None
+        run_id = header.run_id if header else None
         if run_id is None:
+            open_trace(path).close()  # a file that cannot be read is an error, not "no run"
             run = RunTrace(directory, None, [path])
             run.refresh()
             return run
     return load_run(directory, run_id)
-
-
-def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
-    """The whole run as JSON: inspect's envelope over every file of the run (running
-    culprit first, with ``abandoned``, ``stack``, ``where``), plus each process with its
-    command line and state."""
-    now = time.time() if now is None else now
-    rows = run.rows(now)
-    ended: dict[str, list[dict[str, Any]]] = {"cancelled": [], "errors": [], "timeouts": []}
-    processes = []
-    for trace in run.processes_ranked(rows):
-        buckets = trace.scanner.anomalies().buckets_json(now)
-        for name in ended:
-            ended[name].extend(buckets[name])
-        processes.append(
-            {
-                "pid": trace.pid,
-                "parent_pid": trace.parent_pid,
-                "argv": trace.argv,
-                "state": trace.state(now),
-                "trace_file": str(trace.path),
-                "last_write": trace.last_write,
-                "running": [r for r in rows if r["pid"] == trace.pid],
-                "counts": {name: len(buckets[name]) for name in ended},
-            }
-        )
-    for name in ended:  # inspect's order: most recently ended first
-        ended[name].sort(key=lambda r: (r["start_time"] or 0) + (r["duration"] or 0), reverse=True)
-    return {
-        "run_id": run.run_id,
-        "as_of": now,
-        "trace_files": [str(p) for p in run.processes],
-        "running": rows,
-        **ended,
-        "processes": processes,
-    }

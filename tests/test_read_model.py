@@ -1,0 +1,167 @@
+"""The one row model and the one ranking: leaf first, chains of running ancestors, natives tied in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from autotrace import records
+from autotrace.cli.main import main
+from autotrace.read.model import ActionRow, Frame, anomalies_of, blamed_index, rank, shown_action
+from autotrace.read.reader import TraceReader
+
+T0 = 1_795_700_000.0
+PID = 4321
+
+
+def native(event: str, action: str, detail: str, tid: str, t: float) -> dict[str, Any]:
+    """A record as inspect's own trace_action writes it: no pid, no parent."""
+    out: dict[str, Any] = {
+        "timestamp": "2026-11-27T03:00:00.000000+00:00",
+        "level": "TRACE",
+        "message": f"sample=1\n{action}: {detail} ({event})",
+        "action": action,
+        "detail": detail,
+        "event": event,
+        "trace_id": tid,
+        "start_time": t,
+        "task": "demo",
+        "sample_id": 1,
+    }
+    return out
+
+
+def native_parent(tid: str, parent: str) -> bytes:
+    """What the agent writes when it adopts a native action that runs inside another."""
+    return records.message_line(
+        "[autotrace] native action parent",
+        T0,
+        {"event_kind": records.NATIVE_PARENT_KIND, "trace_id": tid, "parent_id": parent},
+    )
+
+
+def ours(action: str, detail: str, tid: str, t: float, parent: str | None) -> bytes:
+    lines = records.ActionLines(
+        action, detail, tid, pid=PID, thread="MainThread", task=None, parent_id=parent
+    )
+    return lines.line("enter", t, start_time=t)
+
+
+def eval_file(tmp_path: Path) -> Path:
+    """An inspect eval hung in a tool's subprocess: Run Task > Tool Call > Subprocess, plus
+    an unrelated native Log Write that is still open and a root (no link)."""
+    path = tmp_path / f"trace-{PID}.log"
+    path.write_bytes(
+        b"".join(
+            [
+                json.dumps(native("enter", "Run Task", "demo", "run-task", T0)).encode() + b"\n",
+                json.dumps(native("enter", "Log Write", "logs/x.eval", "log", T0 + 5)).encode()
+                + b"\n",
+                json.dumps(native("enter", "Tool Call", "sleeper()", "tool", T0 + 10)).encode()
+                + b"\n",
+                native_parent("tool", "run-task"),
+                ours("Subprocess", "sleep 600", "sub", T0 + 11, "tool"),
+            ]
+        )
+    )
+    return path
+
+
+def read(path: Path) -> TraceReader:
+    reader = TraceReader(path.name)
+    reader.feed(path.read_bytes())
+    reader.close()
+    return reader
+
+
+def test_the_deepest_running_action_comes_first_with_its_chain(tmp_path: Path) -> None:
+    path = eval_file(tmp_path)
+    running = anomalies_of(read(path), as_of=T0 + 100, pid=PID).running
+    assert [r.trace_id for r in running] == ["log", "sub", "tool", "run-task"]
+    log, sub, tool, run_task = running
+    # The Log Write has no link: a root of its own (and a leaf, older than the Subprocess).
+    assert log.chain == () and log.leaf
+    assert sub.chain == ("run-task", "tool") and sub.leaf
+    assert (tool.chain, tool.leaf, run_task.leaf) == (("run-task",), False, False)
+    # Natives get the file's process; ours keep theirs.
+    assert {r.pid for r in running} == {PID}
+    assert sub.as_json()["chain"] == ["run-task", "tool"]
+    assert not sub.as_json()["waits_on_other"] and tool.as_json()["waits_on_other"]
+
+
+def test_both_views_put_the_subprocess_first_and_show_the_chain(tmp_path: Path) -> None:
+    path = eval_file(tmp_path)
+    # Without the open Log Write the Subprocess is the first row of every view.
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(line for line in lines if b'"log"' not in line))
+    runner = CliRunner()
+    single = json.loads(runner.invoke(main, ["anomalies", str(path), "--json"]).output)
+    run = json.loads(runner.invoke(main, ["anomalies", str(path), "--run", "--json"]).output)
+    for envelope in (single, run):
+        first = envelope["running"][0]
+        assert (first["action"], first["detail"]) == ("Subprocess", "sleep 600")
+        assert first["chain"] == ["run-task", "tool"]
+    text = runner.invoke(main, ["anomalies", str(path)], env={"COLUMNS": "200"}).output
+    assert "Run Task > Tool Call" in text
+    assert text.index("sleep 600") < text.index("sleeper()")
+
+
+def test_a_native_parent_record_for_an_action_that_ended_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "trace-1.log"
+    path.write_bytes(
+        json.dumps(native("enter", "Tool Call", "t", "tool", T0)).encode()
+        + b"\n"
+        + native_parent("gone", "tool")
+    )
+    reader = read(path)
+    assert reader.parents == {}
+
+
+def row(tid: str, duration: float, parent: str | None = None, **kw: Any) -> ActionRow:
+    return ActionRow(tid, "Tool Call", tid, "running", T0, duration, parent_id=parent, **kw)
+
+
+def test_leaves_oldest_first_then_ancestors_innermost_first() -> None:
+    rows = [
+        row("outer", 100),
+        row("mid", 90, "outer"),
+        row("leaf-young", 10, "mid"),
+        row("leaf-old", 80, "mid"),
+        row("other-root", 50),
+    ]
+    ranked = rank(rows)
+    assert [r.trace_id for r in ranked] == ["leaf-old", "other-root", "leaf-young", "mid", "outer"]
+    assert ranked[0].chain == ("outer", "mid")
+
+
+def test_adopted_links_and_cycles() -> None:
+    ranked = rank(
+        [row("sub", 30), row("child-root", 20), row("a", 5, "b"), row("b", 5, "a")],
+        adopted={"child-root": "sub"},
+    )
+    by_id = {r.trace_id: r for r in ranked}
+    assert by_id["child-root"].chain == ("sub",) and not by_id["sub"].leaf
+    assert by_id["a"].chain == ("b",) and by_id["b"].chain == ("a",)  # a cycle ends the walk
+
+
+def test_docker_subprocess_is_shown_as_docker() -> None:
+    assert shown_action("Subprocess", "docker version --format json") == "Docker"
+    assert shown_action("Subprocess", "/usr/bin/docker compose up") == "Docker"
+    assert shown_action("Subprocess", "echo docker") == "Subprocess"
+    assert shown_action("Subprocess", "sleep 600") == "Subprocess"
+    assert shown_action("Tool Call", "docker") == "Tool Call"
+
+
+def test_the_blamed_frame_is_an_index_into_the_frames() -> None:
+    frames = (
+        Frame("/w/main.py", 3, "<module>"),
+        Frame("/w/tool.py", 9, "tool", "subprocess.run(...)"),
+        Frame("/usr/lib/python3/subprocess.py", 2000, "_try_wait"),
+    )
+    assert blamed_index(frames, "/w/tool.py:9 in tool") == 1
+    assert blamed_index(frames, "/w/tool.py:10 in tool") is None
+    assert blamed_index(frames, "") is None
+    assert blamed_index((Frame("C:/x: y.py", 1, "f in g"),), "C:/x: y.py:1 in f in g") == 0
