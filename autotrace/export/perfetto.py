@@ -154,8 +154,10 @@ def export_perfetto(
     *,
     run_id: str | None = None,
     path: Path | None = None,
+    whole_run: bool = True,
 ) -> RunSpans:
-    """``inspect-trace export --format perfetto``: read the run and write its events."""
-    spans = read_spans(directory, run_id, path)
+    """``inspect-trace export --format perfetto``: read the run (or one file) and write
+    its events."""
+    spans = read_spans(directory, run_id, path, whole_run=whole_run)
     write_trace(spans, out)
     return spans

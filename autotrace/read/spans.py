@@ -180,10 +180,16 @@ def read_spans(
     run_id: str | None = None,
     path: Path | None = None,
     now: float | None = None,
+    *,
+    whole_run: bool = True,
 ) -> RunSpans:
     """The actions of run ``run_id`` in ``directory`` (default: the run of ``path``, else of
-    the newest file; ``path`` alone when its file has no run id)."""
-    run = _load_run(directory, run_id, path)
+    the newest file; ``path`` alone when its file has no run id or ``whole_run`` is off)."""
+    if path is not None and not whole_run and not run_id:
+        run = diagnose.RunTrace(directory, None, [path])
+        run.refresh()
+    else:
+        run = _load_run(directory, run_id, path)
     now = time.time() if now is None else now
     ranked = run.rows(now)
     spans = RunSpans(run.run_id, now)
