@@ -229,11 +229,13 @@ def timeline_command(
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
     with _read_errors():
         spans = read_spans(directory, run_id or None, path, whole_run=whole)
-        stats = timeline_page.write_page(
-            spans, output, max_bars=max_bars or timeline_page.MAX_BARS
-        )
+        stats = timeline_page.write_page(spans, output, max_bars=max_bars or timeline_page.MAX_BARS)
     _report(spans.problems.summary(str(path or directory)))
-    shown = f"{stats.bars:,} of {stats.actions:,}" if stats.bars < stats.actions else f"{stats.actions:,}"
+    shown = (
+        f"{stats.bars:,} of {stats.actions:,}"
+        if stats.bars < stats.actions
+        else f"{stats.actions:,}"
+    )
     click.echo(
         f"wrote {output} ({format_size(stats.size)}): {stats.processes} process(es), "
         f"{shown} actions"

@@ -81,37 +81,6 @@ def _kept(spans: RunSpans, max_bars: int) -> list[int]:
     return sorted(keep)
 
 
-def _process_order(spans: RunSpans) -> list[tuple[int, int]]:
-    """(process, depth): each root by start, each child right under its parent."""
-    procs = spans.processes
-    by_pid = {p.pid: n for n, p in enumerate(procs) if p.pid is not None}
-    children: dict[int, list[int]] = {}
-    roots = []
-    for n, p in enumerate(procs):
-        parent = by_pid.get(p.parent_pid) if p.parent_pid is not None else None
-        if parent is not None and parent != n:
-            children.setdefault(parent, []).append(n)
-        else:
-            roots.append(n)
-    started = [p.started if p.started is not None else math.inf for p in procs]
-    order: list[tuple[int, int]] = []
-    seen: set[int] = set()
-
-    def visit(n: int, depth: int) -> None:
-        if n in seen:
-            return
-        seen.add(n)
-        order.append((n, depth))
-        for child in sorted(children.get(n, []), key=lambda c: started[c]):
-            visit(child, depth + 1)
-
-    for n in sorted(roots, key=lambda r: started[r]):
-        visit(n, 0)
-    for n in range(len(procs)):  # a cycle of parent pids (reused pids): still shown
-        visit(n, 0)
-    return order
-
-
 def _density(spans: RunSpans, t0: float, t1: float, buckets: int) -> list[list[float]]:
     """Per process, the average number of open actions in each time bucket (all actions)."""
     width = (t1 - t0) / buckets or 1.0
@@ -138,7 +107,6 @@ def page_data(
     t0, t1 = spans.bounds()
     t1 = max(t1, spans.as_of if any(o >= 4 for o in spans.outcome) else t1)
     kept = _kept(spans, max_bars)
-    position = {i: k for k, i in enumerate(kept)}  # run index -> kept index
     strings: dict[str, int] = {}
 
     def sid(text: str) -> int:
@@ -155,8 +123,9 @@ def page_data(
         by_process.setdefault(spans.process[i], []).append(i)
     rows: list[list[int]] = []  # [process, label string id, kind: 0 header / 1 track]
     row_of: dict[int, int] = {}
-    processes = []
-    for proc, depth in _process_order(spans):
+    processes: list[dict[str, Any]] = []
+    tree = spans.process_tree()
+    for proc, depth in tree:
         p = spans.processes[proc]
         header_row = len(rows)
         rows.append([proc, sid(" ".join(p.argv)), 0])
@@ -195,33 +164,38 @@ def page_data(
                 "trace_file": p.trace_file,
                 "depth": depth,
                 "row": header_row,
-                "spawned_by": position.get(p.spawned_by, -1) if p.spawned_by is not None else -1,
+                "spawned_by": p.spawned_by,  # a run index until the bars are ordered
                 "actions": 0,
             }
         )
-    proc_index = {}  # run process index -> page process index
-    for k, (proc, _) in enumerate(_process_order(spans)):
-        proc_index[proc] = k
+    proc_index = {proc: k for k, (proc, _) in enumerate(tree)}  # run -> page process index
     for row in rows:
         row[0] = proc_index[row[0]]
+    counts = [0] * len(processes)
     for i in range(len(spans)):
-        processes[proc_index[spans.process[i]]]["actions"] += 1
+        counts[proc_index[spans.process[i]]] += 1
     # Bars ordered by (row, start): the page finds a row's bars by its count.
     order = sorted(kept, key=lambda i: (row_of[i], spans.start[i]))
     new = {i: k for k, i in enumerate(order)}
-    for proc in processes:
-        old = proc["spawned_by"]
-        proc["spawned_by"] = new[kept[old]] if old >= 0 else -1
+    for info, count in zip(processes, counts, strict=True):
+        info["spawned_by"] = new.get(info["spawned_by"], -1)
+        info["actions"] = count
     per_row = [0] * len(rows)
-    starts, durations, outcomes, actions, details, parents, ids = [], [], [], [], [], [], []
+    starts: list[int] = []
+    durations: list[int] = []
+    outcomes: list[int] = []
+    actions: list[int] = []
+    details: list[int] = []
+    parents: list[int] = []
+    ids: list[str] = []
     previous_row, previous_start = -1, 0
     for i in order:
-        row = row_of[i]
-        per_row[row] += 1
+        bar_row = row_of[i]
+        per_row[bar_row] += 1
         start = round((spans.start[i] - t0) * 1e6)
         # Start times as deltas within a row (sorted: small, non-negative numbers).
-        starts.append(start - previous_start if row == previous_row else start)
-        previous_row, previous_start = row, start
+        starts.append(start - previous_start if bar_row == previous_row else start)
+        previous_row, previous_start = bar_row, start
         durations.append(round((spans.end_of(i) - spans.start[i]) * 1e6))
         outcomes.append(spans.outcome[i])
         actions.append(sid(spans.strings[spans.action[i]]))
@@ -275,17 +249,20 @@ def page_data(
         "errors": errors,
         "stacks": stacks,
         "stuck": stuck,
-        "density": [density[proc] for proc, _ in _process_order(spans)],
+        "density": [density[proc] for proc, _ in tree],
     }
 
 
 def _asset(name: str) -> str:
-    return resources.files("autotrace").joinpath("assets", name).read_text(encoding="utf-8")
+    return (resources.files("autotrace") / "assets" / name).read_text(encoding="utf-8")
 
 
 def render_page(spans: RunSpans, *, max_bars: int = MAX_BARS) -> str:
     """The whole HTML page for ``spans``."""
-    data = page_data(spans, max_bars=max_bars)
+    return _render(page_data(spans, max_bars=max_bars), spans)
+
+
+def _render(data: dict[str, Any], spans: RunSpans) -> str:
     title = f"Timeline of run {spans.run_id}" if spans.run_id else "Timeline"
     page = _asset("timeline.html")
     # The template's slots are replaced once each, the data last: nothing in the
@@ -304,11 +281,11 @@ def _html_text(text: str) -> str:
 
 def write_page(spans: RunSpans, out: Path, *, max_bars: int = MAX_BARS) -> PageStats:
     """Write the page to ``out``; returns what it holds."""
-    page = render_page(spans, max_bars=max_bars)
-    out.write_text(page, encoding="utf-8")
+    data = page_data(spans, max_bars=max_bars)
+    out.write_text(_render(data, spans), encoding="utf-8")
     return PageStats(
         actions=len(spans),
-        bars=min(len(spans), max_bars) if len(spans) > max_bars else len(spans),
+        bars=data["shown"],
         processes=len(spans.processes),
         size=out.stat().st_size,
     )

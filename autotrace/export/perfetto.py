@@ -72,14 +72,13 @@ def _tracks(spans: RunSpans) -> tuple[list[int], dict[tuple[int, int], str]]:
 def trace_events(spans: RunSpans) -> Iterator[dict[str, Any]]:
     """The run's events: metadata first, then slices and stuck reports."""
     tids, names = _tracks(spans)
-    pids = []
-    for n, process in enumerate(spans.processes):
-        pid = process.pid if process.pid is not None else 1_000_000 + n
-        pids.append(pid)
+    pids = [p.pid if p.pid is not None else 1_000_000 + n for n, p in enumerate(spans.processes)]
+    for sort_index, (n, _) in enumerate(spans.process_tree()):
+        process, pid = spans.processes[n], pids[n]
         command = " ".join(process.argv) or process.trace_file
         meta = {"ph": "M", "pid": pid, "tid": 0}
         yield {**meta, "name": "process_name", "args": {"name": f"{command} (pid {pid})"}}
-        yield {**meta, "name": "process_sort_index", "args": {"sort_index": n}}
+        yield {**meta, "name": "process_sort_index", "args": {"sort_index": sort_index}}
         labels = [f"state: {process.state}"]
         if process.parent_pid is not None:
             labels.append(f"parent pid {process.parent_pid}")

@@ -166,6 +166,36 @@ class RunSpans:
     def __iter__(self) -> Iterator[Span]:
         return map(self.span, range(len(self)))
 
+    def process_tree(self) -> list[tuple[int, int]]:
+        """(process, depth): each root by start, each child right under its parent."""
+        procs = self.processes
+        by_pid = {p.pid: n for n, p in enumerate(procs) if p.pid is not None}
+        children: dict[int, list[int]] = {}
+        roots = []
+        for n, p in enumerate(procs):
+            parent = by_pid.get(p.parent_pid) if p.parent_pid is not None else None
+            if parent is not None and parent != n:
+                children.setdefault(parent, []).append(n)
+            else:
+                roots.append(n)
+        started = [p.started if p.started is not None else math.inf for p in procs]
+        order: list[tuple[int, int]] = []
+        seen: set[int] = set()
+
+        def visit(n: int, depth: int) -> None:
+            if n in seen:
+                return
+            seen.add(n)
+            order.append((n, depth))
+            for child in sorted(children.get(n, []), key=lambda c: started[c]):
+                visit(child, depth + 1)
+
+        for n in sorted(roots, key=lambda r: started[r]):
+            visit(n, 0)
+        for n in range(len(procs)):  # a cycle of parent pids (reused pids): still shown
+            visit(n, 0)
+        return order
+
     def bounds(self) -> tuple[float, float]:
         """(earliest start, latest end) over every action, or the time of reading."""
         if not len(self):
@@ -318,7 +348,9 @@ def _read_process(
             found = _new_span(spans, rec, proc, own_pid, stamp - (duration or 0.0))
         i = found
         start = spans.start[i]
-        spans.end[i] = start + duration if duration is not None else (_epoch(get("timestamp")) or start)
+        spans.end[i] = (
+            start + duration if duration is not None else (_epoch(get("timestamp")) or start)
+        )
         spans.outcome[i] = _END_EVENTS[event]
         error = get("error")
         if isinstance(error, str) and error:
