@@ -745,6 +745,7 @@
       if (x1 < x0 || y < AXIS_H || y > H) return null;
       return { x: rect.left + (x0 + x1) / 2, y: rect.top + y };
     },
+    barWidth(k) { return X(end[k]) - X(start[k]); },
     laneCenter(p) {
       const rect = canvas.getBoundingClientRect();
       const y = rowY(D.processes[p].row) + ROW_H / 2;
