@@ -233,6 +233,7 @@ def screenshot(out: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="timeline-shot-"))
     trace_dir = work / "traces"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOTRACE_")}
+    env["HUNG_RUN_PLAIN"] = "1"
     run = subprocess.Popen(
         [sys.executable, "-m", "autotrace", "run", "--stuck-after", "0.5", "--trace-dir"]
         + [str(trace_dir), "--", sys.executable, str(program)],

@@ -4,12 +4,13 @@ The parent runs commands that finish, fail and time out, model calls on asyncio 
 (one cancelled, one raising), a worker thread, then a subtask that starts a child
 process whose tool call runs ``sleep 600``: the culprit. Details, an error and the
 child's command line carry hostile text (HTML, a script, a line separator) that the
-timeline page must show as text.
+timeline page must show as text (plain text with HUNG_RUN_PLAIN=1).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ HOSTILE = (
     '</script><script>document.title="pwned"</script>'
     "<img src=x onerror=\"document.title='pwned'\"> \u2028 & <b>bold</b> <!--"
 )
+if os.environ.get("HUNG_RUN_PLAIN"):  # the README's screenshot: plain text instead
+    HOSTILE = "--sample 5 --epochs 1"
 
 
 def child() -> None:
