@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autotrace.read.spans import EXIT, RunSpans
+from autotrace.read.spans import EXIT, RUNNING, RunSpans
 
 MAX_BARS = 200_000
 BUCKETS = 1024
@@ -105,7 +105,8 @@ def page_data(
 ) -> dict[str, Any]:
     """The run as the page's JSON: strings, processes, rows and bars (in columns)."""
     t0, t1 = spans.bounds()
-    t1 = max(t1, spans.as_of if any(o >= 4 for o in spans.outcome) else t1)
+    if RUNNING in spans.outcome:  # its bar reaches the time of reading
+        t1 = max(t1, spans.as_of)
     kept = _kept(spans, max_bars)
     strings: dict[str, int] = {}
 

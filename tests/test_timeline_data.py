@@ -7,10 +7,11 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from test_diag_run import RUN, header, run_dir, stuck  # noqa: F401
+from test_diag_run import RUN, dead_pid, header, run_dir, stuck  # noqa: F401
 
 from autotrace import records, timeline_page
 from autotrace.cli import main
@@ -281,3 +282,38 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     otlp = runner.invoke(main, ["export", "--trace-dir", str(tmp_path)])
     assert otlp.exit_code == 1
     assert otlp.output == "Error: --format otlp is not available in this build\n"
+
+
+def test_a_run_read_by_two_processes_gives_the_same_actions(tmp_path: Path) -> None:
+    directory = tmp_path / "traces"
+    directory.mkdir()
+    me, t = os.getpid(), time.time() - 100
+    pids = [me, dead_pid(), dead_pid()]
+    for n, pid in enumerate(pids):
+        body = [header(pid, None if n == 0 else me, ["python", f"p{n}.py"], time.time() - n)]
+        for i in range(200 * (n + 1)):
+            tid, parent = f"{pid}-{i}", f"{pid}-{i - 1}" if i % 3 else None
+            body.append(enter("Tool Call", f"step {i % 17}", tid, pid, t + i, parent_id=parent))
+            if i % 50 != 49:  # some stay open: running here, abandoned in the dead ones
+                event = "error" if i % 7 == 0 else "exit"
+                body.append(end(event, "Tool Call", "x", tid, pid, t + i + 0.5, 0.5, error=None))
+        body.append(stuck(f"{pid}-49", f"/p{n}.py", n + 1, "wait", t + 60))
+        (directory / f"trace-{pid}.log").write_bytes(b"".join(body))
+
+    def seen(spans: Any) -> tuple[set, str, list]:
+        by_index = {s.index: s for s in spans}
+        rows = {
+            (s.trace_id, s.action, s.detail, s.start, s.end, s.outcome, s.pid, s.thread)
+            + (by_index[s.parent].trace_id if s.parent is not None else None, s.where)
+            for s in spans
+        }
+        stuck = sorted((r.time, by_index[r.span].trace_id, r.where) for r in spans.stuck)
+        return rows, spans.span(spans.culprit).trace_id, stuck
+
+    serial = read_spans(directory, workers=1)
+    parallel = read_spans(directory, workers=2)
+    assert len(serial) == len(parallel) == 1200
+    assert seen(serial) == seen(parallel)
+    assert [p.spawned_by is not None for p in serial.processes] == [
+        p.spawned_by is not None for p in parallel.processes
+    ]

@@ -12,7 +12,10 @@ the tables agree.
 from __future__ import annotations
 
 import math
+import os
+import pickle
 import shlex
+import threading
 import time
 from array import array
 from collections.abc import Iterator
@@ -212,9 +215,14 @@ def read_spans(
     now: float | None = None,
     *,
     whole_run: bool = True,
+    workers: int | None = None,
 ) -> RunSpans:
     """The actions of run ``run_id`` in ``directory`` (default: the run of ``path``, else of
-    the newest file; ``path`` alone when its file has no run id or ``whole_run`` is off)."""
+    the newest file; ``path`` alone when its file has no run id or ``whole_run`` is off).
+
+    A large run of several files is read by two processes (``workers``; default: two
+    when there are two CPUs), each taking whole files.
+    """
     if path is not None and not whole_run and not run_id:
         run = diagnose.RunTrace(directory, None, [path])
         run.refresh()
@@ -224,7 +232,9 @@ def read_spans(
     ranked = run.rows(now)
     spans = RunSpans(run.run_id, now)
     culprit_key = (ranked[0]["pid"], ranked[0]["trace_id"]) if ranked else None
+    files: list[tuple[int, Path]] = []
     for trace in run.processes_ranked(ranked):
+        files.append((len(spans.processes), trace.path))
         process = Process(
             pid=trace.pid,
             parent_pid=trace.parent_pid,
@@ -236,7 +246,7 @@ def read_spans(
             last_write=trace.last_write,
         )
         spans.processes.append(process)
-        _read_process(spans, len(spans.processes) - 1, trace.path, culprit_key)
+    _read_files(spans, files, culprit_key, workers)
     _link_children(spans)
     _redact(spans)
     return spans
@@ -257,6 +267,132 @@ def _redact(spans: RunSpans) -> None:
             redact_text(where),
             [Frame(f.file, f.line, f.function, redact_text(f.code)) for f in frames],
         )
+
+
+PARALLEL_MIN_BYTES = 16 << 20  # below this a second process does not pay for itself
+
+
+def _read_files(
+    spans: RunSpans,
+    files: list[tuple[int, Path]],
+    culprit_key: tuple[Any, str] | None,
+    workers: int | None,
+) -> None:
+    """Read each process's file into ``spans``; in a large run, a forked child reads
+    about half of the bytes (whole files) and sends its actions back to be appended."""
+    sizes = {path: _size(path) for _, path in files}
+    small = sum(sizes.values()) < PARALLEL_MIN_BYTES
+    if workers is None:
+        workers = 1 if small else min(2, _cpus())
+    if (
+        workers < 2
+        or len(files) < 2
+        or not hasattr(os, "fork")
+        or threading.active_count() != 1  # forking is safe only without other threads
+    ):
+        for proc, path in files:
+            _read_process(spans, proc, path, culprit_key)
+        return
+    mine: list[tuple[int, Path]] = []
+    theirs: list[tuple[int, Path]] = []
+    load = [0, 0]
+    for proc, path in sorted(files, key=lambda f: -sizes[f[1]]):  # largest first
+        side = 0 if load[0] <= load[1] else 1
+        (mine if side == 0 else theirs).append((proc, path))
+        load[side] += sizes[path]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: read its files, send them, leave without clean-up
+        code = 0
+        try:
+            os.close(read_fd)
+            part = RunSpans(spans.run_id, spans.as_of)
+            part.processes = spans.processes
+            for proc, path in theirs:
+                _read_process(part, proc, path, culprit_key)
+            with os.fdopen(write_fd, "wb") as out:
+                pickle.dump(_state(part), out, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    try:
+        for proc, path in mine:
+            _read_process(spans, proc, path, culprit_key)
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not payload:
+        raise TraceReadError("cannot read the run: a reader process failed")
+    _append(spans, pickle.loads(payload))
+
+
+def _state(part: RunSpans) -> tuple[Any, ...]:
+    """What a reader process sends back: columns, strings and the sparse extras, as
+    plain values (arrays, lists, tuples)."""
+    return (
+        part.strings,
+        part.trace_id,
+        [part.action, part.detail, part.thread, part.task, part.parent_id],
+        [part.start, part.end, part.pid, part.process, part.child_pid],
+        part.outcome,
+        part.parent,
+        part.errors,
+        {
+            i: (where, [(f.file, f.line, f.function, f.code) for f in frames])
+            for i, (where, frames) in part.stacks.items()
+        },
+        [(r.time, r.span, r.where) for r in part.stuck],
+        part.culprit,
+        part.problems,
+    )
+
+
+def _append(spans: RunSpans, state: tuple[Any, ...]) -> None:
+    """Append another reader's actions: its string ids and action indices moved to ours."""
+    strings, trace_ids, text_columns, plain_columns, outcome, parent, *extras = state
+    errors, stacks, stuck, culprit, problems = extras
+    base = len(spans)
+    ids = [spans.intern(text) for text in strings]
+    spans.trace_id.extend(trace_ids)
+    ours = (spans.action, spans.detail, spans.thread, spans.task, spans.parent_id)
+    for column, theirs in zip(ours, text_columns, strict=True):
+        column.extend(map(ids.__getitem__, theirs))
+    ours_plain: tuple[Any, ...] = (
+        spans.start,
+        spans.end,
+        spans.pid,
+        spans.process,
+        spans.child_pid,
+    )
+    for column, theirs in zip(ours_plain, plain_columns, strict=True):
+        column.extend(theirs)
+    spans.outcome.extend(outcome)
+    spans.parent.extend(p + base if p != NONE else NONE for p in parent)
+    spans.errors.update((i + base, text) for i, text in errors.items())
+    for i, (where, frames) in stacks.items():
+        spans.stacks[i + base] = (where, [Frame(*f) for f in frames])
+    spans.stuck.extend(StuckReport(t, i + base, where) for t, i, where in stuck)
+    if culprit is not None:
+        spans.culprit = culprit + base
+    for name in ("blank", "garbage", "invalid", "unknown_event", "torn"):
+        setattr(spans.problems, name, getattr(spans.problems, name) + getattr(problems, name))
+    spans.problems.first_problem = spans.problems.first_problem or problems.first_problem
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _load_run(directory: Path, run_id: str | None, path: Path | None) -> diagnose.RunTrace:
