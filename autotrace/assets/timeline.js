@@ -443,7 +443,10 @@
   function showDetails(k) {
     const box = document.getElementById("details");
     box.replaceChildren();
-    if (k < 0) { box.appendChild(el("p", "Click a bar for its details, parents and stack.")); return; }
+    if (k < 0) {
+      box.appendChild(el("p", n ? "Click a bar for its details, parents and stack." : "No actions in this trace yet."));
+      return;
+    }
     const o = outcome[k], p = procOfRow[rowOf[k]], proc = D.processes[p];
     const h = el("h2", (GLYPH[o] ? GLYPH[o] + " " : "") + S[B.action[k]]);
     h.appendChild(document.createTextNode(" "));

@@ -231,6 +231,9 @@ def read_spans(
     now = time.time() if now is None else now
     ranked = run.rows(now)
     spans = RunSpans(run.run_id, now)
+    if run.run_id is None and len(run.processes) == 1:  # one file: the run it belongs to
+        header = next(iter(run.processes.values())).header or {}
+        spans.run_id = header["run_id"] if isinstance(header.get("run_id"), str) else None
     culprit_key = (ranked[0]["pid"], ranked[0]["trace_id"]) if ranked else None
     files: list[tuple[int, Path]] = []
     for trace in run.processes_ranked(ranked):
