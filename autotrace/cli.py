@@ -229,7 +229,10 @@ def timeline_command(
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
     with _read_errors():
         spans = read_spans(directory, run_id or None, path, whole_run=whole)
+    try:
         stats = timeline_page.write_page(spans, output, max_bars=max_bars or timeline_page.MAX_BARS)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     _report(spans.problems.summary(str(path or directory)))
     shown = (
         f"{stats.bars:,} of {stats.actions:,}"
@@ -275,19 +278,20 @@ def export_command(
     """Export a run (default: the newest) or one TRACE_FILE in another tracing format."""
     if format_ == "otlp":
         raise click.ClickException("--format otlp is not available in this build")
-    from autotrace.export.perfetto import export_perfetto
+    from autotrace.export.perfetto import ExportError, export_perfetto
 
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
-    with _read_errors():
-        if output is None:
-            spans = export_perfetto(
-                directory, sys.stdout, run_id=run_id or None, path=path, whole_run=whole
-            )
-        else:
-            with open(output, "w", encoding="utf-8") as out:
+    try:
+        with _read_errors():
+            try:
                 spans = export_perfetto(
-                    directory, out, run_id=run_id or None, path=path, whole_run=whole
+                    directory, output, run_id=run_id or None, path=path, whole_run=whole
                 )
+            except BrokenPipeError:
+                _quiet_broken_pipe()
+                return
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
     _report(spans.problems.summary(str(path or directory)))
 
 

@@ -279,6 +279,16 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "does not exist" in missing.output
     empty = runner.invoke(main, ["timeline", "--trace-dir", str(tmp_path)])
     assert empty.exit_code == 1 and "no trace file with a run id" in empty.output
+    _many(tmp_path, 3)
+    for verb in (["timeline"], ["export", "--format", "perfetto"]):
+        unwritable = runner.invoke(
+            main, [*verb, "--trace-dir", str(tmp_path), "-o", str(tmp_path / "no" / "x")]
+        )
+        assert unwritable.exit_code == 1
+        assert (
+            unwritable.output
+            == f"Error: cannot write {tmp_path / 'no' / 'x'}: No such file or directory\n"
+        )
     otlp = runner.invoke(main, ["export", "--trace-dir", str(tmp_path)])
     assert otlp.exit_code == 1
     assert otlp.output == "Error: --format otlp is not available in this build\n"

@@ -19,6 +19,7 @@ to the next track of the same name (``MainThread (2)``).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -147,16 +148,32 @@ def write_trace(spans: RunSpans, out: IO[str]) -> int:
     return count
 
 
+class ExportError(Exception):
+    """The export could not be written (a one-line reason)."""
+
+
 def export_perfetto(
     directory: Path,
-    out: IO[str],
+    output: Path | None,
     *,
     run_id: str | None = None,
     path: Path | None = None,
     whole_run: bool = True,
 ) -> RunSpans:
-    """``inspect-trace export --format perfetto``: read the run (or one file) and write
-    its events."""
+    """``inspect-trace export --format perfetto``: read the run (or one file), then write
+    its events to ``output`` (stdout when None). Reading problems raise
+    ``TraceReadError``; the output file is created only once the run has been read."""
     spans = read_spans(directory, run_id, path, whole_run=whole_run)
-    write_trace(spans, out)
+    try:
+        if output is None:
+            write_trace(spans, sys.stdout)
+            sys.stdout.flush()
+        else:
+            with open(output, "w", encoding="utf-8") as out:
+                write_trace(spans, out)
+    except BrokenPipeError:
+        raise  # the reader of stdout went away (`| head`): the caller stops quietly
+    except OSError as exc:
+        where = output if output is not None else "stdout"
+        raise ExportError(f"cannot write {where}: {exc.strerror or exc}") from exc
     return spans
