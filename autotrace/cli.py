@@ -209,8 +209,9 @@ def run_option(fn: F) -> F:
     "--max-bars",
     type=click.IntRange(min=1),
     default=None,
-    help="At most this many actions drawn one by one [default: 200000]; the rest count "
-    "in each lane's activity band.",
+    help="About this many actions drawn one by one [default: 200000]: every running, failed "
+    "and stuck one, then the longest, with their parents; every action counts in each "
+    "lane's activity band.",
 )
 @trace_dir_option
 def timeline_command(

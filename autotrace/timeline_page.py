@@ -133,7 +133,10 @@ def page_data(
         tracks: dict[tuple[int, int], list[int]] = {}
         for i in sorted(by_process.get(proc, []), key=lambda i: spans.start[i]):
             tracks.setdefault((spans.thread[i], spans.task[i]), []).append(i)
-        for (thread, task), members in tracks.items():
+        main_first = sorted(  # the main thread on top, then by first start
+            tracks.items(), key=lambda item: spans.strings[item[0][0]] != "MainThread"
+        )
+        for (thread, task), members in main_first:
             base = len(rows)
             ends: list[float] = []
             thread_name = spans.strings[thread] or "(thread)"
