@@ -139,6 +139,27 @@ def test_records_are_redacted_again_for_the_page(tmp_path: Path) -> None:
     assert "generate key=" in page and "--api-key" in page
 
 
+def test_infinite_or_nan_times_fall_back_to_the_record_timestamps(tmp_path: Path) -> None:
+    directory = tmp_path / "traces"
+    directory.mkdir()
+    me, t = os.getpid(), time.time()
+    line = enter("Model", "inf", "m-1", me, t).replace(
+        b'"start_time": ', b'"start_time": 1e999, "x": '
+    )
+    (directory / f"trace-{me}.log").write_bytes(
+        header(me, None, ["python"], t)
+        + line
+        + end("exit", "Model", "inf", "m-1", me, t + 1, 1.0).replace(
+            b'"duration": 1.0', b'"duration": NaN'
+        )
+    )
+    spans = read_spans(directory)
+    [span] = list(spans)
+    assert span.outcome == "exit" and span.end is not None
+    assert span.start == pytest.approx(t, abs=1) and span.end == pytest.approx(t + 1, abs=1)
+    assert "m-1" in timeline_page.render_page(spans)
+
+
 def test_embedded_json_cannot_end_its_script_element() -> None:
     hostile = "</script><script>alert(1)</script><!-- \u2028\u2029 & <b>"
     text = timeline_page.embed_json({"s": hostile})

@@ -676,6 +676,7 @@
   }
   document.getElementById("filter").addEventListener("input", (e) => applyFilter(e.target.value));
   document.getElementById("reset").addEventListener("click", () => { reset(); chart.focus(); });
+  document.getElementById("to-culprit").disabled = D.culprit < 0;
   document.getElementById("to-culprit").addEventListener("click", () => { if (D.culprit >= 0) select(D.culprit, true); });
 
   // -- static parts -------------------------------------------------------------

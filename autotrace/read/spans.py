@@ -428,7 +428,8 @@ def _epoch(timestamp: Any) -> float | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """A finite number, else None (JSON as Python reads it may hold Infinity and NaN)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
 
