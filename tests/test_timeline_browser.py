@@ -324,6 +324,12 @@ def test_perfetto_export_of_the_hung_run(hung_run: Path, tmp_path: Path) -> None
     stuck = [
         e for e in events if e["ph"] == "i" and e["args"]["trace_id"] == culprit["args"]["trace_id"]
     ]
+    # The arrow from the parent's Subprocess to the child's first action.
+    [source] = [e for e in slices if e.get("flow_out")]
+    [target] = [e for e in slices if e.get("flow_in")]
+    assert source["bind_id"] == target["bind_id"] and source["pid"] != target["pid"]
+    assert "--child" in source["args"]["detail"]
+    assert target["args"]["detail"] == "bash(cmd='sleep 600')"
     assert stuck and all(e["tid"] == culprit["tid"] for e in stuck)
 
 

@@ -228,9 +228,17 @@ def check_trace_event_json(document: dict) -> list[dict]:
     assert document["displayTimeUnit"] in ("ms", "ns")
     events = document["traceEvents"]
     named_threads = set()
+    flows: dict[int, list[dict]] = {}
     for e in events:
         assert e["ph"] in perfetto.FIELDS, e
-        assert set(e) == perfetto.FIELDS[e["ph"]], e
+        extra = set(e) - perfetto.FIELDS[e["ph"]]
+        assert perfetto.FIELDS[e["ph"]] <= set(e), e
+        assert not extra or (
+            e["ph"] == "X" and extra in ({"bind_id", "flow_in"}, {"bind_id", "flow_out"})
+        ), e
+        if extra:
+            assert extra <= perfetto.FLOW_FIELDS and isinstance(e["bind_id"], int), e
+            flows.setdefault(e["bind_id"], []).append(e)
         assert isinstance(e["pid"], int) and isinstance(e["tid"], int)
         assert isinstance(e["name"], str) and isinstance(e["args"], dict)
         if e["ph"] == "M":
@@ -260,6 +268,10 @@ def check_trace_event_json(document: dict) -> list[dict]:
         if e["ph"] == "i":
             assert e["s"] in ("g", "p", "t")
     assert _nests(events)
+    for pair in flows.values():  # from a Subprocess slice to a slice of another process
+        [start] = [e for e in pair if e.get("flow_out")]
+        [end] = [e for e in pair if e.get("flow_in")]
+        assert start["name"] in ("Subprocess", "Docker") and start["pid"] != end["pid"]
     return events
 
 
@@ -348,3 +360,22 @@ def test_a_run_read_by_two_processes_gives_the_same_actions(tmp_path: Path) -> N
     assert [p.spawned_by is not None for p in serial.processes] == [
         p.spawned_by is not None for p in parallel.processes
     ]
+
+
+def test_perfetto_links_a_child_process_to_the_subprocess_that_started_it(
+    run_dir: Path,  # noqa: F811
+) -> None:
+    events = check_trace_event_json(json.loads(_export(run_dir)))
+    [source] = [e for e in events if e.get("flow_out")]
+    [target] = [e for e in events if e.get("flow_in")]
+    assert source["args"]["detail"] == "python child.py"
+    assert target["args"]["detail"] == "sleep 600"
+    assert source["bind_id"] == target["bind_id"]
+
+
+def _export(directory: Path) -> str:
+    import io
+
+    out = io.StringIO()
+    perfetto.write_trace(read_spans(directory, RUN), out)
+    return out.getvalue()

@@ -10,6 +10,13 @@ The fields used (Trace Event Format; times in microseconds since the epoch):
   A still-open action is a slice up to the time of reading with ``args.running: true``
   (``args.outcome`` ``running`` or ``abandoned``).
 - ``ph: "i"`` instant, ``s: "t"`` (thread scope): a watchdog stuck report, ``args.where``.
+- Flow (the v2 form, on ``X`` events): the ``Subprocess`` slice that started a traced
+  child process has ``bind_id`` and ``flow_out: true``; the child's first top-level
+  slice has the same ``bind_id`` and ``flow_in: true``, so the viewer draws an arrow
+  from one process to the other.
+
+Perfetto reads ``process_name`` and ``thread_name`` and ignores the sort indexes and
+labels, which ``chrome://tracing`` uses.
 
 Perfetto accepts only slices that nest perfectly on one track, so each (thread, task)
 of a process is a track, and an action that would overlap another without nesting goes
@@ -32,6 +39,28 @@ FIELDS = {
     "X": {"name", "cat", "ph", "ts", "dur", "pid", "tid", "args"},
     "i": {"name", "cat", "ph", "ts", "s", "pid", "tid", "args"},
 }
+FLOW_FIELDS = {"bind_id", "flow_in", "flow_out"}  # on some X events
+
+
+def _flows(spans: RunSpans) -> dict[int, tuple[int, bool]]:
+    """action -> (flow id, True for the flow's start): each traced child process's first
+    top-level action linked to the Subprocess action that started it. An action gets
+    one role: a child's first action that starts a grandchild keeps its incoming flow."""
+    flows: dict[int, tuple[int, bool]] = {}
+    first: dict[int, int] = {}  # process -> its earliest top-level action
+    for i in range(len(spans)):
+        if spans.parent[i] < 0:
+            proc = spans.process[i]
+            if proc not in first or spans.start[i] < spans.start[first[proc]]:
+                first[proc] = i
+    for n, process in enumerate(spans.processes):
+        source, target = process.spawned_by, first.get(n)
+        if source is None or target is None or source in flows or target in flows:
+            continue
+        flow_id = len(flows) // 2 + 1
+        flows[target] = (flow_id, False)
+        flows[source] = (flow_id, True)
+    return flows
 
 
 def _us(t: float) -> float:
@@ -73,6 +102,7 @@ def _tracks(spans: RunSpans) -> tuple[list[int], dict[tuple[int, int], str]]:
 def trace_events(spans: RunSpans) -> Iterator[dict[str, Any]]:
     """The run's events: metadata first, then slices and stuck reports."""
     tids, names = _tracks(spans)
+    flows = _flows(spans)
     pids = [p.pid if p.pid is not None else 1_000_000 + n for n, p in enumerate(spans.processes)]
     for sort_index, (n, _) in enumerate(spans.process_tree()):
         process, pid = spans.processes[n], pids[n]
@@ -109,7 +139,7 @@ def trace_events(spans: RunSpans) -> Iterator[dict[str, Any]]:
             args["stack"] = [f"{f.file}:{f.line} in {f.function}" for f in frames]
         if i == spans.culprit:
             args["culprit"] = True
-        yield {
+        event = {
             "name": s[spans.action[i]],
             "cat": OUTCOMES[outcome],
             "ph": "X",
@@ -119,6 +149,11 @@ def trace_events(spans: RunSpans) -> Iterator[dict[str, Any]]:
             "tid": tids[i],
             "args": args,
         }
+        if i in flows:
+            flow_id, out = flows[i]
+            event["bind_id"] = flow_id
+            event["flow_out" if out else "flow_in"] = True
+        yield event
     for report in spans.stuck:
         i = report.span
         yield {
