@@ -228,26 +228,25 @@ def timeline_command(
     from autotrace.read.spans import read_spans
 
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
-    with _read_errors():
-        spans = read_spans(directory, run_id or None, path, whole_run=whole)
-    try:
-        stats = timeline_page.write_page(spans, output, max_bars=max_bars or timeline_page.MAX_BARS)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
-    _report(spans.problems.summary(str(path or directory)))
-    shown = (
-        f"{stats.bars:,} of {stats.actions:,}"
-        if stats.bars < stats.actions
-        else f"{stats.actions:,}"
-    )
-    click.echo(
-        f"wrote {output} ({format_size(stats.size)}): {stats.processes} process(es), "
-        f"{shown} actions"
-    )
-    if open_:
-        import webbrowser
+    with _large_read():
+        with _read_errors():
+            spans = read_spans(directory, run_id or None, path, whole_run=whole)
+        try:
+            stats = timeline_page.write_page(
+                spans, output, max_bars=max_bars or timeline_page.MAX_BARS
+            )
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+        _report(spans.problems.summary(str(path or directory)))
+        shown = f"{stats.bars:,} of {stats.actions:,}" if stats.bars < stats.actions else ""
+        click.echo(
+            f"wrote {output} ({format_size(stats.size)}): {stats.processes} process(es), "
+            f"{shown or f'{stats.actions:,}'} actions"
+        )
+        if open_:
+            import webbrowser
 
-        webbrowser.open(output.resolve().as_uri())
+            webbrowser.open(output.resolve().as_uri())
 
 
 @main.command("export", short_help="The run in another tracing format (Perfetto JSON).")
@@ -282,18 +281,19 @@ def export_command(
     from autotrace.export.perfetto import ExportError, export_perfetto
 
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
-    try:
-        with _read_errors():
-            try:
-                spans = export_perfetto(
-                    directory, output, run_id=run_id or None, path=path, whole_run=whole
-                )
-            except BrokenPipeError:
-                _quiet_broken_pipe()
-                return
-    except ExportError as exc:
-        raise click.ClickException(str(exc)) from None
-    _report(spans.problems.summary(str(path or directory)))
+    with _large_read():
+        try:
+            with _read_errors():
+                try:
+                    spans = export_perfetto(
+                        directory, output, run_id=run_id or None, path=path, whole_run=whole
+                    )
+                except BrokenPipeError:
+                    _quiet_broken_pipe()
+                    return
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        _report(spans.problems.summary(str(path or directory)))
 
 
 # True when `inspect-trace` runs as its own process (the console script, `python -m`),
