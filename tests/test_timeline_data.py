@@ -379,3 +379,27 @@ def _export(directory: Path) -> str:
     out = io.StringIO()
     perfetto.write_trace(read_spans(directory, RUN), out)
     return out.getvalue()
+
+
+def test_open_hands_the_page_to_the_web_browser(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _many(tmp_path, 3)
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(
+        f"#!{sys.executable}\nimport sys\nopen({str(opened)!r}, 'w').write(sys.argv[1])\n"
+    )
+    browser.chmod(0o755)
+    page = tmp_path / "page.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "autotrace", "timeline", "--trace-dir", str(tmp_path)]
+        + ["-o", str(page), "--open"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BROWSER": str(browser)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert opened.read_text() == page.resolve().as_uri()
