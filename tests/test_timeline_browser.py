@@ -250,6 +250,15 @@ def test_wheel_drag_and_keys_change_the_visible_range_and_filter_counts(opened: 
     total = opened.js("window.timeline.shown")
     # The tool call and the command it runs match; the rest is drawn faded.
     assert page.locator("#filter-count").inner_text() == f"2 of {total} match"
+    # Enter goes to the next match: selected, zoomed in enough to see, its details shown.
+    page.locator("#filter").fill("sample 4")
+    page.keyboard.press("Enter")
+    details = page.locator("#details")
+    assert details.locator(".detail").inner_text() == "generate (openai/gpt-4o) sample 4"
+    assert details.locator(".badge").inner_text() == "error"
+    selected = opened.js("window.timeline.selected")
+    page.wait_for_function("(k) => window.timeline.barWidth(k) >= 3", arg=selected)
+    assert opened.js("(k) => window.timeline.barCenter(k)", selected) is not None
     page.keyboard.press("Escape")
     assert page.locator("#filter-count").inner_text() == ""
 

@@ -531,10 +531,11 @@
     selected = k; selectedProcess = -1;
     if (k >= 0 && reveal) {
       ensureVisible(rowOf[k]);
-      const pad = (end[k] - start[k]) * 0.3 + 1e-3;
-      if (end[k] < viewStart || start[k] > viewEnd) {
-        const width = viewEnd - viewStart;
-        viewStart = Math.max(-width * 0.05, start[k] - pad); viewEnd = viewStart + width;
+      let width = viewEnd - viewStart;
+      const dur = end[k] - start[k];
+      if (((dur / width) * plotW()) < 3) width = Math.max(dur * 5, 1e-5); // too thin to see: zoom in
+      if (width !== viewEnd - viewStart || end[k] < viewStart || start[k] > viewEnd) {
+        viewStart = start[k] + dur / 2 - width / 2; viewEnd = viewStart + width;
       }
     }
     showDetails(k); schedule();
@@ -636,7 +637,16 @@
   chart.addEventListener("mouseleave", () => { if (!drag) hideTip(); });
 
   document.addEventListener("keydown", (e) => {
-    if (e.target instanceof HTMLInputElement) { if (e.key === "Escape") { e.target.value = ""; applyFilter(""); chart.focus(); } return; }
+    if (e.target instanceof HTMLInputElement) {
+      if (e.key === "Escape") { e.target.value = ""; applyFilter(""); chart.focus(); }
+      if (e.key === "Enter" && matches) { // the next match after the selected bar
+        for (let i = 1; i <= n; i++) {
+          const k = (Math.max(selected, -1) + i) % n;
+          if (matches[k]) { select(k, true); break; }
+        }
+      }
+      return;
+    }
     const mid = GUTTER + plotW() / 2, stepPx = plotW() * 0.15;
     switch (e.key) {
       case "+": case "=": case "w": zoomAt(mid, 0.7); break;
