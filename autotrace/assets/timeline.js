@@ -561,6 +561,7 @@
 
   chart.addEventListener("wheel", (e) => {
     e.preventDefault();
+    hideTip(); // what it described may have moved away from the pointer
     const rect = canvas.getBoundingClientRect();
     if (e.shiftKey) { scrollBy(e.deltaY || e.deltaX); return; }
     if (Math.abs(e.deltaX) > Math.abs(e.deltaY)) { pan(e.deltaX); return; }
