@@ -167,6 +167,136 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
         _report(problems.summary(path.name))
 
 
+def _spans_source(
+    trace_file: str | None, run_id: str | None, trace_dir: Path | None
+) -> tuple[Path, Path | None, bool]:
+    """(directory, file, whole run) for the verbs that read every action: FILE alone is
+    that file; --run [RUN_ID] (or nothing) is a whole run."""
+    path = _resolve(trace_file, trace_dir) if trace_file else None
+    # A file given without --trace-dir: its run is in the file's own directory.
+    directory = trace_dir if trace_dir is not None or path is None else path.parent
+    return _directory(directory), path, path is None or run_id is not None
+
+
+def run_option(fn: F) -> F:
+    """`--run [RUN_ID]`, as `anomalies` takes it."""
+    return click.option(
+        "--run",
+        "run_id",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[RUN_ID]",
+        help="Every process of a run [default run: that of TRACE_FILE, else of the newest file].",
+    )(fn)
+
+
+# -- timeline / export ----------------------------------------------------------------
+
+
+@main.command("timeline", short_help="The run as one interactive HTML page (no network).")
+@click.argument("trace_file", required=False)
+@run_option
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=Path("timeline.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
+@click.option("--open", "open_", is_flag=True, help="Open the page in the web browser.")
+@click.option(
+    "--max-bars",
+    type=click.IntRange(min=1),
+    default=None,
+    help="About this many actions drawn one by one [default: 200000]: every running, failed "
+    "and stuck one, then the longest, with their parents; every action counts in each "
+    "lane's activity band.",
+)
+@trace_dir_option
+def timeline_command(
+    trace_file: str | None,
+    run_id: str | None,
+    output: Path,
+    open_: bool,
+    max_bars: int | None,
+    trace_dir: Path | None,
+) -> None:
+    """Write a run (default: the newest) or one TRACE_FILE as a self-contained HTML timeline:
+    a lane per process, a bar per action coloured and labelled by outcome, the culprit selected."""
+    from autotrace import timeline_page
+    from autotrace.read.spans import read_spans
+
+    directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
+    with _large_read():
+        with _read_errors():
+            spans = read_spans(directory, run_id or None, path, whole_run=whole)
+        try:
+            stats = timeline_page.write_page(
+                spans, output, max_bars=max_bars or timeline_page.MAX_BARS
+            )
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
+        _report(spans.problems.summary(str(path or directory)))
+        shown = f"{stats.bars:,} of {stats.actions:,}" if stats.bars < stats.actions else ""
+        click.echo(
+            f"wrote {output} ({format_size(stats.size)}): {stats.processes} process(es), "
+            f"{shown or f'{stats.actions:,}'} actions"
+        )
+        if open_:
+            import webbrowser
+
+            webbrowser.open(output.resolve().as_uri())
+
+
+@main.command("export", short_help="The run in another tracing format (Perfetto JSON).")
+@click.argument("trace_file", required=False)
+@run_option
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["otlp", "perfetto"]),
+    default="otlp",
+    show_default=True,
+    help="perfetto: Chrome Trace Event JSON, for ui.perfetto.dev and chrome://tracing.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="The file to write [default: stdout].",
+)
+@trace_dir_option
+def export_command(
+    trace_file: str | None,
+    run_id: str | None,
+    format_: str,
+    output: Path | None,
+    trace_dir: Path | None,
+) -> None:
+    """Export a run (default: the newest) or one TRACE_FILE in another tracing format."""
+    if format_ == "otlp":
+        raise click.ClickException("--format otlp is not available in this build")
+    from autotrace.export.perfetto import ExportError, export_perfetto
+
+    directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
+    with _large_read():
+        try:
+            with _read_errors():
+                try:
+                    spans = export_perfetto(
+                        directory, output, run_id=run_id or None, path=path, whole_run=whole
+                    )
+                except BrokenPipeError:
+                    _quiet_broken_pipe()
+                    return
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        _report(spans.problems.summary(str(path or directory)))
+
+
 # True when `inspect-trace` runs as its own process (the console script, `python -m`),
 # not inside another program (tests call ``main`` in-process).
 _own_process = False
