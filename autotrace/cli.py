@@ -166,6 +166,109 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
         _report(problems.summary(path.name))
 
 
+# -- export -------------------------------------------------------------------------
+
+
+@main.command("export", short_help="Send trace files to a tracing backend (OTLP).")
+@click.argument("files", nargs=-1)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["otlp"]),
+    default="otlp",
+    show_default=True,
+    help="otlp: send spans to an OpenTelemetry backend (endpoint and headers from OTEL_*).",
+)
+@click.option(
+    "--run",
+    "run_id",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[RUN_ID]",
+    help="Every file of a run [default, and RUN_ID's default: the run of the newest file].",
+)
+@click.option("--follow", is_flag=True, help="Keep sending as the files grow (Ctrl-C stops).")
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help="OTLP endpoint [default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
+    "$OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["http/protobuf", "grpc"]),
+    default=None,
+    help="[default: $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf]",
+)
+@click.option(
+    "--pending-after",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Send an action still running after this long as a pending span.",
+)
+@click.option("--from-start", is_flag=True, help="Send everything again (ignore saved offsets).")
+@click.option("--until-pid", type=int, hidden=True)
+@trace_dir_option
+def export_command(
+    files: tuple[str, ...],
+    format_: str,
+    run_id: str | None,
+    follow: bool,
+    endpoint: str | None,
+    protocol: str | None,
+    pending_after: float,
+    from_start: bool,
+    until_pid: int | None,
+    trace_dir: Path | None,
+) -> None:
+    """Send trace files (ours and inspect's own) to a tracing backend over OTLP.
+
+    Sends FILE..., else every file of a run. Running actions go as pending spans.
+    Offsets are saved in the trace directory: a second export sends only what is new.
+    """
+    from autotrace.export import otlp
+
+    if otlp.sdk_disabled():
+        click.echo("OTEL_SDK_DISABLED is true: nothing sent", err=True)
+        return
+    directory = _directory(trace_dir)
+    paths = [_resolve(f, trace_dir) for f in files]
+    if paths and run_id is not None:
+        raise click.UsageError("give FILE... or --run, not both")
+    if not paths:
+        from autotrace import diagnose
+
+        if follow:  # the run's files may not exist yet
+            run_id = run_id or diagnose.default_run(directory)
+            if not run_id:
+                raise click.ClickException(f"no trace file with a run id in {directory}")
+        else:
+            run_id = diagnose.load_run(directory, run_id or None).run_id
+    try:
+        summary = otlp.export(
+            paths=paths,
+            directory=directory,
+            run_id=run_id,
+            follow=follow,
+            endpoint=endpoint,
+            protocol=protocol,
+            pending_after=pending_after,
+            from_start=from_start,
+            until_pid=until_pid,
+        )
+    except otlp.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"sent {summary.spans} spans ({summary.pending} pending) from {summary.files} files",
+        err=True,
+    )
+    if summary.gave_up:
+        raise SystemExit(1)
+
+
 # True when `inspect-trace` runs as its own process (the console script, `python -m`),
 # not inside another program (tests call ``main`` in-process).
 _own_process = False

@@ -1,0 +1,268 @@
+"""Following the trace files of a run: new whole records from persisted offsets.
+
+A file is read from where the last successful export stopped. The follower keeps a
+file open while its process lives, so a file that rotation deletes or inspect replaces
+by its ``.gz`` at exit is still read to its end; a file first seen compressed is read
+through gzip, skipping what was exported before. Offsets (bytes of the uncompressed
+text, always at a line boundary) are saved with the exporter's state in a small 0600
+file in the trace directory, so a restarted exporter resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import time
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from autotrace.diagnose import process_alive, read_header, trace_files
+from autotrace.export.spans import ProcessInfo, epoch
+from autotrace.reader import ReadProblems, validate_record
+
+CHUNK = 1 << 20  # bytes read from one file per turn: bounds the records (and spans) in memory
+MAX_LINE = 32 << 20  # a longer line is skipped
+CHILD_WAIT = 3.0  # seconds a child's file waits for the action that spawned it to be read
+
+
+class FollowedFile:
+    """One trace file, read from ``offset`` on."""
+
+    def __init__(self, path: Path, run_id: str, offset: int = 0, done: bool = False) -> None:
+        self.plain = path.with_name(path.name[: -len(".gz")]) if path.name.endswith(".gz") else path
+        self.key = str(self.plain)
+        self.offset = offset
+        self.done = done  # read to the end and its process gone
+        self.first_seen = time.time()
+        self.last_time: float | None = None  # epoch of the last record read
+        self.problems = ReadProblems()
+        self._stream: IO[bytes] | None = None
+        self._compressed = False
+        self._carry = b""  # a compressed stream's partial last line
+        header = read_header(path) or read_header(self.plain) or {}
+        pid = header.get("pid")
+        if not isinstance(pid, int):
+            digits = self.plain.name[len("trace-") :].split(".", 1)[0]
+            pid = int(digits) if self.plain.name.startswith("trace-") and digits.isdigit() else None
+        parent = header.get("parent_pid")
+        argv = header.get("argv")
+        self.started = epoch(header.get("timestamp"))
+        self.info = ProcessInfo(
+            key=self.key,
+            pid=pid,
+            run_id=str(header.get("run_id") or run_id),
+            parent_pid=parent if isinstance(parent, int) else None,
+            argv=[str(a) for a in argv] if isinstance(argv, list) else [],
+        )
+
+    def alive(self) -> bool:
+        """Whether the file's process may still write to it."""
+        if self._compressed or self.plain.with_name(self.plain.name + ".gz").exists():
+            return False  # inspect compresses the file at exit
+        return self.info.pid is not None and process_alive(self.info.pid, self.started)
+
+    def _open(self) -> IO[bytes] | None:
+        if self._stream is not None:
+            return self._stream
+        try:
+            stream: IO[bytes] = open(self.plain, "rb")  # noqa: SIM115 (kept open while followed)
+        except FileNotFoundError:
+            try:
+                stream = gzip.open(self.plain.with_name(self.plain.name + ".gz"), "rb")  # type: ignore[assignment]
+            except FileNotFoundError:
+                return None
+            self._compressed = True
+            skip = self.offset
+            try:
+                while skip > 0:
+                    got = len(stream.read(min(skip, CHUNK)))
+                    if not got:
+                        break
+                    skip -= got
+            except (OSError, EOFError, zlib.error):
+                stream.close()
+                return None
+        self._stream = stream
+        return stream
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def read(self, limit: int = CHUNK) -> list[dict[str, Any]] | None:
+        """The whole records appended since the last read (None: nothing new)."""
+        stream = self._open()
+        if stream is None:
+            return None
+        fresh = b""
+        try:
+            if not self._compressed:
+                stream.seek(self.offset)
+            fresh = stream.read(limit)
+        except (OSError, EOFError, zlib.error):
+            self.problems.note("torn", "compressed file ended early")
+        data = self._carry + fresh if self._compressed else fresh
+        if not data:
+            return None
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) >= MAX_LINE or (self._compressed and not fresh):
+                # Too long to hold, or the torn tail of a finished file: skipped.
+                self.problems.note(
+                    "torn" if len(data) < MAX_LINE else "garbage", "a line without its end"
+                )
+                self.offset += len(data)
+                self._carry = b""
+            elif self._compressed:
+                self._carry = data
+            elif len(data) == limit:
+                return self.read(limit * 2)  # one line longer than a chunk
+            return None
+        if self._compressed:
+            self._carry = data[end + 1 :]  # a stream cannot go back: keep the partial line
+        self.offset += end + 1
+        out = []
+        for line in data[:end].split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                self.problems.note("garbage", f"not JSON: {line[:60]!r}")
+                continue
+            problem = validate_record(obj)
+            if problem is not None:
+                self.problems.note(problem, f"{problem}: {line[:60]!r}")
+                continue
+            out.append(obj)
+        if out:
+            self.last_time = epoch(out[-1]["timestamp"]) or self.last_time
+        return out
+
+
+class RunFollower:
+    """The files of one run (or the files named), each followed from its saved offset."""
+
+    def __init__(
+        self,
+        directory: Path | None,
+        run_id: str,
+        paths: Iterable[Path] = (),
+        offsets: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        self.files: dict[str, FollowedFile] = {}
+        self._saved = offsets or {}
+        self._seen: set[Path] = set()
+        self._named = list(paths)
+
+    def _add(self, path: Path) -> FollowedFile:
+        saved = self._saved.get(str(path.with_name(path.name.removesuffix(".gz"))), {})
+        followed = FollowedFile(
+            path, self.run_id, int(saved.get("offset", 0)), bool(saved.get("done", False))
+        )
+        self.files[followed.key] = followed
+        return followed
+
+    def discover(self) -> list[FollowedFile]:
+        """The files that appeared since the last call (for a run: those with its run id)."""
+        new = []
+        for path in self._named:
+            if path not in self._seen:
+                self._seen.add(path)
+                new.append(self._add(path))
+        if self.directory is None or self._named:
+            return new
+        for path in trace_files(self.directory):
+            if path in self._seen:
+                continue
+            key = str(path.with_name(path.name.removesuffix(".gz")))
+            if key in self.files:
+                self._seen.add(path)
+                continue
+            header = read_header(path)
+            if header is None:
+                try:
+                    if path.stat().st_size == 0:
+                        continue  # just created: its header comes next
+                except OSError:
+                    continue
+            self._seen.add(path)
+            if header is not None and header.get("run_id") == self.run_id:
+                new.append(self._add(path))
+        return new
+
+    def offsets(self) -> dict[str, dict[str, Any]]:
+        state = dict(self._saved)
+        state.update({k: {"offset": f.offset, "done": f.done} for k, f in self.files.items()})
+        return state
+
+    def ordered(self, spawned: Any) -> list[FollowedFile]:
+        """Files to read this turn: a parent process before its children, and a child only
+        once the action that spawned it is known (``spawned(info)``), or after CHILD_WAIT."""
+        by_pid = {f.info.pid: f for f in self.files.values() if f.info.pid is not None}
+        now = time.time()
+
+        def depth(f: FollowedFile) -> int:
+            seen, d = set(), 0
+            while f.info.parent_pid in by_pid and f.info.pid not in seen:
+                seen.add(f.info.pid)
+                f = by_pid[f.info.parent_pid]
+                d += 1
+            return d
+
+        out = []
+        for f in sorted(self.files.values(), key=depth):
+            if f.done:
+                continue
+            parent = by_pid.get(f.info.parent_pid) if f.info.parent_pid is not None else None
+            if (
+                f.offset == 0
+                and parent is not None
+                and not parent.done
+                and spawned(f.info) is None
+                and now - f.first_seen < CHILD_WAIT
+            ):
+                continue
+            out.append(f)
+        return out
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(text: str) -> str:
+    """``text`` usable in a file name (a run id may come from anywhere)."""
+    return _SAFE.sub("_", text)[:80]
+
+
+class StateFile:
+    """The exporter's saved state (offsets, open actions), one 0600 JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def name_for(run_key: str, endpoint_key: str) -> str:
+        return f"otlp-state-{safe_name(run_key)}-{endpoint_key}.json"
+
+    def load(self) -> dict[str, Any]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.path)
