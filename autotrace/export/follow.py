@@ -36,7 +36,10 @@ class FollowedFile:
         self.plain = path.with_name(path.name[: -len(".gz")]) if path.name.endswith(".gz") else path
         self.key = str(self.plain)
         self.offset = offset
-        self.done = done  # read to the end and its process gone
+        try:  # read to the end and its process gone (unless it grew since)
+            self.done = done and self.plain.stat().st_size <= offset
+        except OSError:
+            self.done = done
         self.first_seen = time.time()
         self.last_time: float | None = None  # epoch of the last record read
         self.problems = ReadProblems()

@@ -39,6 +39,7 @@ BATCH = 512  # spans per export request
 POLL = 0.25  # seconds between looks at the files when following
 LINGER = 2.0  # seconds the run's other processes get after the command exits
 MAX_BACKOFF = 30.0
+SAVE_EVERY = 1.0  # seconds between saves of the state while reading
 ENV_DRAIN_TIMEOUT = "AUTOTRACE_OTLP_DRAIN_TIMEOUT"  # seconds of retrying after the run ended
 DEFAULT_DRAIN_TIMEOUT = 600.0
 
@@ -289,10 +290,14 @@ class Pipeline:
     mapper: SpanMapper
     state: StateFile | None
     processes_added: set[str] = field(default_factory=set)
+    saved_at: float = 0.0
 
-    def save(self) -> None:
-        if self.state is None:
+    def save(self, force: bool = True) -> None:
+        """Save offsets and open actions (after spans were accepted); at most once a
+        second unless ``force``: a crash in between re-sends spans with the same ids."""
+        if self.state is None or (not force and time.monotonic() - self.saved_at < SAVE_EVERY):
             return
+        self.saved_at = time.monotonic()
         try:
             self.state.save(
                 {
@@ -341,13 +346,16 @@ def _step(p: Pipeline, sender: Sender, now: float) -> bool:
     """One turn over a run's files: read what is new, send its spans. True: read something."""
     p.follower.discover()
     progressed = False
+    caught_up: set[str] = set()  # live processes whose file is read to its end
     for f in p.follower.ordered(p.mapper.spawner):
         if f.key not in p.processes_added:
             p.mapper.add_process(f.info)
             p.processes_added.add(f.key)
         records = f.read()
         if records is None:
-            if not f.alive():
+            if f.alive():
+                caught_up.add(f.key)
+            else:
                 # Its process is gone and its file read to the end: what is still open
                 # was abandoned.
                 end = f.last_time or _mtime(f)
@@ -357,12 +365,12 @@ def _step(p: Pipeline, sender: Sender, now: float) -> bool:
                 p.save()
             continue
         sender.send(p.mapper.records(f.key, records, now))
-        p.save()
+        p.save(force=False)
         progressed = True
-    due = p.mapper.pending(now)
+    due = p.mapper.pending(now, caught_up)
     if due:
         sender.send(due)
-        p.save()
+        p.save(force=False)
     return progressed
 
 
@@ -389,6 +397,9 @@ def run_export(
 
     ended_at: float | None = None
     summary = Summary()
+    clean = False
+    if not follow:  # a one-shot export against a backend that stays down gives up
+        sender.deadline = time.monotonic() + drain_timeout
     try:
         while True:
             now = time.time()
@@ -407,11 +418,16 @@ def run_export(
                 break
             if sender.stop.wait(POLL):
                 break
+        clean = True
     except GiveUp:
         summary.gave_up = True
+        clean = False
     finally:
         for p in pipelines:
-            p.save()
+            # Offsets run ahead of what the backend accepted only when a send did not
+            # finish: then the last save (made after an accepted send) stands.
+            if clean:
+                p.save()
             for f in p.follower.files.values():
                 f.close()
                 summary.problems += f.problems.total()

@@ -479,13 +479,14 @@ class SpanMapper:
         opened.pending_sent += 1
         return span
 
-    def pending(self, now: float) -> list[Span]:
-        """Pending spans of the actions open for ``pending_after`` seconds and not yet sent."""
+    def pending(self, now: float, processes: set[str]) -> list[Span]:
+        """Pending spans of the actions of ``processes`` (live, their files read to the
+        end) open for ``pending_after`` seconds, once per action."""
         due = now - self.pending_after
         return [
             self._pending(a, now)
             for a in list(self.open.values())
-            if not a.pending_sent and a.start <= due and a.process in self.processes
+            if not a.pending_sent and a.start <= due and a.process in processes
         ]
 
     def abandon(self, key: str, end: float) -> list[Span]:
