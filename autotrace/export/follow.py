@@ -20,13 +20,36 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from autotrace.diagnose import process_alive, read_header, trace_files
+from autotrace.diagnose import PROCESS_START, process_alive, trace_files
 from autotrace.export.spans import ProcessInfo, epoch
-from autotrace.reader import ReadProblems, validate_record
+from autotrace.reader import ReadProblems, TraceReadError, open_trace, validate_record
 
 CHUNK = 1 << 20  # bytes read from one file per turn: bounds the records (and spans) in memory
 MAX_LINE = 32 << 20  # a longer line is skipped
 CHILD_WAIT = 3.0  # seconds a child's file waits for the action that spawned it to be read
+
+
+HEADER_SCAN = 256 << 10  # bytes searched for a file's process record
+
+
+def find_header(path: Path) -> dict[str, Any] | None:
+    """The ``[autotrace] process start`` record of a file: usually its first line, but
+    inspect's own handler may write to the same file before the agent does."""
+    try:
+        with open_trace(path) as stream:
+            head = stream.read(HEADER_SCAN)
+    except (TraceReadError, OSError, EOFError, zlib.error):
+        return None
+    for line in head.split(b"\n"):
+        if b'"event_kind": "process"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("message") == PROCESS_START:
+            return record
+    return None
 
 
 class FollowedFile:
@@ -46,7 +69,7 @@ class FollowedFile:
         self._stream: IO[bytes] | None = None
         self._compressed = False
         self._carry = b""  # a compressed stream's partial last line
-        header = read_header(path) or read_header(self.plain) or {}
+        header = find_header(path) or {}
         pid = header.get("pid")
         if not isinstance(pid, int):
             digits = self.plain.name[len("trace-") :].split(".", 1)[0]
@@ -163,6 +186,7 @@ class RunFollower:
         self.files: dict[str, FollowedFile] = {}
         self._saved = offsets or {}
         self._seen: set[Path] = set()
+        self._checked: dict[Path, int] = {}  # file -> its size when it had no process record
         self._named = list(paths)
 
     def _add(self, path: Path) -> FollowedFile:
@@ -189,15 +213,21 @@ class RunFollower:
             if key in self.files:
                 self._seen.add(path)
                 continue
-            header = read_header(path)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            if self._checked.get(path) == size:
+                continue  # no process record when last looked, and not grown since
+            header = find_header(path)
             if header is None:
-                try:
-                    if path.stat().st_size == 0:
-                        continue  # just created: its header comes next
-                except OSError:
-                    continue
+                # Not (yet) ours: the agent may write its record after inspect's first lines.
+                if size >= HEADER_SCAN:
+                    self._seen.add(path)  # it never will have one where we look
+                self._checked[path] = size
+                continue
             self._seen.add(path)
-            if header is not None and header.get("run_id") == self.run_id:
+            if header.get("run_id") == self.run_id:
                 new.append(self._add(path))
         return new
 

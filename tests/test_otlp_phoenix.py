@@ -1,0 +1,323 @@
+"""`inspect-trace run --otlp` against a real backend (Arize Phoenix on 127.0.0.1).
+
+A real `inspect eval` hangs in a tool two processes down: the running action is read
+back from Phoenix within 5 s, with the watchdog's stack once reported; after the run is
+killed, the whole tree with its parents across both processes. Then the faults: the
+backend down at start, killed mid-run, slow (accepts and never answers): the program's
+exit code and timing are unchanged, and no span is lost once the backend is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import untraced_env, wait_for
+from phoenix_server import FaultyLink, Phoenix, phoenix  # noqa: F401  (pytest fixture)
+from test_e2e_inspect import (  # noqa: F401  (llm_process: a pytest fixture)
+    TASKS,
+    base_env,
+    llm_process,
+    running,
+    trace_records,
+)
+
+from autotrace.export.spans import action_span_id, run_trace_id
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+VISIBLE_WITHIN = 5.0  # seconds from `enter` written to the pending span read back
+
+
+def maybe_run_id(directory: Path) -> str | None:
+    for path in directory.glob("trace-*.log"):
+        try:
+            first = json.loads(path.read_text().splitlines()[0])
+        except (ValueError, IndexError, OSError):
+            continue
+        if first.get("run_id"):
+            return str(first["run_id"])
+    return None
+
+
+def run_id_of(directory: Path) -> str:
+    run_id = maybe_run_id(directory)
+    assert run_id is not None, f"no process record in {directory}"
+    return run_id
+
+
+def exporter_finished(directory: Path) -> bool:
+    return any("spans (" in p.read_text() for p in directory.glob("otlp-*.log"))
+
+
+def final_spans(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Our trace id -> the span that ended the action (not a pending span)."""
+    return {
+        s["attributes"]["autotrace.trace_id"]: s
+        for s in spans
+        if "logfire.span_type" not in s["attributes"]
+    }
+
+
+@pytest.fixture
+def eval_proc() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_hung_eval_visible_while_it_hangs_then_the_whole_tree(
+    tmp_path: Path,
+    phoenix: Phoenix,  # noqa: F811
+    llm_process: Any,  # noqa: F811
+    eval_proc: list[Any],
+) -> None:
+    llm = llm_process(
+        [{"do": "reply", "tool_calls": [{"name": "child_sleeper", "arguments": {"seconds": 600}}]}]
+    )
+    env = base_env(tmp_path, llm)
+    traces = tmp_path / "traces"
+    command = [
+        str(BIN / "inspect-trace"), "run", "--trace-dir", str(traces), "--stuck-after", "2",
+        "--otlp", phoenix.otlp_endpoint, "--",
+        str(BIN / "inspect"), "eval", "otlp_task.py@child_hang", "--model", "openai/test",
+        "-M", "responses_api=false", "--display", "none", "--log-dir", str(tmp_path / "logs"),
+        "--max-retries", "0",
+    ]  # fmt: skip
+    with open(tmp_path / "eval-output.txt", "wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=TASKS,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    eval_proc.append(proc)
+
+    def sleeping() -> dict[str, Any] | None:
+        assert proc.poll() is None, (tmp_path / "eval-output.txt").read_text()[-3000:]
+        return next(
+            (r for r in running(trace_records(traces)) if r.get("detail") == "sleep 600"), None
+        )
+
+    sleep = wait_for(sleeping, timeout=60, what="the Subprocess 'sleep 600' in the trace files")
+    run_id = run_id_of(traces)
+    trace_id = run_trace_id(run_id)
+
+    def pending_in_phoenix() -> dict[str, Any] | None:
+        return next(
+            (
+                s
+                for s in phoenix.spans(trace_id)
+                if s["attributes"].get("autotrace.trace_id") == sleep["trace_id"]
+            ),
+            None,
+        )
+
+    pending = wait_for(pending_in_phoenix, timeout=30, what="the running action in Phoenix")
+    lag = time.time() - sleep["start_time"]
+    assert lag <= VISIBLE_WITHIN, f"visible {lag:.1f} s after its enter"
+    assert pending["attributes"]["autotrace.state"] == "running"
+    assert pending["attributes"]["logfire.span_type"] == "pending_span"
+    assert pending["parent_id"] == f"{action_span_id(run_id, sleep['trace_id']):016x}"
+    assert pending["name"] == "Subprocess sleep"
+
+    def stack_in_phoenix() -> dict[str, Any] | None:
+        return next(
+            (
+                s
+                for s in phoenix.spans(trace_id)
+                if s["attributes"].get("autotrace.trace_id") == sleep["trace_id"]
+                and any(e["name"] == "autotrace.stuck" for e in s["events"])
+            ),
+            None,
+        )
+
+    stacked = wait_for(stack_in_phoenix, timeout=30, what="the watchdog's stack in Phoenix")
+    (event,) = [e for e in stacked["events"] if e["name"] == "autotrace.stuck"]
+    assert "subprocess.py" in event["attributes"]["autotrace.stack"]
+
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    wait_for(lambda: exporter_finished(traces), timeout=60, what="the exporter's end")
+
+    records = trace_records(traces)
+    enters = {r["trace_id"]: r for r in records if r.get("event") == "enter"}
+    # Phoenix writes what it accepted a moment later
+    wait_for(lambda: set(final_spans(phoenix.spans(trace_id))) >= set(enters), 30, "every span")
+    spans = phoenix.spans(trace_id)
+    final = final_spans(spans)
+    assert set(final) == set(enters), set(enters) ^ set(final)  # no action lost
+    by_id = {s["context"]["span_id"]: s for s in spans}
+    for tid, span in final.items():
+        assert span["context"]["span_id"] == f"{action_span_id(run_id, tid):016x}"
+        if span["parent_id"] is not None:
+            assert span["parent_id"] in by_id, (span["name"], "parent missing")
+
+    # the tree across two processes: sleep 600 (child) -> python -c (eval) -> Tool Call
+    def parent_of(span: dict[str, Any]) -> dict[str, Any]:
+        return by_id[span["parent_id"]]
+
+    hang = final[sleep["trace_id"]]
+    assert hang["attributes"]["autotrace.outcome"] == "abandoned"
+    assert hang["status_code"] == "ERROR"
+    assert any(e["name"] == "autotrace.stuck" for e in hang["events"])
+    spawner = parent_of(hang)
+    assert spawner["name"] == "Subprocess python" or spawner["name"].startswith("Subprocess py")
+    assert spawner["attributes"]["process.pid"] == enters[sleep["trace_id"]]["pid"]
+    tool = parent_of(spawner)
+    assert tool["name"] == "execute_tool child_sleeper"
+    assert tool["span_kind"] == "TOOL" and tool["attributes"]["gen_ai.tool.name"] == "child_sleeper"
+    models = [s for s in final.values() if s["attributes"]["autotrace.action"] == "Model"]
+    assert models and all(m["span_kind"] == "LLM" for m in models)
+    assert models[0]["attributes"]["gen_ai.request.model"] == "test"
+    assert models[0]["attributes"]["gen_ai.provider.name"] == "openai"
+    pids = {r.get("pid") for r in enters.values() if r.get("pid")}
+    assert len(pids) >= 2
+
+
+# -- faults ------------------------------------------------------------------------------
+
+PROGRAM = """
+import os, subprocess, sys, time
+go = sys.argv[1]
+def work(n):
+    t = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(["true"])
+    return time.perf_counter() - t
+first = work(40)
+deadline = time.time() + 120
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+second = work(40)
+print(f"{first:.3f} {second:.3f}")
+sys.exit(7)
+"""
+
+
+class Program:
+    """PROGRAM under `inspect-trace run` (``--otlp`` when an endpoint is given)."""
+
+    def __init__(self, tmp_path: Path, endpoint: str | None, **env: str) -> None:
+        self.dir = tmp_path
+        self.traces = tmp_path / "traces"
+        self.go = tmp_path / "go"
+        script = tmp_path / "prog.py"
+        script.write_text(PROGRAM)
+        command = ["inspect-trace", "run", "--trace-dir", str(self.traces)]
+        if endpoint:
+            command += ["--otlp", endpoint]
+        command += ["--", sys.executable, str(script), str(self.go)]
+        self.proc = subprocess.Popen(
+            command,
+            env=untraced_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def finish(self) -> tuple[int, float, float, str]:
+        self.go.touch()
+        out, err = self.proc.communicate(timeout=120)
+        first, second = (float(x) for x in out.split())
+        return self.proc.returncode, first, second, err
+
+    def actions(self) -> set[str]:
+        return {r["trace_id"] for r in trace_records(self.traces) if r.get("event") == "enter"}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """The program's time for 40 subprocess calls, traced without OTLP (best of two)."""
+    times = []
+    for _ in range(2):
+        code, first, second, _ = Program(tmp_path_factory.mktemp("base"), None).finish()
+        assert code == 7
+        times += [first, second]
+    return min(times)
+
+
+def within_noise(elapsed: float, baseline: float) -> bool:
+    return elapsed <= baseline * 1.5 + 0.3
+
+
+def all_arrive(backend: Phoenix, program: Program) -> None:
+    trace_id = run_trace_id(run_id_of(program.traces))
+    expected = program.actions()
+    wait_for(
+        lambda: set(final_spans(backend.spans(trace_id))) >= expected,
+        timeout=120,
+        what=f"all {len(expected)} spans in Phoenix",
+    )
+    assert set(final_spans(backend.spans(trace_id))) == expected
+
+
+def test_backend_down_at_start(
+    tmp_path: Path,
+    phoenix: Phoenix,  # noqa: F811
+    baseline: float,
+) -> None:
+    link = FaultyLink(phoenix.port)  # refuses: nothing listens
+    try:
+        program = Program(tmp_path, link.url)
+        code, first, second, err = program.finish()
+        assert code == 7 and err == ""
+        assert within_noise(first, baseline) and within_noise(second, baseline), (first, second)
+        link.set("forward")  # the backend is back
+        all_arrive(phoenix, program)
+    finally:
+        link.close()
+
+
+def test_backend_slow_accepts_and_never_answers(
+    tmp_path: Path,
+    phoenix: Phoenix,  # noqa: F811
+    baseline: float,
+) -> None:
+    link = FaultyLink(phoenix.port)
+    link.set("swallow")
+    try:
+        program = Program(tmp_path, link.url, OTEL_EXPORTER_OTLP_TIMEOUT="2")
+        code, first, second, err = program.finish()
+        assert code == 7 and err == ""
+        assert within_noise(first, baseline) and within_noise(second, baseline), (first, second)
+        link.set("forward")
+        all_arrive(phoenix, program)
+    finally:
+        link.close()
+
+
+def test_backend_killed_mid_run(
+    tmp_path: Path,
+    phoenix: Phoenix,  # noqa: F811
+    baseline: float,
+) -> None:
+    program = Program(tmp_path, phoenix.otlp_endpoint)
+    try:
+        run_id = wait_for(lambda: maybe_run_id(program.traces), 30, "the run's first file")
+        trace_id = run_trace_id(run_id)
+        # the first half reaches the backend, then the backend dies
+        wait_for(lambda: len(final_spans(phoenix.spans(trace_id))) >= 40, 60, "first half")
+        phoenix.kill()
+        code, first, second, err = program.finish()  # the second half, backend dead
+        assert code == 7 and err == ""
+        assert within_noise(second, baseline), (second, baseline)
+    finally:
+        if phoenix.proc is not None and phoenix.proc.poll() is not None:
+            phoenix.start()  # the backend comes back on the same port, with its data
+    all_arrive(phoenix, program)
