@@ -252,6 +252,12 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> float:
     return min(times)
 
 
+def exporter_failed(program: Program) -> bool:
+    """Whether the exporter has tried and failed to send (its log says so)."""
+    text = "".join(p.read_text() for p in program.traces.glob("otlp-*.log"))
+    return any(m in text for m in ("cannot send", "Transient error", "Failed to export"))
+
+
 def within_noise(elapsed: float, baseline: float) -> bool:
     return elapsed <= baseline * 1.5 + 0.3
 
@@ -278,6 +284,7 @@ def test_backend_down_at_start(
         code, first, second, err = program.finish()
         assert code == 7 and err == ""
         assert within_noise(first, baseline) and within_noise(second, baseline), (first, second)
+        wait_for(lambda: exporter_failed(program), 60, "the exporter to meet the closed port")
         link.set("forward")  # the backend is back
         all_arrive(phoenix, program)
     finally:
@@ -296,6 +303,7 @@ def test_backend_slow_accepts_and_never_answers(
         code, first, second, err = program.finish()
         assert code == 7 and err == ""
         assert within_noise(first, baseline) and within_noise(second, baseline), (first, second)
+        wait_for(lambda: exporter_failed(program), 60, "the exporter to time out")
         link.set("forward")
         all_arrive(phoenix, program)
     finally:
@@ -317,6 +325,7 @@ def test_backend_killed_mid_run(
         code, first, second, err = program.finish()  # the second half, backend dead
         assert code == 7 and err == ""
         assert within_noise(second, baseline), (second, baseline)
+        wait_for(lambda: exporter_failed(program), 60, "the exporter to meet the dead backend")
     finally:
         if phoenix.proc is not None and phoenix.proc.poll() is not None:
             phoenix.start()  # the backend comes back on the same port, with its data

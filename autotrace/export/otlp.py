@@ -254,7 +254,7 @@ class Sender:
             while True:
                 try:
                     ok = self.exporter.export(batch) == SpanExportResult.SUCCESS
-                    problem = "refused or unreachable"
+                    problem = "refused, unreachable or too slow"
                 except Exception as exc:  # an exporter bug must not stop the follower
                     ok, problem = False, type(exc).__name__
                 if ok:
