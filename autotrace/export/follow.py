@@ -20,9 +20,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+# The only imports from the read side (the exporter's one seam with the reader).
 from autotrace.diagnose import PROCESS_START, process_alive, trace_files
 from autotrace.export.spans import ProcessInfo, epoch
 from autotrace.reader import ReadProblems, TraceReadError, open_trace, validate_record
+
+__all__ = ["FollowedFile", "RunFollower", "StateFile", "find_header", "process_alive"]
 
 CHUNK = 1 << 20  # bytes read from one file per turn: bounds the records (and spans) in memory
 MAX_LINE = 32 << 20  # a longer line is skipped
@@ -30,6 +33,16 @@ CHILD_WAIT = 3.0  # seconds a child's file waits for the action that spawned it 
 
 
 HEADER_SCAN = 256 << 10  # bytes searched for a file's process record
+
+
+def first_timestamp(path: Path) -> str:
+    """The ``timestamp`` of a file's first record ("" when it has none)."""
+    try:
+        with open_trace(path) as stream:
+            value = json.loads(stream.readline(1 << 16)).get("timestamp")
+    except (TraceReadError, OSError, EOFError, zlib.error, ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def find_header(path: Path) -> dict[str, Any] | None:

@@ -27,7 +27,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autotrace import config
-from autotrace.export.follow import FollowedFile, RunFollower, StateFile, safe_name
+from autotrace.export.follow import (
+    FollowedFile,
+    RunFollower,
+    StateFile,
+    find_header,
+    first_timestamp,
+    process_alive,
+    safe_name,
+)
 from autotrace.export.spans import ProcessInfo, Span, SpanMapper
 
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
@@ -393,8 +401,6 @@ def run_export(
 ) -> Summary:
     """Export until every file is read (or, following, until stopped or until ``until_pid``
     has exited and the run's files are drained)."""
-    from autotrace.diagnose import process_alive
-
     ended_at: float | None = None
     summary = Summary()
     clean = False
@@ -439,30 +445,14 @@ def run_export(
 # -- entry points (the CLI calls these) --------------------------------------------------
 
 
-def _first_timestamp(path: Path) -> str:
-    from autotrace.reader import open_trace
-
-    try:
-        with open_trace(path) as stream:
-            line = stream.readline(1 << 16)
-        import json
-
-        value = json.loads(line).get("timestamp")
-        return str(value)
-    except Exception:
-        return ""
-
-
 def group_files(paths: Sequence[Path]) -> dict[str, list[Path]]:
     """Files by run: the run id of their process record, else one run per file."""
-    from autotrace.diagnose import read_header
-
     groups: dict[str, list[Path]] = {}
     for path in paths:
-        header = read_header(path)
+        header = find_header(path)
         run_id = header.get("run_id") if header else None
         if not isinstance(run_id, str) or not run_id:
-            run_id = f"file:{path.name.removesuffix('.gz')}:{_first_timestamp(path)}"
+            run_id = f"file:{path.name.removesuffix('.gz')}:{first_timestamp(path)}"
         groups.setdefault(run_id, []).append(path)
     return groups
 
