@@ -15,6 +15,7 @@ action ends, or when its process is found dead with the action still open (then 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -149,6 +150,7 @@ def _attr(value: Any) -> AttrValue:
     return _text(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def _command_name(detail: str) -> str:
     try:
         words = shlex.split(detail)
