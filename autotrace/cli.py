@@ -191,6 +191,7 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
 @click.option("--follow", is_flag=True, help="Keep sending as the files grow (Ctrl-C stops).")
 @click.option(
     "--endpoint",
+    envvar="AUTOTRACE_OTLP_ENDPOINT",
     metavar="URL",
     help="OTLP endpoint [default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
     "$OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].",

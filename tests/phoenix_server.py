@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,14 +99,19 @@ class Phoenix:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return json.load(response)
 
-    def spans(self, trace_id: int, project: str = "default") -> list[dict[str, Any]]:
-        """Every span Phoenix holds for ``trace_id`` (pages followed)."""
+    def spans(
+        self, trace_id: int, project: str = "default", attribute: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every span Phoenix holds for ``trace_id`` (pages followed); ``attribute``:
+        only those with this ``key:value`` (Phoenix's own filter)."""
         out: list[dict[str, Any]] = []
         cursor = ""
         while True:
-            query = f"?limit=1000&trace_id={trace_id:032x}" + (
-                f"&cursor={cursor}" if cursor else ""
-            )
+            query = f"?limit=1000&trace_id={trace_id:032x}"
+            if attribute:
+                query += "&attribute=" + urllib.parse.quote(attribute)
+            if cursor:
+                query += f"&cursor={cursor}"
             try:
                 page = self.get(f"/v1/projects/{project}/spans{query}")
             except urllib.error.HTTPError as exc:

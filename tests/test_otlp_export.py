@@ -347,33 +347,42 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_traced_program_imports_nothing_of_otlp(tmp_path: Path) -> None:
+PROGRAM_SEES = """
+import glob, os, subprocess, sys
+subprocess.run(["true"])
+print(sorted(m for m in sys.modules if m.startswith(("opentelemetry", "autotrace.export"))))
+print(len(os.listdir(f"/proc/{os.getpid()}/task")), os.getppid() == int(sys.argv[1]))
+exporters = []
+for path in glob.glob("/proc/[0-9]*/cmdline"):
+    try:
+        argv = open(path, "rb").read().split(b"\\0")
+    except OSError:
+        continue
+    if b"export" in argv and b"--follow" in argv:
+        exporters.append(b" ".join(argv).decode())
+print(exporters)
+"""
+
+
+def test_traced_program_pays_nothing_and_sees_nothing_of_the_exporter(tmp_path: Path) -> None:
     script = tmp_path / "prog.py"
-    script.write_text(
-        "import sys, subprocess\nsubprocess.run(['true'])\nprint(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'autotrace.export', 'google.protobuf'))))\n"
-    )
-    result = subprocess.run(
-        [
-            "inspect-trace",
-            "run",
-            "--trace-dir",
-            str(tmp_path / "traces"),
-            "--otlp",
-            f"http://127.0.0.1:{_closed_port()}",
-            "--",
-            sys.executable,
-            str(script),
-        ],
+    script.write_text(PROGRAM_SEES)
+    endpoint = f"http://user:secretpw@127.0.0.1:{_closed_port()}"
+    shell = subprocess.Popen(
+        ["sh", "-c", f'exec inspect-trace run --trace-dir {tmp_path / "traces"} --otlp '
+         f'{endpoint} -- {sys.executable} {script} "$PPID"'],
         env=untraced_env(AUTOTRACE_OTLP_DRAIN_TIMEOUT="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
-    assert (
-        result.stderr == ""
-    )  # the exporter's messages go to its log file, not the program's terminal
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    out, err = shell.communicate(timeout=60)
+    assert shell.returncode == 0, err
+    modules, threads, exporters = out.strip().splitlines()
+    assert modules == "[]"  # nothing of OpenTelemetry or of the exporter in the program
+    assert threads.split()[1] == "True"  # the program is the command itself (exec), not a child
+    assert "secretpw" not in exporters and "export --follow" in exporters  # no URL in argv
+    assert err == ""  # the exporter's messages go to its log file, not the program's terminal
+    log = next((tmp_path / "traces").glob("otlp-*.log"))
+    assert "secretpw" not in log.read_text()
 
 
 def test_otel_sdk_disabled_starts_no_exporter(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ POLL = 0.25  # seconds between looks at the files when following
 LINGER = 2.0  # seconds the run's other processes get after the command exits
 MAX_BACKOFF = 30.0
 SAVE_EVERY = 1.0  # seconds between saves of the state while reading
+ENV_ENDPOINT = "AUTOTRACE_OTLP_ENDPOINT"  # `export --endpoint`, as `run --otlp URL` passes it
 ENV_DRAIN_TIMEOUT = "AUTOTRACE_OTLP_DRAIN_TIMEOUT"  # seconds of retrying after the run ended
 DEFAULT_DRAIN_TIMEOUT = 600.0
 
@@ -152,7 +153,9 @@ def make_exporter(s: Settings) -> Any:
                 "OTLP over gRPC needs opentelemetry-exporter-otlp-proto-grpc: "
                 "pip install 'inspect-autotrace[otlp]'"
             ) from exc
-        return GrpcExporter(endpoint=s.endpoint, insecure=s.endpoint.startswith("http://"))
+        # http:// means plaintext; otherwise OTEL_EXPORTER_OTLP_INSECURE decides, as usual.
+        insecure = True if s.endpoint.startswith("http://") else None
+        return GrpcExporter(endpoint=s.endpoint, insecure=insecure)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=s.endpoint)
@@ -556,10 +559,10 @@ def start_background(run_id: str, directory: Path, endpoint: str | None) -> Path
         "--until-pid",
         str(os.getpid()),
     ]
-    if endpoint:
-        argv += ["--endpoint", endpoint]
     env = dict(os.environ)
     env[config.ENV_DISABLE] = "1"  # the exporter itself is not traced
+    if endpoint:  # in the environment, not argv: a URL may carry credentials (ps shows argv)
+        env[ENV_ENDPOINT] = endpoint
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child execs or exits)
