@@ -407,3 +407,20 @@ def test_otel_sdk_disabled_starts_no_exporter(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert not list(traces.glob("otlp-*"))
+
+
+def test_file_compressed_at_exit_is_read_on_from_its_offset(tmp_path: Path) -> None:
+    """inspect gzips its trace file at exit (trace-PID.log -> trace-PID.log.gz): the
+    exporter goes on in the compressed file from where it stopped, sending nothing twice."""
+    import gzip
+
+    w = FileWriter(tmp_path, dead_pid())
+    w.end(w.enter("Subprocess", "true 1", "g-1"), "exit", 0.1)
+    first, _ = export(tmp_path)
+    assert [s.attributes["autotrace.trace_id"] for s in first.get_finished_spans()] == ["g-1"]
+    w.end(w.enter("Subprocess", "true 2", "g-2"), "exit", 0.1)
+    with open(w.path, "rb") as plain, gzip.open(str(w.path) + ".gz", "wb") as packed:
+        packed.write(plain.read())
+    w.path.unlink()
+    then, _ = export(tmp_path)
+    assert [s.attributes["autotrace.trace_id"] for s in then.get_finished_spans()] == ["g-2"]

@@ -68,14 +68,21 @@ def find_header(path: Path) -> dict[str, Any] | None:
 class FollowedFile:
     """One trace file, read from ``offset`` on."""
 
-    def __init__(self, path: Path, run_id: str, offset: int = 0, done: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        offset: int = 0,
+        done: bool = False,
+        was_compressed: bool = False,
+    ) -> None:
         self.plain = path.with_name(path.name[: -len(".gz")]) if path.name.endswith(".gz") else path
         self.key = str(self.plain)
         self.offset = offset
         try:  # read to the end and its process gone (unless it grew since)
             self.done = done and self.plain.stat().st_size <= offset
-        except OSError:
-            self.done = done
+        except OSError:  # compressed since (inspect does at exit): look again unless read so
+            self.done = done and was_compressed
         self.first_seen = time.time()
         self.last_time: float | None = None  # epoch of the last record read
         self.problems = ReadProblems()
@@ -97,6 +104,11 @@ class FollowedFile:
             parent_pid=parent if isinstance(parent, int) else None,
             argv=[str(a) for a in argv] if isinstance(argv, list) else [],
         )
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the file is read through gzip (inspect compressed it)."""
+        return self._compressed
 
     def alive(self) -> bool:
         """Whether the file's process may still write to it."""
@@ -205,7 +217,11 @@ class RunFollower:
     def _add(self, path: Path) -> FollowedFile:
         saved = self._saved.get(str(path.with_name(path.name.removesuffix(".gz"))), {})
         followed = FollowedFile(
-            path, self.run_id, int(saved.get("offset", 0)), bool(saved.get("done", False))
+            path,
+            self.run_id,
+            int(saved.get("offset", 0)),
+            bool(saved.get("done", False)),
+            bool(saved.get("compressed", False)),
         )
         self.files[followed.key] = followed
         return followed
@@ -246,7 +262,12 @@ class RunFollower:
 
     def offsets(self) -> dict[str, dict[str, Any]]:
         state = dict(self._saved)
-        state.update({k: {"offset": f.offset, "done": f.done} for k, f in self.files.items()})
+        state.update(
+            {
+                k: {"offset": f.offset, "done": f.done, "compressed": f.compressed}
+                for k, f in self.files.items()
+            }
+        )
         return state
 
     def ordered(self, spawned: Any) -> list[FollowedFile]:
