@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import untraced_env
+from conftest import untraced_env, wait_for
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -381,8 +381,25 @@ def test_traced_program_pays_nothing_and_sees_nothing_of_the_exporter(tmp_path: 
     assert threads.split()[1] == "True"  # the program is the command itself (exec), not a child
     assert "secretpw" not in exporters and "export --follow" in exporters  # no URL in argv
     assert err == ""  # the exporter's messages go to its log file, not the program's terminal
+    # with the backend down, the exporter gives up AUTOTRACE_OTLP_DRAIN_TIMEOUT after the
+    # command ended (plus one SDK export timeout) and says how to send the rest
+    wait_for(lambda: not exporters_of(tmp_path / "traces"), 40, "the exporter to give up")
     log = next((tmp_path / "traces").glob("otlp-*.log"))
     assert "secretpw" not in log.read_text()
+    assert "sends the rest" in log.read_text()
+
+
+def exporters_of(traces: Path) -> list[int]:
+    """The pids of the exporters following ``traces``."""
+    pids = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = path.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--follow" in argv and str(traces).encode() in argv:
+            pids.append(int(path.parent.name))
+    return pids
 
 
 def test_otel_sdk_disabled_starts_no_exporter(tmp_path: Path) -> None:

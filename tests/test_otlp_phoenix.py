@@ -9,6 +9,7 @@ exit code and timing are unchanged, and no span is lost once the backend is back
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from test_e2e_inspect import (  # noqa: F401  (llm_process: a pytest fixture)
     trace_records,
 )
 
+from autotrace.export.follow import find_header
 from autotrace.export.spans import action_span_id, run_trace_id
 
 pytestmark = pytest.mark.slow
@@ -39,13 +41,10 @@ VISIBLE_WITHIN = 5.0  # seconds from `enter` written to the pending span read ba
 
 
 def maybe_run_id(directory: Path) -> str | None:
-    for path in directory.glob("trace-*.log"):
-        try:
-            first = json.loads(path.read_text().splitlines()[0])
-        except (ValueError, IndexError, OSError):
-            continue
-        if first.get("run_id"):
-            return str(first["run_id"])
+    for path in directory.glob("trace-*.log*"):
+        header = find_header(path)
+        if header and header.get("run_id"):
+            return str(header["run_id"])
     return None
 
 
@@ -185,6 +184,44 @@ def test_hung_eval_visible_while_it_hangs_then_the_whole_tree(
     assert models[0]["attributes"]["gen_ai.provider.name"] == "openai"
     pids = {r.get("pid") for r in enters.values() if r.get("pid")}
     assert len(pids) >= 2
+
+
+def test_finished_eval_keeps_its_exit_code_and_every_action_arrives(
+    tmp_path: Path,
+    phoenix: Phoenix,  # noqa: F811
+    llm_process: Any,  # noqa: F811
+) -> None:
+    llm = llm_process(
+        [{"do": "reply", "tool_calls": [{"name": "child_sleeper", "arguments": {"seconds": 0}}]}]
+    )
+    env = base_env(tmp_path, llm)
+    traces = tmp_path / "traces"
+    command = [
+        str(BIN / "inspect-trace"), "run", "--trace-dir", str(traces),
+        "--otlp", phoenix.otlp_endpoint, "--",
+        str(BIN / "inspect"), "eval", "otlp_task.py@child_hang", "--model", "openai/test",
+        "-M", "responses_api=false", "--display", "none", "--log-dir", str(tmp_path / "logs"),
+        "--max-retries", "0",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=TASKS, env=env, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    wait_for(lambda: exporter_finished(traces), timeout=60, what="the exporter's end")
+    # inspect compresses its trace file at exit; the exporter read it to the end anyway
+    records = [
+        json.loads(line)
+        for path in traces.glob("trace-*.log*")
+        for line in (
+            gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        ).splitlines()
+        if line.strip()
+    ]
+    enters = {r["trace_id"] for r in records if r.get("event") == "enter"}
+    trace_id = run_trace_id(run_id_of(traces))
+    wait_for(lambda: set(final_spans(phoenix.spans(trace_id))) >= enters, 30, "every span")
+    final = final_spans(phoenix.spans(trace_id))
+    assert set(final) == enters
+    assert not [s for s in final.values() if s["status_code"] == "ERROR"]
+    assert any(s["attributes"]["autotrace.action"] == "Run Task" for s in final.values())
 
 
 # -- faults ------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ class Sender:
         self.stop = stop
         self.where = where
         self.deadline: float | None = None  # give up retrying after this (time.monotonic)
+        self.on_retry: Callable[[], object] = lambda: None  # may set the deadline
         self.sent = 0
         self.pending_sent = 0
         self.failures = 0
@@ -277,6 +278,7 @@ class Sender:
                         f"cannot send to {self.where} ({problem}); retrying with backoff, "
                         "the records wait in the trace files"
                     )
+                self.on_retry()
                 if self.stop.is_set() or (
                     self.deadline is not None and time.monotonic() + delay > self.deadline
                 ):
@@ -409,6 +411,16 @@ def run_export(
     clean = False
     if not follow:  # a one-shot export against a backend that stays down gives up
         sender.deadline = time.monotonic() + drain_timeout
+
+    def command_ended() -> bool:
+        """Whether ``until_pid`` has exited (then retrying ends ``drain_timeout`` later)."""
+        nonlocal ended_at
+        if ended_at is None and until_pid is not None and not process_alive(until_pid):
+            ended_at = time.monotonic()
+            sender.deadline = ended_at + drain_timeout
+        return ended_at is not None
+
+    sender.on_retry = command_ended  # checked while a send is being retried, too
     try:
         while True:
             now = time.time()
@@ -420,10 +432,7 @@ def run_export(
             all_done = all(f.done for p in pipelines for f in p.follower.files.values())
             if not follow:
                 break
-            if until_pid is not None and ended_at is None and not process_alive(until_pid):
-                ended_at = time.monotonic()
-                sender.deadline = ended_at + drain_timeout
-            if ended_at is not None and (all_done or time.monotonic() - ended_at > LINGER):
+            if command_ended() and (all_done or time.monotonic() - (ended_at or 0.0) > LINGER):
                 break
             if sender.stop.wait(POLL):
                 break
