@@ -422,7 +422,7 @@ def run_export(
 
     sender.on_retry = command_ended  # checked while a send is being retried, too
     try:
-        while True:
+        while not sender.stop.is_set():  # SIGTERM / Ctrl-C: stop after the current send
             now = time.time()
             progressed = False
             for p in pipelines:
