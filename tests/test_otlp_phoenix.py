@@ -184,6 +184,31 @@ def test_hung_eval_visible_while_it_hangs_then_the_whole_tree(
     assert models[0]["attributes"]["gen_ai.provider.name"] == "openai"
     pids = {r.get("pid") for r in enters.values() if r.get("pid")}
     assert len(pids) >= 2
+    print(f"[otlp figures] running action visible in Phoenix {lag:.2f} s after its enter")
+    print(
+        "[otlp figures] Phoenix: GET /v1/projects/default/spans?trace_id=<run>&attribute=autotrace.state:running"
+    )
+    for line in _tree(final, pending["attributes"]["autotrace.trace_id"]):
+        print(f"[otlp figures]   {line}")
+
+
+def _tree(final: dict[str, dict[str, Any]], hung: str) -> list[str]:
+    """The run's spans as an indented tree: name, outcome, span kind."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for span in final.values():
+        children.setdefault(span["parent_id"], []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, []), key=lambda s: s["start_time"]):
+            a = span["attributes"]
+            mark = "  <- the hang" if a["autotrace.trace_id"] == hung else ""
+            kind, outcome = span["span_kind"], a["autotrace.outcome"]
+            lines.append(f"{'  ' * depth}{span['name']} [{kind}] {outcome}{mark}")
+            walk(span["context"]["span_id"], depth + 1)
+
+    walk(None, 0)
+    return lines
 
 
 def test_finished_eval_keeps_its_exit_code_and_every_action_arrives(
