@@ -234,7 +234,7 @@ def real_run(work: Path, sink: Sink, per_worker: int) -> dict[str, Any]:
     script.write_text(REAL_PROGRAM)
     times: dict[str, float] = {}
     drained = 0.0
-    for mode in ("plain", "otlp", "plain", "otlp"):
+    for mode in ("plain", "otlp") * 3:
         traces = work / f"real-{mode}-{time.monotonic_ns()}"
         command = [str(BIN / "inspect-trace"), "run", "--trace-dir", str(traces)]
         if mode == "otlp":

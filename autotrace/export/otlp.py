@@ -551,7 +551,7 @@ def _drain_timeout() -> float:
 
 def start_background(run_id: str, directory: Path, endpoint: str | None) -> Path:
     """Start ``inspect-trace export --follow`` for the run, detached (double fork, own
-    session), to stop once this process (about to exec the command) has exited and the
+    process group, nice 10), to stop once this process (about to exec the command) has exited and the
     files are drained. Returns the exporter's log file."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = directory / f"otlp-{safe_name(run_id)}.log"
@@ -576,7 +576,10 @@ def start_background(run_id: str, directory: Path, endpoint: str | None) -> Path
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child execs or exits)
         try:
-            os.setsid()
+            # A process group of its own: the terminal's Ctrl-C and a kill of the command's
+            # group leave it to drain. The same session (not setsid): with the kernel's
+            # session autogroups, nice only ranks processes within one session.
+            os.setpgid(0, 0)
             if os.fork() != 0:
                 os._exit(0)
             os.nice(10)  # the program comes first on a busy machine
