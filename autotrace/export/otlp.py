@@ -583,6 +583,7 @@ def start_background(run_id: str, directory: Path, endpoint: str | None) -> Path
             if os.fork() != 0:
                 os._exit(0)
             os.nice(10)  # the program comes first on a busy machine
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: still drain
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
