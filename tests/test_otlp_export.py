@@ -441,3 +441,33 @@ def test_file_compressed_at_exit_is_read_on_from_its_offset(tmp_path: Path) -> N
     w.path.unlink()
     then, _ = export(tmp_path)
     assert [s.attributes["autotrace.trace_id"] for s in then.get_finished_spans()] == ["g-2"]
+
+
+def test_no_secret_of_inspect_native_records_goes_out(tmp_path: Path) -> None:
+    """inspect's own Subprocess detail for Docker carries `--env K=V`: masked in the span."""
+    native = tmp_path / "trace-99999998.log"
+    detail = "docker exec --env OPENAI_API_KEY=sk-proj-0123456789abcdefghijklmnopqrstuv c1 ls"
+    base = {"timestamp": "2026-11-29T05:00:00.000000+00:00", "level": "TRACE"}
+    base |= {"action": "Subprocess", "trace_id": "d1", "detail": detail}
+    native.write_text(
+        json.dumps({**base, "message": f"Subprocess: {detail} (enter)", "event": "enter"})
+        + "\n"
+        + json.dumps(
+            {
+                **base,
+                "message": f"Subprocess: {detail} (error)",
+                "event": "error",
+                "duration": 1.0,
+                "error": f"failed: {detail}",
+                "error_type": "RuntimeError",
+            }
+        )  # fmt: skip
+        + "\n"
+    )
+    memory, _ = export(tmp_path, paths=[native], run_id=None)
+    (span,) = memory.get_finished_spans()
+    sent = json.dumps(
+        [dict(span.attributes), [dict(e.attributes) for e in span.events], span.status.description]
+    )
+    assert "sk-proj-0123456789" not in sent
+    assert "OPENAI_API_KEY=***" in span.attributes["process.command_line"]

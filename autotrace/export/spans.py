@@ -36,6 +36,7 @@ from autotrace.records import (
     TIMEOUT,
     TOOL_CALL,
 )
+from autotrace.redact import redact_text
 
 AttrValue = str | bool | int | float
 
@@ -249,6 +250,16 @@ def _stack_text(stack: Any) -> str:
     return "\n".join(lines)
 
 
+def _redacted(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record inspect wrote itself, its texts redacted as the agent redacts its own (its
+    Docker details carry ``--env K=V``): nothing secret goes out."""
+    out = dict(rec)
+    for key in ("detail", "error", "stacktrace"):
+        if isinstance(out.get(key), str):
+            out[key] = redact_text(out[key])
+    return out
+
+
 class SpanMapper:
     """Turns the records of one run, file by file, into spans; remembers open actions."""
 
@@ -298,6 +309,8 @@ class SpanMapper:
         out: list[Span] = []
         for rec in records:
             if "action" in rec:
+                if rec.get("source") != "autotrace":
+                    rec = _redacted(rec)
                 if rec["event"] == ENTER:
                     self._enter(info, rec)
                 else:
