@@ -30,6 +30,7 @@ from test_e2e_inspect import (  # noqa: F401  (llm_process: a pytest fixture)
     running,
     trace_records,
 )
+from test_otlp_export import exporters_of
 
 from autotrace.export.follow import find_header
 from autotrace.export.spans import action_span_id, run_trace_id
@@ -389,4 +390,53 @@ def test_backend_killed_mid_run(
     finally:
         if phoenix.proc is not None and phoenix.proc.poll() is not None:
             phoenix.start()  # the backend comes back on the same port, with its data
+    all_arrive(phoenix, program)
+
+
+def test_exporter_killed_then_restarted_resumes_where_it_stopped(
+    tmp_path: Path,
+    phoenix: Phoenix,  # noqa: F811
+) -> None:
+    program = Program(tmp_path, phoenix.otlp_endpoint)
+    run_id = wait_for(lambda: maybe_run_id(program.traces), 30, "the run's first file")
+    trace_id = run_trace_id(run_id)
+    wait_for(lambda: len(final_spans(phoenix.spans(trace_id))) >= 40, 60, "first half")
+    wait_for(lambda: saved_offset(program.traces) > 0, 10, "the saved offsets")
+    (pid,) = exporters_of(program.traces)
+    os.kill(pid, signal.SIGKILL)  # the exporter dies; the program goes on
+    code, _, _, err = program.finish()
+    assert code == 7 and err == ""
+    result = subprocess.run(
+        [str(BIN / "inspect-trace"), "export", "--run", run_id, "--trace-dir",
+         str(program.traces), "--endpoint", phoenix.otlp_endpoint],
+        env=untraced_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # only the second half is sent: the first was saved as accepted before the kill
+    assert "sent 40 spans (0 pending)" in result.stderr, result.stderr
+    all_arrive(phoenix, program)
+
+
+def saved_offset(traces: Path) -> int:
+    total = 0
+    for path in traces.glob("otlp-state-*.json"):
+        try:
+            total += sum(f["offset"] for f in json.loads(path.read_text())["files"].values())
+        except (ValueError, KeyError, OSError):
+            continue
+    return total
+
+
+def test_export_over_grpc(tmp_path: Path, phoenix: Phoenix) -> None:  # noqa: F811
+    program = Program(tmp_path, None)  # traced, nothing sent while it runs
+    code, _, _, _ = program.finish()
+    assert code == 7
+    run_id = run_id_of(program.traces)
+    env = untraced_env(OTEL_EXPORTER_OTLP_PROTOCOL="grpc")
+    result = subprocess.run(
+        [str(BIN / "inspect-trace"), "export", "--run", run_id, "--trace-dir",
+         str(program.traces), "--endpoint", f"http://127.0.0.1:{phoenix.grpc_port}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
     all_arrive(phoenix, program)

@@ -304,13 +304,18 @@ class Pipeline:
     state: StateFile | None
     processes_added: set[str] = field(default_factory=set)
     saved_at: float = 0.0
+    unsaved: bool = False
 
     def save(self, force: bool = True) -> None:
         """Save offsets and open actions (after spans were accepted); at most once a
         second unless ``force``: a crash in between re-sends spans with the same ids."""
-        if self.state is None or (not force and time.monotonic() - self.saved_at < SAVE_EVERY):
+        if self.state is None:
+            return
+        if not force and time.monotonic() - self.saved_at < SAVE_EVERY:
+            self.unsaved = True  # saved at the next idle turn
             return
         self.saved_at = time.monotonic()
+        self.unsaved = False
         try:
             self.state.save(
                 {
@@ -429,6 +434,9 @@ def run_export(
                 progressed |= _step(p, sender, now)
             if progressed:
                 continue
+            for p in pipelines:  # idle: what was accepted is saved now
+                if p.unsaved:
+                    p.save()
             all_done = all(f.done for p in pipelines for f in p.follower.files.values())
             if not follow:
                 break
