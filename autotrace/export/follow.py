@@ -30,8 +30,6 @@ __all__ = ["FollowedFile", "RunFollower", "StateFile", "find_header", "process_a
 CHUNK = 1 << 20  # bytes read from one file per turn: bounds the records (and spans) in memory
 MAX_LINE = 32 << 20  # a longer line is skipped
 CHILD_WAIT = 3.0  # seconds a child's file waits for the action that spawned it to be read
-
-
 HEADER_SCAN = 256 << 10  # bytes searched for a file's process record
 
 
@@ -112,8 +110,9 @@ class FollowedFile:
 
     def alive(self) -> bool:
         """Whether the file's process may still write to it."""
-        if self._compressed or self.plain.with_name(self.plain.name + ".gz").exists():
-            return False  # inspect compresses the file at exit
+        gz = self.plain.with_name(self.plain.name + ".gz")
+        if self._compressed or (not self.plain.exists() and gz.exists()):
+            return False  # inspect compresses the file at exit (and removes the plain one)
         return self.info.pid is not None and process_alive(self.info.pid, self.started)
 
     def _open(self) -> IO[bytes] | None:
