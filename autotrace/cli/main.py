@@ -250,35 +250,99 @@ def timeline_command(
             webbrowser.open(output.resolve().as_uri())
 
 
-@main.command("export", short_help="The run in another tracing format (Perfetto JSON).")
-@click.argument("trace_file", required=False)
-@run_option
+@main.command("export", short_help="The run to a tracing backend (OTLP) or a Perfetto file.")
+@click.argument("files", nargs=-1, metavar="[FILE]...")
 @click.option(
     "--format",
     "format_",
     type=click.Choice(["otlp", "perfetto"]),
     default="otlp",
     show_default=True,
-    help="perfetto: Chrome Trace Event JSON, for ui.perfetto.dev and chrome://tracing.",
+    help="otlp: send spans to an OpenTelemetry backend (endpoint and headers from OTEL_*); "
+    "perfetto: write Chrome Trace Event JSON, for ui.perfetto.dev and chrome://tracing.",
+)
+@click.option(
+    "--run",
+    "run_id",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[RUN_ID]",
+    help="Every file of a run [default, and RUN_ID's default: the run of the newest file].",
 )
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="The file to write [default: stdout].",
+    help="perfetto: the file to write [default: stdout].",
 )
+@click.option("--follow", is_flag=True, help="otlp: keep sending as the files grow (Ctrl-C stops).")
+@click.option(
+    "--endpoint",
+    envvar="AUTOTRACE_OTLP_ENDPOINT",
+    metavar="URL",
+    help="otlp: the endpoint [default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
+    "$OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318].",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["http/protobuf", "grpc"]),
+    default=None,
+    help="otlp: [default: $OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf]",
+)
+@click.option(
+    "--pending-after",
+    type=click.FloatRange(min=0, max=86400),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="otlp: send an action still running after this long as a pending span.",
+)
+@click.option(
+    "--from-start", is_flag=True, help="otlp: send everything again (ignore saved offsets)."
+)
+@click.option("--until-pid", type=int, hidden=True)
 @trace_dir_option
 def export_command(
-    trace_file: str | None,
-    run_id: str | None,
+    files: tuple[str, ...],
     format_: str,
+    run_id: str | None,
     output: Path | None,
+    follow: bool,
+    endpoint: str | None,
+    protocol: str | None,
+    pending_after: float,
+    from_start: bool,
+    until_pid: int | None,
     trace_dir: Path | None,
 ) -> None:
-    """Export a run (default: the newest) or one TRACE_FILE in another tracing format."""
-    if format_ == "otlp":
-        raise click.ClickException("--format otlp is not available in this build")
+    """Send a run's trace files (ours and inspect's own) to a tracing backend over OTLP, or
+    write them as a Perfetto trace.
+
+    OTLP sends FILE..., else every file of a run; running actions go as pending spans, and
+    offsets are saved in the trace directory, so a second export sends only what is new.
+    Perfetto writes one FILE, else the run (default: the newest).
+    """
+    if format_ == "perfetto":
+        if follow or endpoint or protocol or from_start:
+            raise click.UsageError(
+                "--follow, --endpoint, --protocol and --from-start are for --format otlp"
+            )
+        if len(files) > 1:
+            raise click.UsageError("--format perfetto takes one FILE (or --run)")
+        _export_perfetto(files[0] if files else None, run_id, output, trace_dir)
+        return
+    if output is not None:
+        raise click.UsageError("-o/--output is for --format perfetto (otlp sends to a backend)")
+    _export_otlp(
+        files, run_id, follow, endpoint, protocol, pending_after, from_start, until_pid, trace_dir
+    )
+
+
+def _export_perfetto(
+    trace_file: str | None, run_id: str | None, output: Path | None, trace_dir: Path | None
+) -> None:
     from autotrace.export.perfetto import ExportError, export_perfetto
 
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
@@ -295,6 +359,57 @@ def export_command(
         except ExportError as exc:
             raise click.ClickException(str(exc)) from None
         _report(spans.problems.summary(str(path or directory)))
+
+
+def _export_otlp(
+    files: tuple[str, ...],
+    run_id: str | None,
+    follow: bool,
+    endpoint: str | None,
+    protocol: str | None,
+    pending_after: float,
+    from_start: bool,
+    until_pid: int | None,
+    trace_dir: Path | None,
+) -> None:
+    from autotrace.export import otlp
+
+    if otlp.sdk_disabled():
+        click.echo("OTEL_SDK_DISABLED is true: nothing sent", err=True)
+        return
+    directory = _directory(trace_dir)
+    paths = [_resolve(f, trace_dir) for f in files]
+    if paths and run_id is not None:
+        raise click.UsageError("give FILE... or --run, not both")
+    if not paths:
+        from autotrace.read.run import default_run, load_run
+
+        if follow:  # the run's files may not exist yet
+            run_id = run_id or default_run(directory)
+            if not run_id:
+                raise click.ClickException(f"no trace file with a run id in {directory}")
+        else:
+            run_id = load_run(directory, run_id or None).run_id
+    try:
+        summary = otlp.export(
+            paths=paths,
+            directory=directory,
+            run_id=run_id,
+            follow=follow,
+            endpoint=endpoint,
+            protocol=protocol,
+            pending_after=pending_after,
+            from_start=from_start,
+            until_pid=until_pid,
+        )
+    except otlp.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"sent {summary.spans} spans ({summary.pending} pending) from {summary.files} files",
+        err=True,
+    )
+    if summary.gave_up:
+        raise SystemExit(1)
 
 
 # True when `inspect-trace` runs as its own process (the console script, `python -m`),

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -116,12 +117,23 @@ def _environment(
 @click.option(
     "--stuck-after", type=float, help="Seconds after which an open action counts as stuck."
 )
+@click.option(
+    "--otlp",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ENDPOINT]",
+    help="Also send the run to a tracing backend over OTLP, from a background exporter "
+    "[ENDPOINT default: $OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318]. "
+    "Put -- before the command.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run_command(
     trace_dir: str | None,
     only: str | None,
     excluded: str | None,
     stuck_after: float | None,
+    otlp: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND with the agent active in every Python process it starts."""
@@ -130,6 +142,8 @@ def run_command(
     if not command:
         raise click.UsageError("missing the command to run")
     env = _environment(trace_dir, _names(only), _names(excluded), stuck_after)
+    if otlp is not None:
+        _start_otlp_exporter(env, otlp or None)
     try:
         os.execvpe(command[0], list(command), env)
     except FileNotFoundError:
@@ -141,6 +155,26 @@ def run_command(
     except OSError as exc:
         click.echo(f"inspect-trace run: {command[0]}: {exc.strerror or exc}", err=True)
         raise SystemExit(126) from None
+
+
+def _start_otlp_exporter(env: dict[str, str], endpoint: str | None) -> None:
+    """`run --otlp`: the exporter follows the run's files from its own process."""
+    from autotrace.export import otlp
+
+    if otlp.sdk_disabled():
+        return
+    missing = otlp.sdk_missing()
+    if missing:
+        raise click.ClickException(missing)
+    try:
+        otlp.settings(endpoint)  # bad settings fail here, before the command runs
+    except otlp.ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    directory = Path(env[config.ENV_DIR]) if config.ENV_DIR in env else config.trace_dir()
+    try:
+        otlp.start_background(env[config.ENV_RUN_ID], directory, endpoint)
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the OTLP exporter: {exc}") from None
 
 
 @click.command("patches")
