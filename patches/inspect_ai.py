@@ -56,11 +56,16 @@ def _short(text: str, width: int) -> str:
 
 
 def function_call(function: str, arguments: Any) -> str:
-    """``bash(cmd='ls')``: a tool call as its readers think of it, values shortened."""
+    """``bash(cmd='ls')``: a tool call as its readers think of it, masked, then shortened."""
+    from autotrace.redact import redact_text
+
     if isinstance(arguments, dict):
-        parts = [f"{key}={_short(repr(value), VALUE_WIDTH)}" for key, value in arguments.items()]
+        parts = [
+            _short(redact_text(f"{key}={value!r}"), len(str(key)) + 1 + VALUE_WIDTH)
+            for key, value in arguments.items()
+        ]
     else:
-        parts = [_short(repr(arguments), VALUE_WIDTH)] if arguments else []
+        parts = [_short(redact_text(repr(arguments)), VALUE_WIDTH)] if arguments else []
     return _short(f"{function}({', '.join(parts)})", DETAIL_WIDTH)
 
 
