@@ -61,6 +61,12 @@ _SECRET_LAST = frozenset(
         "sessionid",
         "sessiontoken",
         "clientsecret",
+        "storepass",
+        "keypass",
+        "srcstorepass",
+        "deststorepass",
+        "passin",
+        "passout",
     }
 )
 _KEY_QUALIFIERS = frozenset(
@@ -167,7 +173,7 @@ Span = tuple[int, int]
 _NAME = r"[A-Za-z_][\w.-]*"
 
 _KEY_VALUE = re.compile(
-    rf"""(?<![\w.\-/])(?P<q>\\"|["']|)(?P<name>{_NAME})(?P=q)[ \t]*(?P<sep>:=|=|:(?![:/\\]))[ \t]*(?P<value>{_VALUE})"""
+    rf"""(?<![\w.\-])(?P<q>\\"|["']|)(?P<name>{_NAME})(?P=q)[ \t]*(?P<sep>:=|=|:(?![:/\\]))[ \t]*(?P<value>{_VALUE})"""
 )
 # --flag value, --flag=value, and the same inside a list repr ('--flag', 'value').
 _LIST_SEP = r"""['"]\s*,\s*['"]"""

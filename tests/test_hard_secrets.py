@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hard_support.secrets_corpus import SECRETS, windows
+from hard_support.secrets_corpus import BENIGN, FORMS, SECRETS, windows
 from hard_support.traces import pairing, report, scan_dir
 from llm_server import LLMServer
 from s3_server import moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
@@ -50,6 +51,12 @@ def llm() -> Iterator[LLMServer]:
             + "'}",
         },
     ]
+    # Then one error per model-error form, the form echoed in the body.
+    script += [
+        {"do": "error", "status": 400, "message": f"bad request: {form.text}"}
+        for form in FORMS
+        if form.channel == "model-error"
+    ]
     with LLMServer(script) as server:
         yield server
 
@@ -62,15 +69,24 @@ def _trace_bytes(directory: Path) -> dict[str, bytes]:
     return out
 
 
+def _all_secrets() -> dict[str, tuple[str, ...]]:
+    """Every form of the suite: the fixed calls' SECRETS and the corpus FORMS."""
+    out = {name: (secret,) for name, secret in SECRETS.items()}
+    out.update((form.name, form.secrets) for form in FORMS)
+    return out
+
+
 def _leaks(files: dict[str, bytes]) -> list[str]:
-    """Corpus forms one of whose 12-character windows is in some file (raw or JSON-escaped)."""
+    """Forms one of whose secrets' 12-character windows is in some file (raw or JSON-escaped)."""
     found = []
-    for form, secret in SECRETS.items():
+    blob = b"\n".join(files.values())
+    for form, secrets in _all_secrets().items():
         needles = set()
-        for window in windows(secret):
-            needles.add(window.encode())
-            needles.add(json.dumps(window)[1:-1].encode())
-        if any(needle in data for data in files.values() for needle in needles):
+        for secret in secrets:
+            for window in windows(secret):
+                needles.add(window.encode())
+                needles.add(json.dumps(window)[1:-1].encode())
+        if any(needle in blob for needle in needles):
             found.append(form)
     return found
 
@@ -82,7 +98,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     s3_server,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
-    assert len(SECRETS) >= 30
+    assert len(FORMS) >= 150 and len(BENIGN) >= 30
     trace_dir = tmp_path / "traces"
     env = {
         **os.environ,
@@ -90,6 +106,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
         "LLM_URL": llm.base_url,
         "SECRETS_WORK_DIR": str(tmp_path),
         "MY_SERVICE_SECRET": SECRETS["env MY_SERVICE_SECRET"],
+        "AUTOTRACE_STUCK_AFTER": "0.5",
         "PYTHONPATH": str(PROGRAM.parent),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -107,7 +124,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
@@ -118,15 +135,48 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     assert scan.torn == 0
     actions = scan.actions()
     by_action = Counter((r["action"], r["event"]) for r in actions)
-    assert by_action[("Subprocess", "enter")] >= 3  # python child, missing program, shell
-    assert by_action[("Docker", "enter")] == 1
-    assert by_action[("Model", "enter")] == 4 and by_action[("Model", "error")] == 2
-    assert by_action[("S3", "enter")] >= 2 and by_action[("S3", "error")] >= 1
-    assert by_action[("Tool Call", "error")] == 7
+    channels = Counter(form.channel for form in FORMS)
+    assert set(channels) >= {
+        "argv", "python-argv", "called-process-error", "shell", "os.system", "env-set",
+        "error", "model-error", "tool", "message", "message-field", "extra", "detail",
+        "stack", "httpx-error", "s3-key",
+    }  # fmt: skip
+    subprocesses = by_action[("Subprocess", "enter")] + by_action[("Docker", "enter")]
+    assert subprocesses >= (
+        channels["argv"] + 2 * channels["python-argv"] + channels["called-process-error"]
+        + channels["shell"] + channels["os.system"] + channels["env-set"]
+    )  # fmt: skip
+    assert by_action[("Model", "enter")] == 4 + channels["model-error"]
+    assert by_action[("Model", "error")] == 2 + channels["model-error"]
+    assert by_action[("S3", "enter")] >= 2 + channels["s3-key"]
+    tool_calls = [r for r in actions if r["action"] == "Tool Call" and r["event"] == "enter"]
+    assert sum(r["detail"].startswith("echo(") for r in tool_calls) == channels["tool"]
     assert pairing(scan.records).unpaired == []
     processes = [r for r in scan.records if r["message"].startswith("[autotrace] process start")]
-    assert len(processes) >= 2  # the program and its traced Python child
-    assert sum(1 for r in scan.records if r["message"].startswith("[db]")) == 2
+    assert len(processes) >= 2 + channels["python-argv"]
+    messages = [r for r in scan.records if r["message"].startswith("[corpus]")]
+    assert len(messages) == channels["message"] + channels["message-field"]
+    stacks = [r for r in scan.records if r.get("event_kind") == "stack"]
+    assert stacks, "the stuck action was not reported"
+    codes = " ".join(frame["code"] for r in stacks for frame in r["frames"])
+    assert codes.count("; f") + codes.count("; threading") >= channels["stack"]
+
+    # Over-masking: every benign detail is written exactly as given.
+    details = {r["detail"] for r in tool_calls}
+    damaged = [detail for detail in BENIGN if detail not in details]
+
+    # One argv, one verdict: a traced child's own process record shows its command line
+    # as its parent's Subprocess record does.
+    header_by_pid = {r["pid"]: r["argv"] for r in processes}
+    compared = 0
+    for record in actions:
+        if record["action"] != "Subprocess" or record["event"] != "enter":
+            continue
+        argv = header_by_pid.get(record.get("child_pid"))
+        if argv is not None and len(record["detail"]) < 290:
+            assert shlex.join(argv) == record["detail"]
+            compared += 1
+    assert compared >= channels["python-argv"]
 
     # Every file of the run is private, and so is the directory the run created.
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o700
@@ -137,12 +187,17 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     report(
         request.config,
         "secrets",
-        forms=len(SECRETS),
+        forms=len(FORMS) + len(SECRETS),
+        corpus_forms=len(FORMS),
+        channels=len(channels),
         trace_files=len(files),
         records=len(scan.records),
-        secrets_found=len(leaks),
+        forms_leaked=len(leaks),
+        benign=len(BENIGN),
+        benign_damaged=len(damaged),
     )
     assert leaks == []
+    assert damaged == []
 
 
 def test_trace_files_are_0600_and_a_created_directory_0700(trace_dir: Path) -> None:
