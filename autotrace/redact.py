@@ -172,13 +172,15 @@ def _value_span(text: str, start: int, end: int, sep: str = "=") -> tuple[int, i
 Span = tuple[int, int]
 _NAME = r"[A-Za-z_][\w.-]*"
 
+# Searched as a lookahead, so matches overlap: a value that swallows the next name
+# (`message: "... password: x"`) does not hide it.
 _KEY_VALUE = re.compile(
-    rf"""(?<![\w.\-])(?P<q>\\"|["']|)(?P<name>{_NAME})(?P=q)[ \t]*(?P<sep>:=|=|:(?![:/\\]))[ \t]*(?P<value>{_VALUE})"""
+    rf"""(?=(?<![\w.\-])(?P<q>\\"|["']|)(?P<name>{_NAME})(?P=q)[ \t]*(?P<sep>:=|=|:(?![:/\\]))[ \t]*(?P<value>{_VALUE}))"""
 )
 # --flag value, --flag=value, and the same inside a list repr ('--flag', 'value').
 _LIST_SEP = r"""['"]\s*,\s*['"]"""
 _FLAG_VALUE = re.compile(
-    rf"""(?<![\w-])(?P<flag>--?[A-Za-z][\w-]*)(?:{_LIST_SEP}(?P<listed>[^'"\n]*)|(?:=|[ \t]+)(?P<value>{_VALUE}))"""
+    rf"""(?=(?<![\w-])(?P<flag>--?[A-Za-z][\w-]*)(?:{_LIST_SEP}(?P<listed>[^'"\n]*)|(?:=|[ \t]+)(?P<value>{_VALUE})))"""
 )
 _SEP = rf"(?:[ \t]+|{_LIST_SEP}|=)"
 _BARE = r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s'",\]]+)"""

@@ -107,6 +107,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
         "SECRETS_WORK_DIR": str(tmp_path),
         "MY_SERVICE_SECRET": SECRETS["env MY_SERVICE_SECRET"],
         "AUTOTRACE_STUCK_AFTER": "0.5",
+        "AUTOTRACE_KEEP": "1000",  # every file of the run stays to be searched
         "PYTHONPATH": str(PROGRAM.parent),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -158,7 +159,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     assert len(messages) == channels["message"] + channels["message-field"]
     stacks = [r for r in scan.records if r.get("event_kind") == "stack"]
     assert stacks, "the stuck action was not reported"
-    codes = " ".join(frame["code"] for r in stacks for frame in r["frames"])
+    codes = " ".join(frame["code"] for r in stacks for frame in r["stack"])
     assert codes.count("; f") + codes.count("; threading") >= channels["stack"]
 
     # Over-masking: every benign detail is written exactly as given.
