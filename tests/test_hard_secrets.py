@@ -221,3 +221,41 @@ def test_an_existing_directory_keeps_its_permissions(trace_dir: Path) -> None:
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o755
     assert writer.path is not None and writer.path.parent == trace_dir
     assert stat.S_IMODE(writer.path.stat().st_mode) == 0o600
+
+
+def test_every_directory_the_writer_creates_is_0700_parents_included(tmp_path: Path) -> None:
+    nested = tmp_path / "a" / "b" / "c" / "traces"
+    program = "import subprocess; subprocess.run(['true'])"
+    old = os.umask(0o022)  # the usual umask, whatever the test runner's
+    try:
+        done = subprocess.run(
+            [str(INSPECT_TRACE), "run", "--trace-dir", str(nested), "--"]
+            + [sys.executable, "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    assert list(nested.glob("trace-*.log"))
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c", nested):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def test_inspect_data_directory_parents_come_out_0700(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": ""}
+    for name in ("AUTOTRACE_DIR", "AUTOTRACE_FILE", "INSPECT_TRACE_FILE", "AUTOTRACE_DISABLE"):
+        env.pop(name, None)
+    code = "from autotrace import trace_action\nwith trace_action('Tool Call', 'x'):\n    pass\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    created = [home / ".local", home / ".local" / "share", home / ".local" / "share" / "inspect_ai"]
+    created.append(created[-1] / "traces")
+    for path in created:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755  # existing: left alone
