@@ -224,6 +224,39 @@ def _trace_action_wrapper(
     return _NativeAction(wrapped, args, kwargs)
 
 
+# LogRecord attributes that are the logging machinery's, not text of the record.
+_RECORD_MACHINERY = frozenset(
+    logging.makeLogRecord({}).__dict__.keys() | {"message", "asctime", "start_time"}
+)
+
+
+def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` whose message and text fields (detail, error, stacktrace) are masked."""
+    from autotrace.redact import redact_value
+
+    masked = logging.makeLogRecord(record.__dict__)
+    masked.msg, masked.args = redact_value(record.getMessage()), None
+    for key, value in record.__dict__.items():
+        if key not in _RECORD_MACHINERY and isinstance(value, (str, list, dict)):
+            setattr(masked, key, redact_value(value, key))
+    return masked
+
+
+def _format_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """inspect's own trace lines: formatted from a masked copy (other handlers see the record as is)."""
+    record = args[0] if args else kwargs.get("record")
+    if PATCH.enabled and isinstance(record, logging.LogRecord):
+        try:
+            masked = _masked_record(record)
+        except Exception as exc:
+            PATCH.fail(f"trace formatter wrapper failed: {exc!r}")
+        else:
+            return wrapped(masked)
+    return wrapped(*args, **kwargs)
+
+
 def _compress_wrapper(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -389,6 +422,7 @@ ROWS: list[Wrap] = [
     Row(TRACE_MODULE, "trace_action", wrapper=_trace_action_wrapper),
     Row(TRACE_MODULE, "uuid", wrapper=_capture_uuid),
     Row(TRACE_MODULE, "compress_trace_log", wrapper=_compress_wrapper),
+    Row(TRACE_MODULE, "TraceFormatter.format", wrapper=_format_wrapper),
     Row(LOGGER_MODULE, "init_logger", wrapper=_init_logger_wrapper),
     Row(MODEL_MODULE, "Model.generate", records.MODEL, _describe_generate),
     Row(CALL_TOOLS_MODULE, "call_tool", records.TOOL_CALL, _describe_tool_call),
