@@ -193,31 +193,53 @@ def _after(flag: str, glued: bool = False) -> str:
     return rf"""(?<![\w-])(?:{flag})(?:{_LIST_SEP}(?P<listed>[^'"\n]*)|(?:[ \t]+|=){_BARE}{tail})"""
 
 
-_TOOL_RULES = [
+# (words one of which the text must hold: a cheap gate, pattern)
+_TOOL_RULES: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
     # mysql -pSECRET (glued only: a lone -p prompts)
-    re.compile(
-        rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|mysqlimport|mysqlsh)\b{_CMD}(?<![\w-])-p(?P<glued>[^\s'",\]]+)"""
+    (
+        ("mysql", "mariadb"),
+        re.compile(
+            rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|mysqlimport|mysqlsh)\b{_CMD}(?<![\w-])-p(?P<glued>[^\s'",\]]+)"""
+        ),
     ),
-    re.compile(rf"""\bsshpass\b{_CMD}{_after("-p", glued=True)}"""),
-    re.compile(rf"""\bredis-cli\b{_CMD}{_after("-a")}"""),
-    re.compile(rf"""\b(?:sqlcmd|bcp|osql|isql)\b{_CMD}{_after("-P", glued=True)}"""),
-    re.compile(
-        rf"""\bldap(?:search|add|modify|delete|whoami|passwd|compare|modrdn|exop|url)?\b{_CMD}{_after("-w")}"""
+    (("sshpass",), re.compile(rf"""\bsshpass\b{_CMD}{_after("-p", glued=True)}""")),
+    (("redis-cli",), re.compile(rf"""\bredis-cli\b{_CMD}{_after("-a")}""")),
+    (
+        ("sqlcmd", "bcp", "osql", "isql"),
+        re.compile(rf"""\b(?:sqlcmd|bcp|osql|isql)\b{_CMD}{_after("-P", glued=True)}"""),
     ),
-    re.compile(
-        rf"""\b(?:docker|podman|helm|buildah|nerdctl|oras|crane|regctl|cosign)\b{_CMD}\blogin\b{_CMD}{_after("-p")}"""
+    (
+        ("ldap",),
+        re.compile(
+            rf"""\bldap(?:search|add|modify|delete|whoami|passwd|compare|modrdn|exop|url)?\b{_CMD}{_after("-w")}"""
+        ),
+    ),
+    (
+        ("login",),
+        re.compile(
+            rf"""\b(?:docker|podman|helm|buildah|nerdctl|oras|crane|regctl|cosign)\b{_CMD}\blogin\b{_CMD}{_after("-p")}"""
+        ),
     ),
     # curl -u user:SECRET, --proxy-user, -U
-    re.compile(
-        rf"""\bcurl\b{_CMD}(?<![\w-])(?:-u|-U|--user|--proxy-user)(?:{_SEP})?['"]?[^\s:'"]*:(?P<value>[^\s'"]+)"""
+    (
+        ("curl",),
+        re.compile(
+            rf"""\bcurl\b{_CMD}(?<![\w-])(?:-u|-U|--user|--proxy-user)(?:{_SEP})?['"]?[^\s:'"]*:(?P<value>[^\s'"]+)"""
+        ),
     ),
     # smbclient -U user%SECRET
-    re.compile(
-        rf"""\b(?:smbclient|rpcclient|smbmap|smbcacls|smbget|net|mount\.cifs)\b{_CMD}(?<![\w-])(?:-U|--user|--username)(?:{_SEP})?['"]?[^\s%'"]*%(?P<value>[^\s'"]+)"""
+    (
+        ("smb", "rpcclient", "net", "cifs"),
+        re.compile(
+            rf"""\b(?:smbclient|rpcclient|smbmap|smbcacls|smbget|net|mount\.cifs)\b{_CMD}(?<![\w-])(?:-U|--user|--username)(?:{_SEP})?['"]?[^\s%'"]*%(?P<value>[^\s'"]+)"""
+        ),
     ),
     # echo SECRET | docker login --password-stdin
-    re.compile(
-        rf"""\b(?:echo|printf)\s+(?:-[neE]+\s+)?(?:'%s\\?n?'\s+)?{_BARE}\s*\|[^\n;&]*--password-stdin"""
+    (
+        ("--password-stdin",),
+        re.compile(
+            rf"""\b(?:echo|printf)\s+(?:-[neE]+\s+)?(?:'%s\\?n?'\s+)?{_BARE}\s*\|[^\n;&]*--password-stdin"""
+        ),
     ),
 ]
 # aws configure set NAME VALUE, npm config set //host/:_authToken VALUE: masked by name.
@@ -254,13 +276,14 @@ def _any_group_span(m: re.Match[str]) -> Span | None:
 
 
 def _structural(text: str) -> Iterator[Span]:
-    for m in _KEY_VALUE.finditer(text):
+    lowered = text.lower()
+    for m in _KEY_VALUE.finditer(text) if "=" in text or ":" in text else ():
         name = m.group("name")
         if is_secret_name(name) and name.lower() not in _HEADER_NAMES:
             span = _value_span(text, *m.span("value"), sep=m.group("sep"))
             if span is not None:
                 yield span
-    for m in _FLAG_VALUE.finditer(text):
+    for m in _FLAG_VALUE.finditer(text) if "-" in text else ():
         if not is_secret_name(m.group("flag")):
             continue
         if m.group("listed") is not None:
@@ -274,26 +297,30 @@ def _structural(text: str) -> Iterator[Span]:
         span = _value_span(text, *m.span("value"))
         if span is not None:
             yield span
-    for rule in _TOOL_RULES:
+    for words, rule in _TOOL_RULES:
+        if not any(word in text for word in words):
+            continue
         for m in rule.finditer(text):
             span = _any_group_span(m)
             if span is not None:
                 yield _unquoted(text, span)
-    for m in _CONFIG_SET.finditer(text):
+    for m in _CONFIG_SET.finditer(text) if "config" in text else ():
         if is_secret_name(re.split(r"[/:]", m.group("name"))[-1]):
             span = _group_span(m)
             if span is not None:
                 yield _unquoted(text, span)
-    for rule in (_AUTH_HEADER, _COOKIE_HEADER):
+    for word, rule in (("authorization", _AUTH_HEADER), ("cookie", _COOKIE_HEADER)):
+        if word not in lowered:
+            continue
         for m in rule.finditer(text):
             span = _group_span(m)
             if span is not None and m.group("value").strip() not in ("", MASK):
                 yield span
-    for m in _BEARER.finditer(text):
+    for m in _BEARER.finditer(text) if "bearer" in lowered or "basic" in lowered else ():
         value = m.group("value")
         if not value.isalpha() or not value.islower():
             yield m.span("value")
-    for m in _URL_USERINFO.finditer(text):
+    for m in _URL_USERINFO.finditer(text) if "://" in text else ():
         value = m.group("value")
         port = value.split("/", 1)[0]
         if value and value != MASK and not (port.isdigit() and "/" in value):

@@ -72,3 +72,23 @@ def test_argv_and_text_give_one_verdict() -> None:
     masked = redact_argv(argv)
     assert masked == ["sshpass", "-p", MASK, "ssh", "h", f"--api_key={MASK}"]
     assert redact_text(shlex.join(masked)) == shlex.join(masked)
+
+
+def test_every_corpus_form_is_masked_and_every_benign_detail_kept_in_process() -> None:
+    """The corpus through the functions directly: fast feedback before the slow suite."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "hard_support"))
+    from secrets_corpus import BENIGN, FORMS, windows
+
+    leaked = []
+    for form in FORMS:
+        if form.channel == "env-set":
+            continue  # masked by the environment's value, which only the child program sets
+        out = shlex.join(redact_argv(form.argv)) if form.argv else redact_text(form.text)
+        if any(w in out for secret in form.secrets for w in windows(secret)):
+            leaked.append((form.name, out))
+    assert leaked == []
+    assert [detail for detail in BENIGN if redact_text(detail) != detail] == []
