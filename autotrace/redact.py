@@ -1,6 +1,6 @@
 """Secret redaction: the one function every text of a record goes through, and its rules.
 
-``redact_text`` masks, in this order of authority:
+``redact_text`` masks every span that one of these finds:
 - token formats from a maintained catalogue: gitleaks' published rule set, vendored as
   data (secret_rules/gitleaks.toml, MIT; rules.json is derived from it by
   secret_rules/build.py), plus local.toml for the few formats it lacks. A rule runs only
@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -505,9 +506,14 @@ def redact_value(value: Any, name: str | None = None) -> Any:
 
     A value whose key is a secret name (``{"password": ...}``) is masked whatever it is.
     """
-    if name is not None and is_secret_name(name) and value not in (None, "", True, False):
-        if isinstance(value, (str, int, float, bytes)):
-            return MASK
+    if (
+        name is not None
+        and isinstance(value, (str, int, float, bytes))
+        and not isinstance(value, bool)
+        and value != ""
+        and is_secret_name(name)
+    ):
+        return MASK
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
@@ -524,8 +530,6 @@ def redact_argv(argv: Iterable[object]) -> list[str]:
     it), and each span found is mapped back to the words it covers: the parent's record
     of a command and the child's own process record give the same verdict.
     """
-    import shlex
-
     words = [str(word) for word in argv]
     quoted = [shlex.quote(word) for word in words]
     line = " ".join(quoted)

@@ -92,3 +92,22 @@ def test_every_corpus_form_is_masked_and_every_benign_detail_kept_in_process() -
             leaked.append((form.name, out))
     assert leaked == []
     assert [detail for detail in BENIGN if redact_text(detail) != detail] == []
+
+
+def test_field_values_are_masked_by_key_and_by_text_recursively() -> None:
+    from autotrace.redact import redact_value
+
+    value = {
+        "password": "hunter2",
+        "retries": 3,
+        "token_count": 1532,
+        "nested": [{"api_key": 12345678}, "Authorization: Bearer abc|def123"],
+        "ok": True,
+    }
+    assert redact_value(value) == {
+        "password": MASK,
+        "retries": 3,
+        "token_count": 1532,
+        "nested": [{"api_key": MASK}, f"Authorization: Bearer {MASK}"],
+        "ok": True,
+    }
