@@ -85,3 +85,25 @@ def trace_file_for(pid: int) -> Path:
     if explicit:
         return Path(explicit).expanduser()
     return trace_dir() / f"trace-{pid}.log"
+
+
+def make_private_dirs(directory: str | os.PathLike[str]) -> None:
+    """Create ``directory`` and every missing parent 0700; an existing directory is left alone.
+
+    ``os.makedirs(mode=0o700)`` gives the mode to the leaf only (parents get 0777 less the
+    umask), and the umask may narrow even the leaf: each directory created here is chmod-ed.
+    """
+    path = os.path.abspath(os.fspath(directory))
+    missing: list[str] = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # made meanwhile by another process: its mode stays
+            continue
+        os.chmod(path, 0o700)

@@ -16,6 +16,8 @@ import traceback
 from _json import encode_basestring_ascii as _quote  # C, escapes to pure ASCII
 from typing import Any
 
+from autotrace.redact import redact_text, redact_value
+
 LEVEL = "TRACE"
 SOURCE = "autotrace"
 MESSAGE_PREFIX = "[autotrace]"
@@ -189,8 +191,10 @@ class ActionLines:
                 f', "stacktrace": {_quote(stacktrace_text(error))}'
             )
         end = self._tail
-        if extra:
-            end += "".join(f", {_quote(str(k))}: {_value(v)}" for k, v in extra.items())
+        if extra:  # the program's extras (trace_action(..., extra=)): redacted by name and text
+            end += "".join(
+                f", {_quote(str(k))}: {_value(redact_value(v, str(k)))}" for k, v in extra.items()
+            )
         # iso_timestamp(now), inlined: this runs twice per action.
         sec = int(now)
         us = round((now - sec) * 1e6)
@@ -207,14 +211,19 @@ class ActionLines:
 
 
 def message_line(message: str, now: float, fields: dict[str, Any] | None = None) -> bytes:
-    """A record that is not an action (no ``action`` key): process start, stacks, warnings."""
+    """A record that is not an action (no ``action`` key): process start, stacks, warnings.
+
+    The message and every field are redacted here, whoever built them.
+    """
     record: dict[str, Any] = {
         "timestamp": iso_timestamp(now),
         "level": LEVEL,
-        "message": message,
+        "message": redact_text(message),
     }
     if fields:
-        record.update((k, v) for k, v in fields.items() if k not in record and k != "action")
+        record.update(
+            (k, redact_value(v, k)) for k, v in fields.items() if k not in record and k != "action"
+        )
     record["source"] = SOURCE
     return (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode("ascii")
 
@@ -224,7 +233,7 @@ def error_text(exc: BaseException) -> str:
     try:
         message = getattr(exc, "message", None)
         text = message if isinstance(message, str) else str(exc)
-        return _redact(text or repr(exc))
+        return redact_text(text or repr(exc))
     except Exception:
         return type(exc).__name__
 
@@ -232,12 +241,6 @@ def error_text(exc: BaseException) -> str:
 def stacktrace_text(exc: BaseException) -> str:
     """The formatted traceback of ``exc``, redacted."""
     try:
-        return _redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     except Exception:
         return ""
-
-
-def _redact(text: str) -> str:
-    from autotrace.runtime.redact import redact_text
-
-    return redact_text(text)

@@ -59,11 +59,16 @@ def _short(text: str, width: int) -> str:
 
 
 def function_call(function: str, arguments: Any) -> str:
-    """``bash(cmd='ls')``: a tool call as its readers think of it, values shortened."""
+    """``bash(cmd='ls')``: a tool call as its readers think of it, masked, then shortened."""
+    from autotrace.redact import redact_text
+
     if isinstance(arguments, dict):
-        parts = [f"{key}={_short(repr(value), VALUE_WIDTH)}" for key, value in arguments.items()]
+        parts = [
+            _short(redact_text(f"{key}={value!r}"), len(str(key)) + 1 + VALUE_WIDTH)
+            for key, value in arguments.items()
+        ]
     else:
-        parts = [_short(repr(arguments), VALUE_WIDTH)] if arguments else []
+        parts = [_short(redact_text(repr(arguments)), VALUE_WIDTH)] if arguments else []
     return _short(f"{function}({', '.join(parts)})", DETAIL_WIDTH)
 
 
@@ -81,7 +86,7 @@ def _tool_call_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 def _shell_join(cmd: Any) -> str:
     import shlex
 
-    from autotrace.runtime.redact import redact_argv
+    from autotrace.redact import redact_argv
 
     if isinstance(cmd, str):
         return cmd
@@ -214,7 +219,7 @@ class _NativeAction(contextlib.ContextDecorator):
             return None
         native = _native_records_written()
         if native:
-            from autotrace.runtime.redact import redact_text
+            from autotrace.redact import redact_text
 
             redacted = redact_text(detail)
             if redacted != detail:
@@ -231,6 +236,39 @@ def _trace_action_wrapper(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     return _NativeAction(wrapped, args, kwargs)
+
+
+# LogRecord attributes that are the logging machinery's, not text of the record.
+_RECORD_MACHINERY = frozenset(
+    logging.makeLogRecord({}).__dict__.keys() | {"message", "asctime", "start_time"}
+)
+
+
+def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` whose message and text fields (detail, error, stacktrace) are masked."""
+    from autotrace.redact import redact_value
+
+    masked = logging.makeLogRecord(record.__dict__)
+    masked.msg, masked.args = redact_value(record.getMessage()), None
+    for key, value in record.__dict__.items():
+        if key not in _RECORD_MACHINERY and isinstance(value, (str, list, dict)):
+            setattr(masked, key, redact_value(value, key))
+    return masked
+
+
+def _format_wrapper(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """inspect's own trace lines: formatted from a masked copy (other handlers see the record as is)."""
+    record = args[0] if args else kwargs.get("record")
+    if PATCH.enabled and isinstance(record, logging.LogRecord):
+        try:
+            masked = _masked_record(record)
+        except Exception as exc:
+            PATCH.fail(f"trace formatter wrapper failed: {exc!r}")
+        else:
+            return wrapped(masked)
+    return wrapped(*args, **kwargs)
 
 
 def _compress_wrapper(
@@ -398,6 +436,7 @@ ROWS: list[Wrap] = [
     Row(TRACE_MODULE, "trace_action", wrapper=_trace_action_wrapper),
     Row(TRACE_MODULE, "uuid", wrapper=_capture_uuid),
     Row(TRACE_MODULE, "compress_trace_log", wrapper=_compress_wrapper),
+    Row(TRACE_MODULE, "TraceFormatter.format", wrapper=_format_wrapper),
     Row(LOGGER_MODULE, "init_logger", wrapper=_init_logger_wrapper),
     Row(MODEL_MODULE, "Model.generate", records.MODEL, _describe_generate),
     Row(CALL_TOOLS_MODULE, "call_tool", records.TOOL_CALL, _describe_tool_call),

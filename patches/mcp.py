@@ -1,7 +1,6 @@
 """mcp: ``ClientSession.call_tool`` (and ``Client.call_tool``) are ``Tool Call`` actions.
 
-Detail: the call as ``name(arg=value, ...)``, values shortened (the action API redacts
-the detail). A call inside a ``Tool Call`` for the same tool (``Client.call_tool`` going
+Detail: the call as ``name(arg=value, ...)``, each argument masked, then shortened. A call inside a ``Tool Call`` for the same tool (``Client.call_tool`` going
 through its session, or inspect's own tool dispatch of an MCP tool) is the same work
 and adds no second action.
 """
@@ -11,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotrace import records
+from autotrace.redact import redact_text
 from autotrace.runtime import actions
 from autotrace.startup.patching import Patch, Wrap
 
@@ -23,13 +23,16 @@ def _short(text: str, limit: int) -> str:
 
 
 def call_detail(name: str, arguments: Any) -> str:
-    """``name(a=1, b='x')``: each value's repr shortened, the whole line too."""
+    """``name(a=1, b='x')``: each argument masked, then shortened, then the whole line."""
     if isinstance(arguments, dict):
-        args = ", ".join(f"{k}={_short(repr(v), VALUE_LIMIT)}" for k, v in arguments.items())
+        args = ", ".join(
+            _short(redact_text(f"{k}={v!r}"), len(str(k)) + 1 + VALUE_LIMIT)
+            for k, v in arguments.items()
+        )
     elif arguments is None:
         args = ""
     else:
-        args = _short(repr(arguments), VALUE_LIMIT)
+        args = _short(redact_text(repr(arguments)), VALUE_LIMIT)
     return _short(f"{name}({args})", DETAIL_LIMIT)
 
 

@@ -30,8 +30,8 @@ import weakref
 from typing import Any
 
 from autotrace import records
+from autotrace.redact import redact_argv, redact_text
 from autotrace.runtime import actions
-from autotrace.runtime.redact import redact_argv, redact_text
 from autotrace.startup.patching import Patch, Wrap
 
 DETAIL_WIDTH = 300  # a command line is cut here

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hard_support.secrets_corpus import SECRETS, windows
+from hard_support.secrets_corpus import BENIGN, FORMS, SECRETS, windows
 from hard_support.traces import pairing, report, scan_dir
 from llm_server import LLMServer
 from s3_server import moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
@@ -50,6 +51,12 @@ def llm() -> Iterator[LLMServer]:
             + "'}",
         },
     ]
+    # Then one error per model-error form, the form echoed in the body.
+    script += [
+        {"do": "error", "status": 400, "message": f"bad request: {form.text}"}
+        for form in FORMS
+        if form.channel == "model-error"
+    ]
     with LLMServer(script) as server:
         yield server
 
@@ -62,15 +69,24 @@ def _trace_bytes(directory: Path) -> dict[str, bytes]:
     return out
 
 
+def _all_secrets() -> dict[str, tuple[str, ...]]:
+    """Every form of the suite: the fixed calls' SECRETS and the corpus FORMS."""
+    out = {name: (secret,) for name, secret in SECRETS.items()}
+    out.update((form.name, form.secrets) for form in FORMS)
+    return out
+
+
 def _leaks(files: dict[str, bytes]) -> list[str]:
-    """Corpus forms one of whose 12-character windows is in some file (raw or JSON-escaped)."""
+    """Forms one of whose secrets' 12-character windows is in some file (raw or JSON-escaped)."""
     found = []
-    for form, secret in SECRETS.items():
+    blob = b"\n".join(files.values())
+    for form, secrets in _all_secrets().items():
         needles = set()
-        for window in windows(secret):
-            needles.add(window.encode())
-            needles.add(json.dumps(window)[1:-1].encode())
-        if any(needle in data for data in files.values() for needle in needles):
+        for secret in secrets:
+            for window in windows(secret):
+                needles.add(window.encode())
+                needles.add(json.dumps(window)[1:-1].encode())
+        if any(needle in blob for needle in needles):
             found.append(form)
     return found
 
@@ -82,7 +98,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     s3_server,  # noqa: F811
     request: pytest.FixtureRequest,
 ) -> None:
-    assert len(SECRETS) >= 30
+    assert len(FORMS) >= 150 and len(BENIGN) >= 30
     trace_dir = tmp_path / "traces"
     env = {
         **os.environ,
@@ -90,6 +106,8 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
         "LLM_URL": llm.base_url,
         "SECRETS_WORK_DIR": str(tmp_path),
         "MY_SERVICE_SECRET": SECRETS["env MY_SERVICE_SECRET"],
+        "AUTOTRACE_STUCK_AFTER": "0.5",
+        "AUTOTRACE_KEEP": "1000",  # every file of the run stays to be searched
         "PYTHONPATH": str(PROGRAM.parent),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -107,7 +125,7 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
@@ -118,15 +136,48 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     assert scan.torn == 0
     actions = scan.actions()
     by_action = Counter((r["action"], r["event"]) for r in actions)
-    assert by_action[("Subprocess", "enter")] >= 3  # python child, missing program, shell
-    assert by_action[("Docker", "enter")] == 1
-    assert by_action[("Model", "enter")] == 4 and by_action[("Model", "error")] == 2
-    assert by_action[("S3", "enter")] >= 2 and by_action[("S3", "error")] >= 1
-    assert by_action[("Tool Call", "error")] == 7
+    channels = Counter(form.channel for form in FORMS)
+    assert set(channels) >= {
+        "argv", "python-argv", "called-process-error", "shell", "os.system", "env-set",
+        "error", "model-error", "tool", "message", "message-field", "extra", "detail",
+        "stack", "httpx-error", "s3-key",
+    }  # fmt: skip
+    subprocesses = by_action[("Subprocess", "enter")] + by_action[("Docker", "enter")]
+    assert subprocesses >= (
+        channels["argv"] + 2 * channels["python-argv"] + channels["called-process-error"]
+        + channels["shell"] + channels["os.system"] + channels["env-set"]
+    )  # fmt: skip
+    assert by_action[("Model", "enter")] == 4 + channels["model-error"]
+    assert by_action[("Model", "error")] == 2 + channels["model-error"]
+    assert by_action[("S3", "enter")] >= 2 + channels["s3-key"]
+    tool_calls = [r for r in actions if r["action"] == "Tool Call" and r["event"] == "enter"]
+    assert sum(r["detail"].startswith("echo(") for r in tool_calls) == channels["tool"]
     assert pairing(scan.records).unpaired == []
     processes = [r for r in scan.records if r["message"].startswith("[autotrace] process start")]
-    assert len(processes) >= 2  # the program and its traced Python child
-    assert sum(1 for r in scan.records if r["message"].startswith("[db]")) == 2
+    assert len(processes) >= 2 + channels["python-argv"]
+    messages = [r for r in scan.records if r["message"].startswith("[corpus]")]
+    assert len(messages) == channels["message"] + channels["message-field"]
+    stacks = [r for r in scan.records if r.get("event_kind") == "stack"]
+    assert stacks, "the stuck action was not reported"
+    codes = " ".join(frame["code"] for r in stacks for frame in r["stack"])
+    assert codes.count("; f") + codes.count("; threading") >= channels["stack"]
+
+    # Over-masking: every benign detail is written exactly as given.
+    details = {r["detail"] for r in tool_calls}
+    damaged = [detail for detail in BENIGN if detail not in details]
+
+    # One argv, one verdict: a traced child's own process record shows its command line
+    # as its parent's Subprocess record does.
+    header_by_pid = {r["pid"]: r["argv"] for r in processes}
+    compared = 0
+    for record in actions:
+        if record["action"] != "Subprocess" or record["event"] != "enter":
+            continue
+        argv = header_by_pid.get(record.get("child_pid"))
+        if argv is not None and len(record["detail"]) < 290:
+            assert shlex.join(argv) == record["detail"]
+            compared += 1
+    assert compared >= channels["python-argv"]
 
     # Every file of the run is private, and so is the directory the run created.
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o700
@@ -137,12 +188,17 @@ def test_no_secret_of_the_corpus_reaches_a_trace_file(
     report(
         request.config,
         "secrets",
-        forms=len(SECRETS),
+        forms=len(FORMS) + len(SECRETS),
+        corpus_forms=len(FORMS),
+        channels=len(channels),
         trace_files=len(files),
         records=len(scan.records),
-        secrets_found=len(leaks),
+        forms_leaked=len(leaks),
+        benign=len(BENIGN),
+        benign_damaged=len(damaged),
     )
     assert leaks == []
+    assert damaged == []
 
 
 def test_trace_files_are_0600_and_a_created_directory_0700(trace_dir: Path) -> None:
@@ -165,3 +221,41 @@ def test_an_existing_directory_keeps_its_permissions(trace_dir: Path) -> None:
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o755
     assert writer.path is not None and writer.path.parent == trace_dir
     assert stat.S_IMODE(writer.path.stat().st_mode) == 0o600
+
+
+def test_every_directory_the_writer_creates_is_0700_parents_included(tmp_path: Path) -> None:
+    nested = tmp_path / "a" / "b" / "c" / "traces"
+    program = "import subprocess; subprocess.run(['true'])"
+    old = os.umask(0o022)  # the usual umask, whatever the test runner's
+    try:
+        done = subprocess.run(
+            [str(INSPECT_TRACE), "run", "--trace-dir", str(nested), "--"]
+            + [sys.executable, "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    assert list(nested.glob("trace-*.log"))
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c", nested):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def test_inspect_data_directory_parents_come_out_0700(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": ""}
+    for name in ("AUTOTRACE_DIR", "AUTOTRACE_FILE", "INSPECT_TRACE_FILE", "AUTOTRACE_DISABLE"):
+        env.pop(name, None)
+    code = "from autotrace import trace_action\nwith trace_action('Tool Call', 'x'):\n    pass\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    created = [home / ".local", home / ".local" / "share", home / ".local" / "share" / "inspect_ai"]
+    created.append(created[-1] / "traces")
+    for path in created:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755  # existing: left alone

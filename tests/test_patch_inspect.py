@@ -133,3 +133,50 @@ def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
         assert result.returncode == 0, result.stderr
         shown = [(r["action"], r["detail"]) for r in json.loads(result.stdout)["running"]]
         assert shown == [("Subprocess", "still running at exit")], (command, shown)
+
+
+NATIVE_SECRETS_PROGRAM = """
+import logging, sys
+from inspect_ai._util.logger import init_logger
+from inspect_ai._util.trace import trace_action, trace_message
+init_logger("warning")
+logger = logging.getLogger("inspect_ai.test")
+trace_message(logger, "db", "connect with password=%s", "NativePw-Zz81x")
+try:
+    with trace_action(logger, "Subprocess", "run --token %s", "NativeTok-q81x7"):
+        raise RuntimeError("failed: api_key=NativeKey-77aa")
+except RuntimeError:
+    pass
+"""
+
+
+def test_inspects_own_records_are_masked_where_the_agent_sees_them(tmp_path: Path) -> None:
+    trace_file = tmp_path / "native.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
+    env.update(
+        PYTHONPATH=str(ROOT / "sitecustomize_example"),
+        INSPECT_TRACE_FILE=str(trace_file),
+        AUTOTRACE_DIR=str(tmp_path / "ours"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", NATIVE_SECRETS_PROGRAM],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[autotrace]" not in done.stderr, done.stderr
+    text = "".join(
+        path.read_text() if path.suffix != ".gz" else gzip.decompress(path.read_bytes()).decode()
+        for path in [*tmp_path.glob("native.log*"), *(tmp_path / "ours").glob("trace-*")]
+        if path.is_file()
+    )
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    messages = [r["message"] for r in lines]
+    assert "[db] connect with password=***" in messages  # inspect's own line, masked
+    errors = [r for r in lines if r.get("event") == "error"]
+    assert errors and errors[0]["detail"] == "run --token ***"
+    assert errors[0]["error"] == "failed: api_key=***"
+    for secret in ("NativePw-Zz81x", "NativeTok-q81x7", "NativeKey-77aa"):
+        assert secret not in text

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from autotrace.runtime.redact import MASK, redact_argv, redact_env, redact_text
+from autotrace.redact import MASK, redact_argv, redact_env, redact_text
 
 # (argv, the secret that must vanish, a word that must stay)
 ARGV_CASES = [

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from autotrace import records
-from autotrace.runtime.redact import redact_text
+from autotrace.redact import redact_text
 from autotrace.runtime.writer import TraceWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,22 +195,6 @@ def current_action() -> OpenAction | None:
     return _current.get()
 
 
-# detail -> redacted detail: details repeat (one model, one command), and redact_text
-# costs more than the rest of an action's enter. Bounded; short details only.
-_redact_cache: dict[str, str] = {}
-
-
-def _redacted(detail: str) -> str:
-    cached = _redact_cache.get(detail)
-    if cached is None:
-        cached = redact_text(detail)
-        if len(detail) <= 512:
-            if len(_redact_cache) >= 1024:
-                _redact_cache.clear()
-            _redact_cache[detail] = cached
-    return cached
-
-
 def start_action(
     action: str,
     detail: str = "",
@@ -227,7 +211,7 @@ def start_action(
     try:
         parent = parent if parent is not None else _current.get()
         return OpenAction(
-            action, _redacted(detail), parent.trace_id if parent is not None else None, extra
+            action, redact_text(detail), parent.trace_id if parent is not None else None, extra
         )
     except Exception as internal:
         _internal_error(internal)
@@ -428,7 +412,7 @@ def trace_message(category: str, message: str, **fields: Any) -> None:
         return
     try:
         line = records.message_line(
-            f"[{category}] {redact_text(message)}",
+            f"[{category}] {message}",  # redacted, with the fields, by message_line
             time.time(),
             {"pid": _pid, "thread": threading.current_thread().name, **fields},
         )

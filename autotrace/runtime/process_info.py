@@ -54,7 +54,7 @@ def run_id() -> str:
 
 def command_line() -> list[str]:
     """This interpreter's command line, redacted."""
-    from autotrace.runtime.redact import redact_argv
+    from autotrace.redact import redact_argv
 
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
     return redact_argv(argv)

@@ -64,7 +64,7 @@ def _source_line(filename: str, lineno: int) -> str:
     try:
         import linecache
 
-        from autotrace.runtime.redact import redact_text
+        from autotrace.redact import redact_text
 
         return redact_text(linecache.getline(filename, lineno).strip())[:200]
     except Exception:

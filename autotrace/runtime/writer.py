@@ -213,8 +213,7 @@ def _warn(message: str) -> None:
 
 def ensure_directory(directory: Path) -> None:
     """Create the trace directory 0700 if missing; an existing one's mode is left alone."""
-    if not directory.is_dir():
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+    config.make_private_dirs(directory)
 
 
 def _pid_alive(pid: int) -> bool:

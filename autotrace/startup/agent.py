@@ -189,7 +189,7 @@ def _write_cache(table: dict[str, list[str]]) -> None:
     """Store the table for the next first process (atomic replace); errors are ignored."""
     try:
         path = _cache_path()
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        config.make_private_dirs(os.path.dirname(path))
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(fd, "w", encoding="utf-8") as f:

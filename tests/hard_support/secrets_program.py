@@ -11,66 +11,49 @@ import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 
+from secrets_corpus import BENIGN, FORMS, Form
 from secrets_corpus import SECRETS as S
 
 from autotrace import trace_action, trace_message
 
 
+def _quiet() -> dict[str, Any]:
+    return {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+def _forms(channel: str) -> list[Form]:
+    return [form for form in FORMS if form.channel == channel]
+
+
 def child_processes() -> None:
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    env = {
-        **os.environ,
-        "OPENAI_API_KEY": S["env OPENAI_API_KEY"],
-        "DATABASE_URL": f"postgres://app:{S['env DATABASE_URL user:pass@']}@db.internal/x",
-        "GITHUB_TOKEN": S["env GITHUB_TOKEN"],
-    }
-    # A traced Python child: its own process record carries this argv.
+    """Corpus forms as argv words, shell strings, os.system and CalledProcessError text."""
+    for form in _forms("argv"):
+        subprocess.run(["true", *form.argv], check=True, **_quiet())
+    for form in _forms("python-argv"):
+        # A traced Python child that writes an action, so that its process record exists.
+        code = "import subprocess; subprocess.run(['true'])"
+        subprocess.run([sys.executable, "-c", code, *form.argv], check=True, **_quiet())
+    for form in _forms("called-process-error"):
+        try:
+            with trace_action("Tool Call", "run_command"):
+                subprocess.run(["false", *form.argv], check=True, **_quiet())
+        except subprocess.CalledProcessError:
+            pass
+    for form in _forms("shell"):
+        subprocess.run("exit 0; " + form.text, shell=True, **_quiet())
+    for form in _forms("os.system"):
+        os.system("exit 0; " + form.text)
+    for form in _forms("env-set"):
+        name, command = form.text.split("=", 1)
+        os.environ[name] = form.secrets[0]  # set after start-up, then used bare
+        subprocess.run(command, shell=True, **_quiet())
+    # The traced program's own argv secrets reach a traced Python child too.
     subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os, subprocess; assert os.environ['GITHUB_TOKEN']; subprocess.run(['true'])",
-            "--password",
-            S["argv --password"],
-            f"--token={S['argv --token=']}",
-            "--api-key",
-            S["argv --api-key"],
-            f"AWS_SECRET_ACCESS_KEY={S['argv AWS_SECRET_ACCESS_KEY=']}",
-            f"https://deploy:{S['argv URL user:pass@']}@git.example.com/repo.git",
-            S["argv sk- key"],
-            "-H",
-            f"Authorization: Bearer {S['argv Authorization: Bearer']}",
-            S["argv ghp_ token"],
-            S["argv AKIA key id"],
-        ],
-        env=env,
+        [sys.executable, "-c", "import subprocess; subprocess.run(['true'])", *sys.argv[1:]],
         check=True,
-        **quiet,
-    )
-    # A Docker CLI call (a stand-in `docker` first on PATH: no daemon, no network).
-    bin_dir = os.path.join(os.environ["SECRETS_WORK_DIR"], "bin")
-    os.makedirs(bin_dir, exist_ok=True)
-    docker = os.path.join(bin_dir, "docker")
-    with open(docker, "w") as f:
-        f.write("#!/bin/sh\nexit 0\n")
-    os.chmod(docker, 0o755)
-    path = bin_dir + os.pathsep + os.environ["PATH"]
-    login = ["docker", "login", "-u", "me", "-p", S["argv docker login -p"], "registry.local"]
-    subprocess.run(login, env={**os.environ, "PATH": path}, check=True, **quiet)
-    # A program that does not exist: the spawn error is traced with its command line.
-    try:
-        subprocess.run(["no-such-program-here", "--password", S["argv --password"]], **quiet)
-    except FileNotFoundError:
-        pass
-    # Shell command strings.
-    subprocess.run(
-        f"true --password {S['shell --password']} && "
-        f"true https://admin:{S['shell URL user:pass@']}@127.0.0.1:9/ && "
-        f"true -H 'Authorization: Bearer {S['shell -H Authorization: Bearer']}'",
-        shell=True,
-        check=True,
-        **quiet,
+        **_quiet(),
     )
 
 
@@ -134,63 +117,112 @@ def s3_calls() -> None:
         pass
 
 
-def errors_in_actions() -> None:
-    def fail(exc: BaseException, cause: BaseException | None = None) -> None:
+def model_errors() -> None:
+    """Model calls whose error body echoes a corpus form (the server's script has them)."""
+    import openai
+
+    client = openai.OpenAI(base_url=os.environ["LLM_URL"] + "/v1", api_key="none", max_retries=0)
+    for _ in _forms("model-error"):
         try:
-            with trace_action("Tool Call", "call_api"):
-                if cause is not None:
-                    raise exc from cause
-                raise exc
-        except Exception:
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+            )
+        except openai.APIStatusError:
             pass
 
-    password = S["error JSON request body password"]
-    body = '{"username": "bob", "password": "' + password + '"}'
-    fail(RuntimeError(f"POST /login failed with 500: body={body}"))
-    fail(
-        ValueError(
-            "400 Bad Request: grant_type=client_credentials&client_id=app&client_secret="
-            + S["error form body client_secret"]
-        )
-    )
-    fail(
-        OSError(
-            f"GET https://api.example.com/v1/items?access_token={S['error URL ?access_token=']}&page=2"
-        )
-    )
-    fail(
-        RuntimeError("upload failed"),
-        ConnectionError(
-            f"proxy http://user:{S['error __cause__ proxy user:pass@']}@proxy.local:3128 refused"
-        ),
-    )
-    fail(
-        PermissionError(
-            f"401 Unauthorized (Authorization: Bearer {S['error Authorization: Bearer']})"
-        )
-    )
-    fail(KeyError(str({"model": "gpt", "api_key": S["error dict repr 'api_key'"]})))
-    fail(RuntimeError(f"invalid x-api-key {S['error sk-ant- key']}"))
+
+def url_errors_and_keys() -> None:
+    """httpx errors carrying a URL with a secret; S3 keys carrying one."""
+    import boto3
+    import httpx
+
+    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+    for form in _forms("httpx-error"):
+        try:
+            with trace_action("Tool Call", "fetch"):
+                response = httpx.get(endpoint + form.text)
+                response.raise_for_status()
+                raise RuntimeError(f"unexpected answer from {response.url}")
+        except (httpx.HTTPError, RuntimeError):
+            pass
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=os.environ["AWS_DEFAULT_REGION"])
+    for form in _forms("s3-key"):
+        client.put_object(Bucket="secrets-bucket", Key=form.text, Body=b"x")
 
 
-def details_and_messages() -> None:
-    with trace_action("Tool Call", f"connect session_key={S['detail session_key=']}"):
-        pass
-    with trace_action("Tool Call", f"post to slack with {S['detail xoxb- Slack token']}"):
-        pass
-    with trace_action("Tool Call", f"download with {S['detail hf_ token']}"):
-        pass
-    trace_message("db", f"connecting with password={S['message password=']}")
-    trace_message("db", f"url postgres://app:{S['message postgres URL user:pass@']}@db/x")
+def tool_calls() -> None:
+    """MCP tool calls (in-process server) whose arguments hold corpus forms."""
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("corpus")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Give the text back."""
+        return text
+
+    async def calls() -> None:
+        async with Client(server) as client:
+            for form in _forms("tool"):
+                await client.call_tool("echo", {"text": form.text + " " + "x" * 80})
+
+    asyncio.run(calls())
+
+
+def api_channels() -> None:
+    """Errors, messages, message fields, extras and details given to the action API."""
+    for form in _forms("error"):
+        try:
+            with trace_action("Tool Call", "call_api"):
+                raise RuntimeError(form.text)
+        except RuntimeError:
+            pass
+    for form in _forms("message"):
+        trace_message("corpus", form.text)
+    for form in _forms("message-field"):
+        trace_message("corpus", "a field", note=form.text, nested={"items": [form.text]})
+    for form in _forms("extra"):
+        with trace_action(
+            "Tool Call", "extra", extra={"note": form.text, "more": [{"v": form.text}]}
+        ):
+            pass
+    for form in _forms("detail"):
+        with trace_action("Tool Call", form.text):
+            pass
+    for detail in BENIGN:
+        with trace_action("Tool Call", detail):
+            pass
+
+
+def stuck_stack() -> None:
+    """A stuck action whose stack shows corpus forms in its source lines."""
+    forms = _forms("stack")
+    lines = ["import threading", "def make_client(x):", "    return x", ""]
+    for i, form in enumerate(forms):
+        call = f"f{i + 1}()" if i + 1 < len(forms) else "threading.Event().wait(3)"
+        lines += [f"def f{i}():", f"    {form.text}; {call}", ""]
+    path = os.path.join(os.environ["SECRETS_WORK_DIR"], "stuck_module.py")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    sys.path.insert(0, os.environ["SECRETS_WORK_DIR"])
+    import stuck_module  # type: ignore[import-not-found]
+
+    with trace_action("Tool Call", "stuck"):
+        stuck_module.f0()
 
 
 def main() -> None:
     assert os.environ["MY_SERVICE_SECRET"] == S["env MY_SERVICE_SECRET"]
     child_processes()
     model_clients()
+    model_errors()
     s3_calls()
-    errors_in_actions()
-    details_and_messages()
+    url_errors_and_keys()
+    tool_calls()
+    api_channels()
+    stuck_stack()
     print("done", flush=True)
 
 

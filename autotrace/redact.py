@@ -1,0 +1,585 @@
+"""Secret redaction: the one function every text of a record goes through, and its rules.
+
+``redact_text`` masks every span that one of these finds:
+- token formats from a maintained catalogue: gitleaks' published rule set, vendored as
+  data (secret_rules/gitleaks.toml, MIT; rules.json is derived from it by
+  secret_rules/build.py), plus local.toml for the few formats it lacks. A rule runs only
+  when one of its keywords is in the text (one scan of a keyword trie).
+- structural rules: ``NAME=value`` / ``"name": value`` / ``name: value`` for secret-looking
+  names, ``--flag value`` and ``--flag=value``, tools whose secret is positional or follows
+  a one-letter flag, Authorization / Cookie headers, URL userinfo, ``echo X | ...
+  --password-stdin``, ``config set NAME VALUE``;
+- the current values of secret-named environment variables, wherever they appear;
+- a high-entropy rule for long random words.
+
+Each finds spans of the original text; the spans are merged and replaced by ***, so one
+rule never sees another's mask. Results are cached by text: a detail is paid for once.
+Callers mask first and shorten after.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+MASK = "***"
+
+_CACHE_SIZE = 4096  # distinct texts remembered
+_CACHE_MAX_TEXT = 8192  # longer texts (tracebacks, bodies) are redacted each time
+
+# --- names that mark a value as secret ---------------------------------------------------
+
+# A name is split into words (snake, kebab, dotted, camelCase); it is secret when its last
+# word is one of these, or is "key" after a qualifier, or it is an upper-case *_KEY.
+_SECRET_LAST = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+        "creds",
+        "auth",
+        "authorization",
+        "cookie",
+        "signature",
+        "sig",
+        "accountkey",
+        "privatekey",
+        "secretkey",
+        "accesskey",
+        "authtoken",
+        "sessionid",
+        "sessiontoken",
+        "clientsecret",
+        "storepass",
+        "keypass",
+        "srcstorepass",
+        "deststorepass",
+        "passin",
+        "passout",
+    }
+)
+_KEY_QUALIFIERS = frozenset(
+    {
+        "api",
+        "access",
+        "secret",
+        "private",
+        "account",
+        "session",
+        "client",
+        "signing",
+        "encryption",
+        "master",
+        "license",
+        "subscription",
+        "shared",
+        "app",
+        "auth",
+        "ssh",
+        "service",
+        "admin",
+        "webhook",
+        "storage",
+        "consumer",
+        "deploy",
+        "sas",
+    }
+)
+# A flag or name whose last word is one of these names a file or a mode, not a secret.
+_NOT_SECRET_LAST = frozenset({"stdin", "file", "path", "dir", "env", "name", "id", "type", "url"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_name_cache: dict[str, bool] = {}
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable, flag, key or header called ``name`` holds a secret."""
+    known = _name_cache.get(name)
+    if known is not None:
+        return known
+    bare = name.strip("-_./:'\" ")
+    words = [w.lower() for w in _WORDS.findall(bare)]
+    secret = False
+    if words and words[-1] not in _NOT_SECRET_LAST:
+        last = words[-1]
+        secret = (
+            last in _SECRET_LAST
+            or (last == "key" and len(words) > 1 and words[-2] in _KEY_QUALIFIERS)
+            or (last == "key" and bare.isupper() and "_" in bare)
+            or (len(words) > 1 and words[-2] + last in _SECRET_LAST)
+        )
+    if len(_name_cache) < 4096:
+        _name_cache[name] = secret
+    return secret
+
+
+# --- value shapes -------------------------------------------------------------------------
+
+_QUOTED = r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|\\"(?:(?!\\").){0,500}\\\""""
+# A value after a name: quoted (spaces allowed), a parenthesised or bracketed group, or a
+# bare word (anything but space and quotes).
+_VALUE = (
+    rf"(?:{_QUOTED}|\([^()\n]{{0,300}}\)|\[[^\[\]\n]{{0,300}}\]"
+    r"|(?:(?![&;,][A-Za-z_][\w.-]*=)[^\s\"'`])+)"
+)
+_NEXT_KEY = re.compile(r"[&;,][A-Za-z_][\w.-]*=")
+_CODE_VALUE = re.compile(
+    r"(?:self|cls|os|config|settings|args|kwargs|env|environ|request|options|opts|ctx)\.[\w.]*"
+    r"|[A-Za-z_][\w.]*[(\[].*"
+)
+_NOT_VALUES = frozenset({"none", "null", "true", "false", "undefined", "nil", "", MASK})
+
+
+def _value_span(text: str, start: int, end: int, sep: str = "=") -> tuple[int, int] | None:
+    """The part of a value (text[start:end]) to mask, or None when it is not a secret value."""
+    value = text[start:end]
+    if not value:
+        return None
+    first = value[0]
+    if first in "\"'" or value.startswith('\\"'):
+        quote = 2 if first == "\\" else 1
+        inner = value[quote:-quote]
+        if inner.strip().lower() in _NOT_VALUES or inner.startswith(("$", "%", "{{")):
+            return None
+        return (start + quote, end - quote) if inner else None
+    if first in "([":
+        return (start + 1, end - 1) if end - start > 2 else None
+    cut = _NEXT_KEY.search(value)
+    if cut is not None:
+        value = value[: cut.start()]
+    value = value.rstrip(")]},.")
+    if value.lower() in _NOT_VALUES or value.startswith(("$", "%", "{{", "/", "~/", "./")):
+        return None
+    if sep != "=" and value.isdigit():
+        return None  # a line number or a port after ':'
+    if _CODE_VALUE.fullmatch(value):
+        return None  # source code: the value is computed, not written
+    return (start, start + len(value)) if value else None
+
+
+# --- structural rules ---------------------------------------------------------------------
+
+Span = tuple[int, int]
+_NAME = r"[A-Za-z_][\w.-]*"
+
+# Searched as a lookahead, so matches overlap: a value that swallows the next name
+# (`message: "... password: x"`) does not hide it.
+_KEY_VALUE = re.compile(
+    rf"""(?=(?<![\w.\-])(?P<q>\\"|["']|)(?P<name>{_NAME})(?P=q)[ \t]*(?P<sep>:=|=|:(?![:/\\]))[ \t]*(?P<value>{_VALUE}))"""
+)
+# --flag value, --flag=value, and the same inside a list repr ('--flag', 'value').
+_LIST_SEP = r"""['"]\s*,\s*['"]"""
+_FLAG_VALUE = re.compile(
+    rf"""(?=(?<![\w-])(?P<flag>--?[A-Za-z][\w-]*)(?:{_LIST_SEP}(?P<listed>[^'"\n]*)|(?:=|[ \t]+)(?P<value>{_VALUE})))"""
+)
+_SEP = rf"(?:[ \t]+|{_LIST_SEP}|=)"
+_BARE = r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s'",\]]+)"""
+_CMD = r"""[^\n|;&]*?"""  # the rest of one command, up to a pipe or a separator
+
+
+def _after(flag: str, glued: bool = False) -> str:
+    """What follows ``flag``: a separate word (also inside a list repr), or glued to it."""
+    tail = r"""|(?P<glued>[^\s'",\]]+)""" if glued else ""
+    return rf"""(?<![\w-])(?:{flag})(?:{_LIST_SEP}(?P<listed>[^'"\n]*)|(?:[ \t]+|=){_BARE}{tail})"""
+
+
+# (words one of which the text must hold: a cheap gate, pattern)
+_TOOL_RULES: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
+    # mysql -pSECRET (glued only: a lone -p prompts)
+    (
+        ("mysql", "mariadb"),
+        re.compile(
+            rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|mysqlimport|mysqlsh)\b{_CMD}(?<![\w-])-p(?P<glued>[^\s'",\]]+)"""
+        ),
+    ),
+    (("sshpass",), re.compile(rf"""\bsshpass\b{_CMD}{_after("-p", glued=True)}""")),
+    (("redis-cli",), re.compile(rf"""\bredis-cli\b{_CMD}{_after("-a")}""")),
+    (
+        ("sqlcmd", "bcp", "osql", "isql"),
+        re.compile(rf"""\b(?:sqlcmd|bcp|osql|isql)\b{_CMD}{_after("-P", glued=True)}"""),
+    ),
+    (
+        ("ldap",),
+        re.compile(
+            rf"""\bldap(?:search|add|modify|delete|whoami|passwd|compare|modrdn|exop|url)?\b{_CMD}{_after("-w")}"""
+        ),
+    ),
+    (
+        ("login",),
+        re.compile(
+            rf"""\b(?:docker|podman|helm|buildah|nerdctl|oras|crane|regctl|cosign)\b{_CMD}\blogin\b{_CMD}{_after("-p")}"""
+        ),
+    ),
+    # curl -u user:SECRET, --proxy-user, -U
+    (
+        ("curl",),
+        re.compile(
+            rf"""\bcurl\b{_CMD}(?<![\w-])(?:-u|-U|--user|--proxy-user)(?:{_SEP})?['"]?[^\s:'"]*:(?P<value>[^\s'"]+)"""
+        ),
+    ),
+    # smbclient -U user%SECRET
+    (
+        ("smb", "rpcclient", "net", "cifs"),
+        re.compile(
+            rf"""\b(?:smbclient|rpcclient|smbmap|smbcacls|smbget|net|mount\.cifs)\b{_CMD}(?<![\w-])(?:-U|--user|--username)(?:{_SEP})?['"]?[^\s%'"]*%(?P<value>[^\s'"]+)"""
+        ),
+    ),
+    # echo SECRET | docker login --password-stdin
+    (
+        ("--password-stdin",),
+        re.compile(
+            rf"""\b(?:echo|printf)\s+(?:-[neE]+\s+)?(?:'%s\\?n?'\s+)?{_BARE}\s*\|[^\n;&]*--password-stdin"""
+        ),
+    ),
+]
+# aws configure set NAME VALUE, npm config set //host/:_authToken VALUE: masked by name.
+_CONFIG_SET = re.compile(
+    rf"""\b(?:configure|config)(?:{_SEP})set(?:{_SEP}--?[\w-]+)*{_SEP}(?P<name>[^\s'"=]+)(?:{_SEP}){_BARE}"""
+)
+_AUTH_HEADER = re.compile(
+    r"""(?i)\b(?:proxy-)?authorization(?:\\?["'])?[ \t]*[:=][ \t]*(?:\\?["'])?"""
+    r"""(?:(?:bearer|basic|token|digest|negotiate|bot|apikey|sso-key|sharedkey|aws4-hmac-sha256|ntlm)[ \t]+)?"""
+    r"""(?P<value>[^"'\n\r\\]+)"""
+)
+_COOKIE_HEADER = re.compile(
+    r"""(?i)\b(?:set-)?cookie(?:\\?["'])?[ \t]*:[ \t]*(?:\\?["'])?(?P<value>[^"'\n\r\\]+)"""
+)
+_HEADER_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_BEARER = re.compile(r"""(?i)\b(?:bearer|basic)[ \t]+(?P<value>[A-Za-z0-9._~+/=|:-]{8,})""")
+_URL_USERINFO = re.compile(
+    r"""(?i)\b[a-z][a-z0-9+.-]*://(?P<user>[^\s/:@'"]*):(?P<value>[^\s'"]*)@"""
+)
+_ENTROPY_WORD = re.compile(r"""(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=.-])""")
+
+
+def _group_span(m: re.Match[str], group: str = "value") -> Span | None:
+    start, end = m.span(group)
+    return (start, end) if end > start and m.group(group) != MASK else None
+
+
+def _any_group_span(m: re.Match[str]) -> Span | None:
+    """The span of whichever of value / listed / glued matched."""
+    for name in ("value", "listed", "glued"):
+        if name in m.re.groupindex and m.group(name) is not None:
+            return _group_span(m, name)
+    return None
+
+
+def _structural(text: str) -> Iterator[Span]:
+    lowered = text.lower()
+    for m in _KEY_VALUE.finditer(text) if "=" in text or ":" in text else ():
+        name = m.group("name")
+        if is_secret_name(name) and name.lower() not in _HEADER_NAMES:
+            span = _value_span(text, *m.span("value"), sep=m.group("sep"))
+            if span is not None:
+                yield span
+    for m in _FLAG_VALUE.finditer(text) if "-" in text else ():
+        if not is_secret_name(m.group("flag")):
+            continue
+        if m.group("listed") is not None:
+            span = _group_span(m, "listed")
+            if span is not None:
+                yield span
+            continue
+        value = m.group("value")
+        if value.startswith("--") or value == MASK:
+            continue
+        span = _value_span(text, *m.span("value"))
+        if span is not None:
+            yield span
+    for words, rule in _TOOL_RULES:
+        if not any(word in text for word in words):
+            continue
+        for m in rule.finditer(text):
+            span = _any_group_span(m)
+            if span is not None:
+                yield _unquoted(text, span)
+    for m in _CONFIG_SET.finditer(text) if "config" in text else ():
+        if is_secret_name(re.split(r"[/:]", m.group("name"))[-1]):
+            span = _group_span(m)
+            if span is not None:
+                yield _unquoted(text, span)
+    for word, rule in (("authorization", _AUTH_HEADER), ("cookie", _COOKIE_HEADER)):
+        if word not in lowered:
+            continue
+        for m in rule.finditer(text):
+            span = _group_span(m)
+            if span is not None and m.group("value").strip() not in ("", MASK):
+                yield span
+    for m in _BEARER.finditer(text) if "bearer" in lowered or "basic" in lowered else ():
+        value = m.group("value")
+        if not value.isalpha() or not value.islower():
+            yield m.span("value")
+    for m in _URL_USERINFO.finditer(text) if "://" in text else ():
+        value = m.group("value")
+        port = value.split("/", 1)[0]
+        if value and value != MASK and not (port.isdigit() and "/" in value):
+            yield m.span("value")
+
+
+def _unquoted(text: str, span: Span) -> Span:
+    start, end = span
+    if end - start >= 2 and text[start] in "\"'" and text[end - 1] == text[start]:
+        return start + 1, end - 1
+    return span
+
+
+# --- the catalogue ------------------------------------------------------------------------
+
+
+class _Catalogue:
+    """Token-format rules from rules.json, each compiled when first needed."""
+
+    def __init__(self) -> None:
+        path = os.path.join(os.path.dirname(__file__), "secret_rules", "rules.json")
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        self.version: str = data["gitleaks_version"]
+        self.rules: list[dict[str, Any]] = data["rules"]
+        self.keywords = re.compile("(?=(" + data["keyword_pattern"] + "))")
+        self.by_keyword: dict[str, list[int]] = {}
+        for index, rule in enumerate(self.rules):
+            for keyword in rule["keywords"]:
+                self.by_keyword.setdefault(keyword, []).append(index)
+        self.compiled: dict[int, re.Pattern[str]] = {}
+
+    def spans(self, text: str) -> Iterator[Span]:
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a character whose lower case is longer: no offsets
+            lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+        chosen: set[int] = set()
+        for m in self.keywords.finditer(lowered):
+            found = m.group(1)
+            for size in range(1, len(found) + 1):
+                chosen.update(self.by_keyword.get(found[:size], ()))
+        for index in sorted(chosen):
+            pattern = self.compiled.get(index)
+            rule = self.rules[index]
+            if pattern is None:
+                pattern = self.compiled[index] = re.compile(rule["regex"])
+            for m in pattern.finditer(text):
+                span = _rule_span(m, rule["group"])
+                if span is None:
+                    continue
+                if rule["entropy"] and _entropy(text[span[0] : span[1]]) < rule["entropy"]:
+                    continue
+                yield span
+
+
+def _rule_span(m: re.Match[str], group: int) -> Span | None:
+    """The secret of a match: its secretGroup, else its unnamed groups' extent, else all."""
+    if group:
+        start, end = m.span(group)
+    elif m.re.groups and not m.re.groupindex:
+        spans = [m.span(g) for g in range(1, m.re.groups + 1) if m.span(g)[1] > m.span(g)[0]]
+        if not spans:
+            return None
+        start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    else:
+        start, end = m.span()
+    return (start, end) if end > start else None
+
+
+def _entropy(word: str) -> float:
+    """Shannon entropy of ``word`` in bits per character."""
+    if not word:
+        return 0.0
+    size = len(word)
+    return -sum(
+        count / size * math.log2(count / size) for count in (word.count(c) for c in set(word))
+    )
+
+
+_catalogue: _Catalogue | None = None
+
+
+def catalogue() -> _Catalogue:
+    """The token-format catalogue, loaded on first use."""
+    global _catalogue
+    if _catalogue is None:
+        _catalogue = _Catalogue()
+    return _catalogue
+
+
+def _high_entropy(text: str) -> Iterator[Span]:
+    """Long random words: mixed case and digits, few underscores, >= 4.2 bits a character."""
+    for m in _ENTROPY_WORD.finditer(text):
+        word = m.group()
+        if word.count("_") > 2 or word.count("/") > 4:
+            continue
+        upper = sum(c.isupper() for c in word)
+        lower = sum(c.islower() for c in word)
+        digits = sum(c.isdigit() for c in word)
+        if upper >= 2 and lower >= 2 and digits >= 2 and _entropy(word) >= 4.2:
+            yield m.span()
+
+
+# --- environment values -------------------------------------------------------------------
+
+_env_key: tuple[Any, ...] = ()
+_env_names: list[str] = []
+_env_values: list[str] = []
+
+
+def _env_secrets() -> list[str]:
+    """Current values of secret-named environment variables (recomputed when they change)."""
+    global _env_key, _env_names, _env_values
+    environ = os.environ
+    size = len(environ)
+    if not _env_key or _env_key[0] != size:
+        _env_names = [name for name in environ if is_secret_name(name)]
+    key = (size, *(environ.get(name) for name in _env_names))
+    if key != _env_key:
+        _env_key = key
+        values = []
+        for value in key[1:]:
+            if (
+                isinstance(value, str)
+                and len(value) >= 8
+                and not value.isdigit()
+                and not value.startswith(("/", "~", "."))
+                and value.lower() not in _NOT_VALUES
+            ):
+                values.append(value)
+        _env_values = sorted(set(values), key=len, reverse=True)
+        _cache.clear()
+    return _env_values
+
+
+def _env_spans(text: str) -> Iterator[Span]:
+    for value in _env_secrets():
+        start = text.find(value)
+        while start >= 0:
+            yield start, start + len(value)
+            start = text.find(value, start + len(value))
+
+
+# --- the one function ---------------------------------------------------------------------
+
+_DETECTORS: tuple[Callable[[str], Iterable[Span]], ...] = (
+    _env_spans,
+    lambda text: catalogue().spans(text),
+    _structural,
+    _high_entropy,
+)
+_cache: dict[str, str] = {}
+_cache_env_size = -1
+
+
+def _mask(text: str) -> str:
+    spans = [span for detect in _DETECTORS for span in detect(text)]
+    return _mask_spans(text, spans) if spans else text
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret in it replaced by ***; cached by text."""
+    global _cache_env_size
+    if len(os.environ) != _cache_env_size:  # a variable added or removed: look again
+        _cache_env_size = len(os.environ)
+        _env_secrets()
+    cached = _cache.get(text)
+    if cached is not None:
+        return cached
+    if not text:
+        return text
+    result = _mask(text)
+    if len(text) <= _CACHE_MAX_TEXT:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        _cache[text] = result
+    return result
+
+
+def redact_value(value: Any, name: str | None = None) -> Any:
+    """A field value with its texts redacted: strings, and lists, tuples and dicts of them.
+
+    A value whose key is a secret name (``{"password": ...}``) is masked whatever it is.
+    """
+    if (
+        name is not None
+        and isinstance(value, (str, int, float, bytes))
+        and not isinstance(value, bool)
+        and value != ""
+        and is_secret_name(name)
+    ):
+        return MASK
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v, k if isinstance(k, str) else None) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def redact_argv(argv: Iterable[object]) -> list[str]:
+    """A command line with its secrets masked, word by word.
+
+    The words are read together as the shell-joined line (so a flag masks the word after
+    it), and each span found is mapped back to the words it covers: the parent's record
+    of a command and the child's own process record give the same verdict.
+    """
+    words = [str(word) for word in argv]
+    quoted = [shlex.quote(word) for word in words]
+    line = " ".join(quoted)
+    masked_line = redact_text(line)
+    if masked_line == line:
+        return words
+    spans = sorted(span for detect in _DETECTORS for span in detect(line))
+    out: list[str] = []
+    position = 0
+    for word, q in zip(words, quoted, strict=True):
+        start, end = position, position + len(q)
+        position = end + 1
+        hits = [(max(s, start), min(e, end)) for s, e in spans if s < end and e > start]
+        assignment = _ASSIGNMENT.match(word)
+        if hits and assignment is not None and is_secret_name(assignment.group(1)):
+            out.append(f"{assignment.group(1)}={MASK}")  # an env assignment: all after =
+        elif not hits:
+            out.append(word)
+        elif any(s <= start and e >= end for s, e in hits) or (
+            q[:1] == "'" and len(q) >= 2 and any(s <= start + 1 and e >= end - 1 for s, e in hits)
+        ):
+            out.append(MASK)
+        elif q == word:
+            out.append(_mask_spans(word, [(s - start, e - start) for s, e in hits]))
+        else:
+            single = redact_text(word)
+            out.append(single if single != word else MASK)
+    return out
+
+
+_ASSIGNMENT = re.compile(r"([A-Za-z_][\w.-]*)=(?=.)", re.DOTALL)
+
+
+def _mask_spans(text: str, spans: list[Span]) -> str:
+    """``text`` with each span (merged when they touch or overlap) replaced by one ***."""
+    out: list[str] = []
+    position = -1
+    for start, end in sorted(spans):
+        if start <= position:  # touches the previous mask: extend it
+            position = max(position, end)
+            continue
+        out.append(text[max(position, 0) : start])
+        out.append(MASK)
+        position = end
+    out.append(text[max(position, 0) :])
+    return "".join(out)
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of an environment with the values of secret-looking names masked."""
+    return {
+        key: (MASK if is_secret_name(key) else redact_text(value)) for key, value in env.items()
+    }

@@ -1,0 +1,114 @@
+"""The token catalogue: which gitleaks release we follow, and rules.json matches it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autotrace.redact import MASK, catalogue, is_secret_name, redact_argv, redact_text
+from autotrace.secret_rules import build
+
+
+def test_we_follow_gitleaks_v8_30_1() -> None:
+    assert build.GITLEAKS_VERSION == "v8.30.1"
+    assert catalogue().version == "v8.30.1"
+    text = build.GITLEAKS.read_text(encoding="utf-8")
+    assert text.count("[[rules]]") == 222
+    assert "MIT License" in (build.HERE / "LICENSE.gitleaks").read_text(encoding="utf-8")
+
+
+def test_rules_json_is_what_build_makes_from_the_vendored_files() -> None:
+    pytest.importorskip("tomllib")  # the build script (not the runtime) needs Python 3.11
+    assert json.loads(build.OUTPUT.read_text(encoding="utf-8")) == build.build()
+
+
+def test_every_rule_compiles_and_has_keywords() -> None:
+    import re
+
+    for rule in catalogue().rules:
+        re.compile(rule["regex"])
+        assert rule["keywords"], rule["id"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["DB_PASSWORD", "--db-password", "api_key", "--openai-api-key", "client_secret", "_authToken",
+     "AccountKey", "ORACLE_PWD", "STRIPE_KEY", "sig", "X-Amz-Signature", "Cookie",
+     "Ocp-Apim-Subscription-Key", "passphrase", "--src-creds", "aws_secret_access_key"],
+)  # fmt: skip
+def test_secret_names(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["author", "--author", "max_tokens", "tokenizer", "sort_key", "--password-stdin",
+     "--token-file", "token_count", "design", "bypass", "primary_key", "key", "PATH"],
+)  # fmt: skip
+def test_names_that_hold_no_secret(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+def test_mask_first_then_shorten_in_tool_call_details() -> None:
+    from autotrace.patches.inspect_ai import function_call
+    from autotrace.patches.mcp import call_detail
+
+    key = "sk-proj-" + "A1b2C3d4" * 8
+    for detail in (call_detail("f", {"key": key}), function_call("f", {"key": key})):
+        assert key[:12] not in detail and MASK in detail
+
+
+def test_a_value_put_in_the_environment_after_start_up_is_masked(monkeypatch) -> None:
+    value = "Zq81-fresh-value-x7"
+    assert redact_text(f"deploy --with {value}") == f"deploy --with {value}"
+    monkeypatch.setenv("LATE_DEPLOY_TOKEN", value)
+    assert redact_text(f"deploy --with {value}") == f"deploy --with {MASK}"
+
+
+def test_argv_and_text_give_one_verdict() -> None:
+    import shlex
+
+    argv = ["sshpass", "-p", "pw with space", "ssh", "h", "--api_key=K9x8c7v6"]
+    masked = redact_argv(argv)
+    assert masked == ["sshpass", "-p", MASK, "ssh", "h", f"--api_key={MASK}"]
+    assert redact_text(shlex.join(masked)) == shlex.join(masked)
+
+
+def test_every_corpus_form_is_masked_and_every_benign_detail_kept_in_process() -> None:
+    """The corpus through the functions directly: fast feedback before the slow suite."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "hard_support"))
+    from secrets_corpus import BENIGN, FORMS, windows
+
+    leaked = []
+    for form in FORMS:
+        if form.channel == "env-set":
+            continue  # masked by the environment's value, which only the child program sets
+        out = shlex.join(redact_argv(form.argv)) if form.argv else redact_text(form.text)
+        if any(w in out for secret in form.secrets for w in windows(secret)):
+            leaked.append((form.name, out))
+    assert leaked == []
+    assert [detail for detail in BENIGN if redact_text(detail) != detail] == []
+
+
+def test_field_values_are_masked_by_key_and_by_text_recursively() -> None:
+    from autotrace.redact import redact_value
+
+    value = {
+        "password": "hunter2",
+        "retries": 3,
+        "token_count": 1532,
+        "nested": [{"api_key": 12345678}, "Authorization: Bearer abc|def123"],
+        "ok": True,
+    }
+    assert redact_value(value) == {
+        "password": MASK,
+        "retries": 3,
+        "token_count": 1532,
+        "nested": [{"api_key": MASK}, f"Authorization: Bearer {MASK}"],
+        "ok": True,
+    }
