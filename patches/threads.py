@@ -1,0 +1,70 @@
+"""Hand-overs to other threads and loops: who waits for the work (no action of its own).
+
+When a stuck action runs on a worker thread or another event loop's thread, the program's
+line is in the caller that waits for it. This patch notes that caller (its thread and
+asyncio task) when the work is handed over, so the watchdog's stuck report can name it
+(``caller_stack`` / ``caller_where``):
+
+- ``concurrent.futures.ThreadPoolExecutor.submit`` (so ``loop.run_in_executor`` and
+  ``asyncio.to_thread``): the returned future is noted; the watchdog finds it again in
+  the worker's ``_WorkItem.run`` frame;
+- ``asyncio.run_coroutine_threadsafe`` (so fsspec/s3fs ``sync()`` and
+  ``anyio.from_thread.run``): the coroutine handed to the other loop is noted;
+- ``anyio.to_thread.run_sync``: the caller is set in a context variable while anyio
+  copies the caller's context for its worker; the watchdog reads it from that context.
+
+Nothing is changed in what runs or what it returns: no argument is replaced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotrace.runtime import origins
+from autotrace.startup.patching import Patch, Wrap
+
+
+def _submit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    future = wrapped(*args, **kwargs)
+    if PATCH.enabled:
+        try:
+            origins.note_future(future, origins.here())
+        except Exception as exc:
+            PATCH.fail(f"submit: {exc!r}")
+    return future
+
+
+def _run_coroutine_threadsafe(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if PATCH.enabled:
+        coro = args[0] if args else kwargs.get("coro")
+        try:
+            origins.note_coroutine(coro, origins.here())
+        except Exception as exc:
+            PATCH.fail(f"run_coroutine_threadsafe: {exc!r}")
+    return wrapped(*args, **kwargs)
+
+
+async def _to_thread_run_sync(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not PATCH.enabled:
+        return await wrapped(*args, **kwargs)
+    with origins.waiting_here():
+        return await wrapped(*args, **kwargs)
+
+
+PATCH = Patch(
+    name="threads",
+    description="hand-overs to worker threads and other loops (executors, "
+    "run_coroutine_threadsafe, anyio to_thread): who waits, for stuck reports",
+    wraps=[
+        Wrap("concurrent.futures.thread", "ThreadPoolExecutor.submit", wrapper=_submit),
+        Wrap("asyncio.tasks", "run_coroutine_threadsafe", wrapper=_run_coroutine_threadsafe),
+        # asyncio binds the name from asyncio.tasks (already ours, then skipped); a program
+        # that imported asyncio before the agent gets it wrapped here.
+        Wrap("asyncio", "run_coroutine_threadsafe", wrapper=_run_coroutine_threadsafe),
+        Wrap("anyio.to_thread", "run_sync", wrapper=_to_thread_run_sync, optional=True),
+    ],
+)
