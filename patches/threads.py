@@ -9,9 +9,9 @@ asyncio task) when the work is handed over, so the watchdog's stuck report can n
   ``asyncio.to_thread``): the returned future is noted; the watchdog finds it again in
   the worker's ``_WorkItem.run`` frame;
 - ``asyncio.run_coroutine_threadsafe`` (so fsspec/s3fs ``sync()`` and
-  ``anyio.from_thread.run``): the coroutine handed to the other loop is noted;
-- ``anyio.to_thread.run_sync``: the caller is set in a context variable while anyio
-  copies the caller's context for its worker; the watchdog reads it from that context.
+  ``anyio.from_thread.run``) and ``anyio.to_thread.run_sync``: the caller is set in a
+  context variable while the call copies the caller's context for the other loop's task
+  (and the tasks it starts) or anyio's worker; actions opened there keep it.
 
 Nothing is changed in what runs or what it returns: no argument is replaced.
 """
@@ -37,13 +37,11 @@ def _submit(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str
 def _run_coroutine_threadsafe(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    if PATCH.enabled:
-        coro = args[0] if args else kwargs.get("coro")
-        try:
-            origins.note_coroutine(coro, origins.here())
-        except Exception as exc:
-            PATCH.fail(f"run_coroutine_threadsafe: {exc!r}")
-    return wrapped(*args, **kwargs)
+    # The loop's callback runs in a copy of this context, and the task copies that.
+    if not PATCH.enabled:
+        return wrapped(*args, **kwargs)
+    with origins.waiting_here():
+        return wrapped(*args, **kwargs)
 
 
 async def _to_thread_run_sync(

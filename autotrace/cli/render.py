@@ -74,8 +74,11 @@ def where_cell(row: dict[str, Any]) -> Any:
     where = row.get("where") or ""
     stack = row.get("stack") or []
     shown = stack[-INNERMOST:]
+    caller = row.get("caller_where") or ""
+    if caller:  # the work was handed to another thread: the program's line that waits first
+        text.append(f"called from {_short_where(caller)}", style="bold")
     if where and not any(where == _full(e) for e in shown):
-        text.append(_short_where(where), style="bold")
+        text.append(("\n" if text else "") + _short_where(where), style="bold")
     for entry in reversed(shown):
         if text:
             text.append("\n")
@@ -212,6 +215,10 @@ def render_snapshot(snap: dict[str, Any]) -> list[Any]:
             style="dim",
         )
         out.append(title)
+        if entry.get("caller_where"):
+            out.append(Text(f"  waited for by thread {entry.get('caller_thread')}:", style="dim"))
+            out.append(_stack_text(entry.get("caller_stack") or [], entry["caller_where"]))
+            out.append(Text("  which runs here:", style="dim"))
         out.append(_stack_text(entry.get("stack") or [], entry.get("where") or ""))
     threads = snap.get("threads") or []
     out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))

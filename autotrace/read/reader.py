@@ -128,6 +128,9 @@ class ActionRecord:
     # The latest stack the watchdog wrote for this action (running actions only).
     stack: list[dict[str, Any]] = field(default_factory=list, repr=False)
     where: str = ""
+    # Who waits for it, when its work was handed to another thread or loop.
+    caller_stack: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    caller_where: str = ""
 
     def sort_key(self) -> float:
         """inspect's order: most recently finished first (running: latest start first)."""
@@ -156,6 +159,9 @@ class ActionRecord:
         row["parent_id"] = self.parent_id
         row["stack"] = self.stack
         row["where"] = self.where
+        if self.caller_where:
+            row["caller_stack"] = self.caller_stack
+            row["caller_where"] = self.caller_where
         return row
 
 
@@ -820,6 +826,8 @@ class TraceScanner:
             found = stacks.get(record.trace_id)
             if found is not None:
                 record.stack, record.where = found["stack"], found["where"]
+                record.caller_stack = found["caller_stack"]
+                record.caller_where = found["caller_where"]
         return Anomalies(
             running=culprit_first(running),
             cancelled=_sorted(buckets["cancel"]),
@@ -884,17 +892,20 @@ def culprit_first(rows: list[ActionRecord]) -> list[ActionRecord]:
 
 
 def latest_stacks(agent_records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """trace_id -> {stack, where} of the latest watchdog record (stuck report or snapshot)."""
+    """trace_id -> {stack, where, caller_stack, caller_where} of the latest watchdog record
+    (stuck report or snapshot)."""
     out: dict[str, dict[str, Any]] = {}
     for rec in agent_records:
         kind = rec.get("event_kind")
         entries = [rec] if kind == "stack" else rec.get("actions") if kind == "snapshot" else None
         for entry in entries or []:
             if isinstance(entry, dict) and isinstance(entry.get("trace_id"), str):
-                stack = entry.get("stack")
+                stack, callers = entry.get("stack"), entry.get("caller_stack")
                 out[entry["trace_id"]] = {
                     "stack": stack if isinstance(stack, list) else [],
                     "where": str(entry.get("where") or ""),
+                    "caller_stack": callers if isinstance(callers, list) else [],
+                    "caller_where": str(entry.get("caller_where") or ""),
                 }
     return out
 

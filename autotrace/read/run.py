@@ -301,6 +301,11 @@ def process_rows(trace: ProcessTrace, now: float) -> list[dict[str, Any]]:
                 "abandoned": abandoned,
                 "stack": stack.get("stack") or [],
                 "where": stack.get("where") or "",
+                **(
+                    {"caller_stack": stack["caller_stack"], "caller_where": stack["caller_where"]}
+                    if stack.get("caller_where")
+                    else {}
+                ),
             }
         )
     return rows

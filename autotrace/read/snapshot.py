@@ -91,10 +91,14 @@ def request_cancel(pid: int, trace_id: str, timeout: float = 15.0) -> dict[str, 
     """Ask process ``pid`` to end its open action ``trace_id``: its answer
     (``ok``, ``message``, ``action``, ``detail``, ``ended``); SnapshotError when none."""
     answer = _ask(pid, cancel_request(trace_id), timeout)
-    try:
-        result = json.loads(answer)
-    except ValueError:
-        raise SnapshotError(f"process {pid} gave no answer (refused or ended)") from None
+    # JSON lines: a first one once the process acted, then the outcome. A program that
+    # ends right after its action may not live to send the outcome: the last line counts.
+    result: Any = None
+    for line in answer.splitlines():
+        try:
+            result = json.loads(line)
+        except ValueError:
+            break  # cut short: the process ended while writing
     if not isinstance(result, dict) or "ok" not in result:
         raise SnapshotError(f"process {pid} gave no answer (refused or ended)")
-    return result
+    return result  # type: ignore[no-any-return]

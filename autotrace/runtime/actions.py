@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from autotrace import records
+from autotrace.runtime import origins
 from autotrace.runtime.redact import redact_text
 from autotrace.runtime.writer import TraceWriter
 
@@ -36,6 +37,7 @@ _current: contextvars.ContextVar[OpenAction | None] = contextvars.ContextVar(
     "autotrace_current_action", default=None
 )
 
+_waiting_caller = origins.current
 _pid = os.getpid()
 _ids = itertools.count(1)
 _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
@@ -81,6 +83,7 @@ class OpenAction:
         "extra",
         "child_pid",
         "ended_by",
+        "origin",
         "__weakref__",
     )
 
@@ -134,6 +137,7 @@ class OpenAction:
         self.extra = extra
         self.child_pid: int | None = None  # the process this action waits on, if known
         self.ended_by: str | None = None  # who ends it from outside ("cancel"), if anyone
+        self.origin = _waiting_caller()  # the caller in another thread this work is for
 
     def enter_line(self) -> bytes:
         """The ``enter`` record again (written when the trace file is reopened)."""

@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from autotrace.runtime import actions
@@ -43,24 +44,40 @@ class ActionCancelled(concurrent.futures.CancelledError):
     autotrace_cancel = True
 
 
-def cancel_action(trace_id: str) -> dict[str, Any]:
-    """End open action ``trace_id`` of this process; {"ok", "message", ...} says how it went."""
+Progress = Callable[[dict[str, Any]], None]
+
+
+def cancel_action(trace_id: str, progress: Progress | None = None) -> dict[str, Any]:
+    """End open action ``trace_id`` of this process; {"ok", "message", ...} says how it went.
+
+    ``progress`` gets a first answer as soon as the request is acted on: a program that
+    ends right after its action ends may not live to send the final one.
+    """
     span = actions.open_actions.get(trace_id)
     if span is None or span.ended or span.pid != os.getpid():
         return {"ok": False, "message": f"no open action {trace_id} in process {os.getpid()}"}
     what = f"{span.action}: {span.detail}"
+
+    def acted(message: str) -> None:
+        if progress is not None:
+            progress(
+                {"ok": True, "final": False, "message": message, "trace_id": trace_id}
+                | {"action": span.action, "detail": span.detail}
+            )
+
     if span.child_pid is not None and _alive(span.child_pid):
-        answer = _terminate_child(span)
+        answer = _terminate_child(span, acted)
     elif span.task is not None and not span.task.done():
-        answer = _cancel_task(span)
+        answer = _cancel_task(span, acted)
     elif span.thread_id is not None:
-        answer = _raise_in_thread(span)
+        answer = _raise_in_thread(span, acted)
     else:
         answer = {"ok": False, "message": f"{what} runs nowhere this process can reach"}
     answer.setdefault("action", span.action)
     answer.setdefault("detail", span.detail)
     answer["trace_id"] = trace_id
     answer["ended"] = span.ended
+    answer["final"] = True
     actions.agent_message(
         f"cancel: {what}: {answer['message']}",
         event_kind="cancel",
@@ -95,10 +112,11 @@ def _alive(pid: int) -> bool:
     return info is None
 
 
-def _terminate_child(span: actions.OpenAction) -> dict[str, Any]:
+def _terminate_child(span: actions.OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
     pid = span.child_pid
     assert pid is not None
     span.ended_by = ENDED_BY
+    acted(f"terminating child process {pid} (SIGTERM)")
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -124,11 +142,12 @@ def _terminate_child(span: actions.OpenAction) -> dict[str, Any]:
     }
 
 
-def _cancel_task(span: actions.OpenAction) -> dict[str, Any]:
+def _cancel_task(span: actions.OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
     task = span.task
     try:
         loop = task.get_loop()
         span.ended_by = ENDED_BY
+        acted(f"cancelling asyncio task {span.task_name}")
         loop.call_soon_threadsafe(task.cancel)
     except Exception as exc:  # its loop is closed or gone
         span.ended_by = None
@@ -152,13 +171,14 @@ def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
     )
 
 
-def _raise_in_thread(span: actions.OpenAction) -> dict[str, Any]:
+def _raise_in_thread(span: actions.OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
     thread_id = span.thread_id
     assert thread_id is not None
     name = span.thread_name
     if thread_id == threading.get_ident():
         return {"ok": False, "message": "the action runs in the watchdog's own thread"}
     span.ended_by = ENDED_BY
+    acted(f"raising ActionCancelled in thread {name}")
     try:
         if _set_async_exc(thread_id, ActionCancelled) != 1:
             span.ended_by = None

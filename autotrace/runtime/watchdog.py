@@ -201,23 +201,25 @@ MAX_HOPS = 4  # callers followed back across hand-overs (a worker of a worker of
 
 
 def caller_frames(span: actions.OpenAction) -> tuple[list[FrameType], str | None]:
-    """The frames of whoever waits for ``span``'s thread or task (outermost caller first),
-    and the waiting thread's name; ([], None) when the work was not handed over."""
+    """The frames of whoever waits for ``span``'s work in another thread (outermost caller
+    first), and that thread's name; ([], None) when the work was not handed over."""
+    worker = thread_frames(span.thread_id)
+    if span.task is not None:  # a task of a loop that runs work for a caller elsewhere
+        origin = span.origin or origins.caller_of(worker)
+    else:  # the executor's work item is the nearest hand-over
+        origin = origins.caller_of(worker) or span.origin
     frames: list[FrameType] = []
     name = None
-    thread_id, task = span.thread_id, span.task
-    worker = thread_frames(thread_id)
-    for _ in range(MAX_HOPS):
-        origin = origins.caller_of(thread_id, task, worker)
-        if origin is None or (origin.thread_id == thread_id and origin.task is task):
-            break
+    seen: set[int] = set()
+    while origin is not None and id(origin) not in seen and len(seen) < MAX_HOPS:
+        seen.add(id(origin))
         worker = thread_frames(origin.thread_id)
         waiting = coroutine_frames(origin.task) if origin.task is not None else []
         if not waiting or any(f is waiting[0] for f in worker):
             waiting = worker  # a task running right now is seen on its thread
         frames = waiting + frames
         name = name or origin.thread_name
-        thread_id, task = origin.thread_id, origin.task
+        origin = origin.parent or origins.caller_of(worker)
     return frames, name
 
 
@@ -375,7 +377,7 @@ class Watchdog:
                     return
                 request = conn.recv(MAX_REQUEST)
                 if request.startswith(CANCEL_VERB):
-                    conn.sendall(_answer_cancel(request) + b"\n")
+                    _answer_cancel(conn, request)
                     return
                 if not request.startswith(REQUEST.strip()):
                     return
@@ -431,16 +433,23 @@ def _same_user(conn: socket.socket) -> bool:
     return creds[1] in (os.getuid(), 0)
 
 
-def _answer_cancel(request: bytes) -> bytes:
-    """The answer to ``cancel <trace_id>``: what was done, as one JSON object."""
+def _answer_cancel(conn: socket.socket, request: bytes) -> None:
+    """Answer ``cancel <trace_id>``: JSON lines, a first one once acted on, then the outcome."""
     trace_id = request[len(CANCEL_VERB) :].strip().decode("ascii", "replace")
+
+    def send(answer: dict[str, Any]) -> None:
+        try:
+            conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
+        except OSError:
+            pass
+
     try:
         from autotrace.runtime import cancel
 
-        answer = cancel.cancel_action(trace_id)
+        answer = cancel.cancel_action(trace_id, send)
     except Exception as exc:
         answer = {"ok": False, "message": f"cancel failed inside the process: {exc!r}"}
-    return json.dumps(answer, default=str).encode()
+    send(answer)
 
 
 _lock = threading.Lock()
