@@ -129,9 +129,10 @@ def _terminate_child(span: actions.OpenAction, acted: Callable[[str], None]) -> 
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     if _alive(pid):
+        how = f"killed child process {pid} (SIGKILL {GRACE:g} s after SIGTERM)"
+        acted(how)
         try:
             os.kill(pid, signal.SIGKILL)
-            how = f"killed child process {pid} (SIGKILL {GRACE:g} s after SIGTERM)"
         except ProcessLookupError:
             pass
     ended = _wait_ended(span, SETTLE)
