@@ -188,7 +188,7 @@ def test_cancel_terminates_the_child_of_a_subprocess_action(programs: Any, mode:
     enter = program.open_action("sleep 600")
     result = cancel(program.proc.pid, enter["trace_id"])
     assert result.returncode == 0, result.stderr
-    assert f"terminating child process {enter['child_pid']}" in result.stdout
+    assert f"child process {enter['child_pid']} (SIGTERM)" in result.stdout
     returncode, out = program.finish()
     assert (returncode, out.split()) == (0, ["returncode", "-15", "done"])
     end = program.end_of(enter["trace_id"])
