@@ -59,6 +59,8 @@ def cancel_action(trace_id: str, progress: Progress | None = None) -> dict[str, 
     what = f"{span.action}: {span.detail}"
 
     def acted(message: str) -> None:
+        # Written and sent before each step: the program may end as soon as it is taken.
+        _record(what, trace_id, message, ok=True)
         if progress is not None:
             progress(
                 {"ok": True, "final": False, "message": message, "trace_id": trace_id}
@@ -78,14 +80,15 @@ def cancel_action(trace_id: str, progress: Progress | None = None) -> dict[str, 
     answer["trace_id"] = trace_id
     answer["ended"] = span.ended
     answer["final"] = True
-    actions.agent_message(
-        f"cancel: {what}: {answer['message']}",
-        event_kind="cancel",
-        trace_id=trace_id,
-        ok=answer["ok"],
-        ended_by=ENDED_BY,
-    )
+    _record(what, trace_id, answer["message"], ok=answer["ok"])
     return answer
+
+
+def _record(what: str, trace_id: str, message: str, ok: bool) -> None:
+    """One ``[autotrace] cancel`` record: what was asked, and what was done."""
+    actions.agent_message(
+        f"cancel: {what}: {message}", event_kind="cancel", trace_id=trace_id, ok=ok
+    )
 
 
 def _wait_ended(span: actions.OpenAction, seconds: float) -> bool:
