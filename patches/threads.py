@@ -18,6 +18,7 @@ Nothing is changed in what runs or what it returns: no argument is replaced.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from autotrace.runtime import origins
@@ -53,6 +54,21 @@ async def _to_thread_run_sync(
         return await wrapped(*args, **kwargs)
 
 
+def _on_import(module: Any) -> None:
+    """asyncio binds ``run_coroutine_threadsafe`` from asyncio.tasks: the same wrapper there.
+
+    (It is ours already when asyncio.tasks was wrapped first, as in every traced program;
+    one wrapper object, so that pickling finds it again by name.)
+    """
+    if module.__name__ != "asyncio":
+        return
+    ours = getattr(sys.modules.get("asyncio.tasks"), "run_coroutine_threadsafe", None)
+    bound = getattr(module, "run_coroutine_threadsafe", None)
+    if ours is not None and bound is not ours and getattr(ours, "__wrapped__", None) is bound:
+        module.run_coroutine_threadsafe = ours
+        PATCH.installed.append((module, "run_coroutine_threadsafe", bound))
+
+
 PATCH = Patch(
     name="threads",
     description="hand-overs to worker threads and other loops (executors, "
@@ -60,9 +76,8 @@ PATCH = Patch(
     wraps=[
         Wrap("concurrent.futures.thread", "ThreadPoolExecutor.submit", wrapper=_submit),
         Wrap("asyncio.tasks", "run_coroutine_threadsafe", wrapper=_run_coroutine_threadsafe),
-        # asyncio binds the name from asyncio.tasks (already ours, then skipped); a program
-        # that imported asyncio before the agent gets it wrapped here.
-        Wrap("asyncio", "run_coroutine_threadsafe", wrapper=_run_coroutine_threadsafe),
         Wrap("anyio.to_thread", "run_sync", wrapper=_to_thread_run_sync, optional=True),
     ],
+    modules=("asyncio",),
+    on_import=_on_import,
 )
