@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from s3_server import MotoS3, moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
-from test_diag_hangs import Traced, anomalies, marker_line, wait_for_stuck
+from test_diag_hangs import Traced, anomalies, anomalies_text, marker_line, wait_for_stuck
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +90,7 @@ def test_sync_work_on_a_worker_thread_names_the_waiting_caller(
     assert stuck["caller_where"] == caller(script, function)
     assert "called from" in stuck["message"]
 
+    print(anomalies_text(traced.trace_dir))  # shown with -s
     culprit = anomalies(traced.trace_dir)["running"][0]
     assert culprit["detail"] == "sleep 600"
     assert culprit["caller_where"] == caller(script, function)
@@ -118,6 +119,8 @@ def test_coroutine_run_on_another_threads_loop_names_the_blocked_caller(
     assert stuck["stack_source"] == "task"
     assert stuck["where"] == f"{script}:{marker_line(script)} in work"
     assert stuck["caller_where"] == caller(script, "main")
+    print(anomalies_text(traced.trace_dir))  # shown with -s
+    assert anomalies(traced.trace_dir)["running"][0]["caller_where"] == caller(script, "main")
 
 
 def test_anyio_from_thread_run_names_the_worker_line_that_waits(
@@ -144,6 +147,7 @@ def test_anyio_from_thread_run_names_the_worker_line_that_waits(
     # Followed back across both hops: the worker's caller (main's await) is there too.
     assert any(f["function"] == "main" for f in stuck["caller_stack"])
     assert stuck["caller_stack"][-1]["function"] != "main"
+    print(anomalies_text(traced.trace_dir))  # shown with -s
 
 
 def test_s3fs_write_hung_on_fsspecs_loop_thread_names_the_programs_line(
@@ -177,6 +181,7 @@ def test_s3fs_write_hung_on_fsspecs_loop_thread_names_the_programs_line(
     assert stuck["caller_where"] == caller(script, "save")
     assert stuck["caller_thread"] == "MainThread"
 
+    print(anomalies_text(traced.trace_dir))  # shown with -s
     culprit = anomalies(traced.trace_dir)["running"][0]
     assert culprit["action"] == "S3"
     assert culprit["caller_where"] == caller(script, "save")
