@@ -205,7 +205,12 @@ def note_child_process(pid: int) -> None:
     same work learns which child it waits on: ``cancel`` can then terminate it.
     """
     span = _current.get()
-    if span is not None and not span.ended and span.child_pid is None:
+    if (
+        span is not None
+        and span.action in (records.SUBPROCESS, records.DOCKER)  # one process is the work
+        and not span.ended
+        and span.child_pid is None
+    ):
         span.child_pid = pid
 
 
