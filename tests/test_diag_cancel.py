@@ -286,3 +286,24 @@ def test_client_refuses_an_answer_from_a_process_other_than_its_target(verb: lis
     assert f"refusing the answer for process {target.pid}" in line
     assert f"held by process {os.getpid()}" in line
     assert not impostor.asked.is_set()  # nothing was even sent to it
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["cancel", "0", "x"], "0 is not a process id"),
+        (["cancel", "99999999999999999999", "x"], "no process with pid 99999999999999999999"),
+        (["cancel", "1", "x", "--timeout", "nan"], "timeout must be a positive number"),
+        (["cancel", "1", "x", "--timeout", "-1"], "timeout must be a positive number"),
+        (["stacks", "1", "--timeout", "inf"], "timeout must be a positive number"),
+        (["cancel", str(os.getpid()), "a\x1bb"], "not a trace id: 'a\\x1bb'"),
+        (["cancel", str(os.getpid()), "x" * 300], "not a trace id"),
+    ],
+)
+def test_bad_cancel_input_is_one_line_exit_1(args: list[str], says: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "autotrace", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert says in line and "\x1b" not in line

@@ -43,9 +43,13 @@ def _check_peer(sock: socket.socket, pid: int) -> None:
 
 def _ask(pid: int, request: bytes, timeout: float) -> bytes:
     """Send ``request`` to process ``pid``'s channel and read the whole answer."""
+    if not 0 < timeout < float("inf"):  # also NaN
+        raise SnapshotError(f"timeout must be a positive number of seconds, not {timeout}")
+    if pid <= 0:
+        raise SnapshotError(f"{pid} is not a process id")
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         raise SnapshotError(f"no process with pid {pid}") from None
     except PermissionError:
         pass
@@ -90,6 +94,8 @@ def request_snapshot(pid: int, timeout: float = 5.0) -> dict[str, Any]:
 def request_cancel(pid: int, trace_id: str, timeout: float = 15.0) -> dict[str, Any]:
     """Ask process ``pid`` to end its open action ``trace_id``: its answer
     (``ok``, ``message``, ``action``, ``detail``, ``ended``); SnapshotError when none."""
+    if not trace_id or len(trace_id) > 200 or not trace_id.isprintable() or " " in trace_id:
+        raise SnapshotError(f"not a trace id: {trace_id[:60]!r}")
     answer = _ask(pid, cancel_request(trace_id), timeout)
     # JSON lines: a first one once the process acted, then the outcome. A program that
     # ends right after its action may not live to send the outcome: the last line counts.
