@@ -71,6 +71,8 @@ def iso_timestamp(t: float) -> str:
 def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, (KeyboardInterrupt, GeneratorExit, SystemExit)):
         return True
+    if getattr(exc, "autotrace_cancel", False) is True:  # raised by `inspect-trace cancel`
+        return True
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None and isinstance(exc, asyncio.CancelledError):
         return True

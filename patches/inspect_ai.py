@@ -313,15 +313,20 @@ def _init_logger_wrapper(
     INSPECT_TRACE_FILE is set only while init_logger creates the handler, so children
     never inherit it; a value the user set is left alone (and our writer follows it).
     """
-    if os.environ.get(config.INSPECT_TRACE_FILE) or not PATCH.enabled:
+    if not PATCH.enabled:
+        return wrapped(*args, **kwargs)
+    if os.environ.get(config.INSPECT_TRACE_FILE):
+        # The user's file, which our writer follows too: our header goes first in it.
+        actions.writer.ensure_open()
         return wrapped(*args, **kwargs)
     try:
-        from autotrace.runtime.writer import ensure_directory
-
-        path = config.trace_file_for(os.getpid())
-        ensure_directory(path.parent)
-        # Created by us first, so the file is 0600 whoever writes to it first.
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # Opened by our writer first: the file is 0600 whoever writes to it, and its
+        # first line is our process header (run id, pid, argv), before any of inspect's.
+        path = actions.writer.ensure_open()
+        if path is None or os.path.abspath(path) != os.path.abspath(
+            config.trace_file_for(os.getpid())
+        ):
+            return wrapped(*args, **kwargs)
     except Exception:
         return wrapped(*args, **kwargs)
     os.environ[config.INSPECT_TRACE_FILE] = os.environ[config.ENV_INSPECT_FILE_SET] = str(path)

@@ -96,8 +96,10 @@ def describe(argv: Any) -> tuple[str, str]:
 def _opened(popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     name, detail = describe(_argv_of(popen, args, kwargs))
     span = actions.start_action(name, detail, extra={"child_pid": popen.pid})
-    if span is None:
+    if span is None:  # already traced as other work (inspect's own Subprocess, a sandbox exec)
+        actions.note_child_process(popen.pid)
         return
+    span.child_pid = popen.pid
     with _lock:
         _open[popen] = span
         _by_pid[popen.pid] = span

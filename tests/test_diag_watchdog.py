@@ -26,6 +26,11 @@ from autotrace.runtime.watchdog import Watchdog
 THIS_FILE = os.path.abspath(__file__)
 
 
+def qualname(name: str) -> str:
+    """A function's name as stacks show it: qualified from 3.11 (co_qualname), bare before."""
+    return name if sys.version_info >= (3, 11) else name.rsplit(".", 1)[-1]
+
+
 def marker_line(marker: str) -> int:
     """The line of this file that ends with ``# <marker>``."""
     for number, text in enumerate(Path(THIS_FILE).read_text().splitlines(), 1):
@@ -79,7 +84,9 @@ def test_stuck_sync_action_reports_thread_stack_at_the_waiting_line(
     assert rec["age"] == pytest.approx(1.5, abs=0.01)
     assert rec["thread"] == "tool-worker"
     assert rec["stack_source"] == "thread"
-    assert rec["where"] == f"{THIS_FILE}:{marker_line('TOOL WAITS')} in blocked_tool.<locals>.tool"
+    assert rec["where"] == f"{THIS_FILE}:{marker_line('TOOL WAITS')} in " + qualname(
+        "blocked_tool.<locals>.tool"
+    )
     files = {entry["file"] for entry in rec["stack"]}
     assert not any("/autotrace/" in f or "/wrapt/" in f for f in files)
     assert "sk-live-local-value" not in json.dumps(rec)  # no local variable values
@@ -157,12 +164,16 @@ def test_stuck_async_action_reports_the_innermost_awaiting_frame(trace_dir: Path
         assert rec["task"] == span.task_name
         assert rec["where"] == (
             f"{THIS_FILE}:{marker_line('TASK AWAITS')} in "
-            "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.fetch"
+            + qualname(
+                "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.fetch"
+            )
         )
         functions = [entry["function"] for entry in rec["stack"]]
         assert functions[-3:-1] == [
-            "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.model_call",
-            "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.fetch",
+            qualname(
+                "test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.model_call"
+            ),
+            qualname("test_stuck_async_action_reports_the_innermost_awaiting_frame.<locals>.fetch"),
         ]
 
 
@@ -191,7 +202,9 @@ def test_stuck_async_action_follows_gather_into_the_child_still_running(
         assert rec["stack_source"] == "task"
         assert rec["where"] == (
             f"{THIS_FILE}:{marker_line('GATHER CHILD AWAITS')} in "
-            "test_stuck_async_action_follows_gather_into_the_child_still_running.<locals>.slow"
+            + qualname(
+                "test_stuck_async_action_follows_gather_into_the_child_still_running.<locals>.slow"
+            )
         )
         functions = [entry["function"].rsplit(".", 1)[-1] for entry in rec["stack"]]
         assert functions == ["solve", "slow", "wait"]  # the task that waits, then its child

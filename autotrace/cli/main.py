@@ -36,7 +36,8 @@ Examples:
   inspect-trace anomalies              # what is still running, and where it waits
   inspect-trace anomalies --run        # every process of the newest run
   inspect-trace anomalies --watch      # live view while the run goes on
-  inspect-trace stacks PID             # stacks of a live traced process, now""",
+  inspect-trace stacks PID             # stacks of a live traced process, now
+  inspect-trace cancel PID TRACE_ID    # end one open action of a live process""",
 )
 @click.version_option(package_name="inspect-autotrace")
 def main() -> None:
@@ -627,9 +628,9 @@ def format_size(size: int) -> str:
 def _add_commands() -> None:
     # The verbs that live in modules of their own.
     from autotrace.cli.run import patches_command, run_command
-    from autotrace.cli.stacks import stacks_command
+    from autotrace.cli.stacks import cancel_command, stacks_command
 
-    for command in (run_command, patches_command, stacks_command):
+    for command in (run_command, patches_command, stacks_command, cancel_command):
         main.add_command(command)
 
 

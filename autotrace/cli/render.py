@@ -82,8 +82,10 @@ def where_cell(row: ActionRow) -> Any:
     text = Text()
     frames = row.frames
     first = max(0, len(frames) - INNERMOST)
+    if row.caller_where:  # the work was handed to another thread: the line that waits first
+        text.append(f"called from {_short_where(row.caller_where)}", style="bold")
     if row.where and (row.blamed is None or row.blamed < first):
-        text.append(_short_where(row.where), style="bold")
+        text.append(("\n" if text else "") + _short_where(row.where), style="bold")
     for i in range(len(frames) - 1, first - 1, -1):
         if text:
             text.append("\n")
@@ -240,6 +242,11 @@ def render_snapshot(snap: dict[str, Any]) -> list[Any]:
                 "\n  within " + " > ".join(names.get(t, t) for t in row.chain), style="dim"
             )
         out.append(title)
+        if row.caller_where:
+            out.append(Text(f"  waited for by thread {row.caller_thread}:", style="dim"))
+            caller = row.caller_frames
+            out.append(_stack_text(caller, blamed_index(caller, row.caller_where)))
+            out.append(Text("  which runs here:", style="dim"))
         out.append(_stack_text(row.frames, row.blamed))
     threads = snap.get("threads") or []
     out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))

@@ -1,4 +1,4 @@
-"""`inspect-trace stacks PID`: ask a live traced process where it waits, now."""
+"""`inspect-trace stacks PID` and `inspect-trace cancel PID TRACE_ID`: the live channel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import click
 
-from autotrace.read.snapshot import SnapshotError, request_snapshot
+from autotrace.read.snapshot import SnapshotError, request_cancel, request_snapshot
 
 
 @click.command("stacks")
@@ -31,3 +31,26 @@ def stacks_command(pid: int, as_json: bool, timeout: float) -> None:
     console = make_console()
     for part in render_snapshot(snap):
         console.print(part)
+
+
+@click.command("cancel")
+@click.argument("pid", type=int)
+@click.argument("trace_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the process's answer as JSON.")
+@click.option("--timeout", default=15.0, show_default=True, help="Seconds to wait for the answer.")
+def cancel_command(pid: int, trace_id: str, as_json: bool, timeout: float) -> None:
+    """Ask live traced process PID to end its open action TRACE_ID, the least harmful way.
+
+    A child process is terminated, an asyncio task cancelled, a thread running Python
+    code gets an exception; exit 1 with the reason when none of these can work.
+    """
+    try:
+        answer = request_cancel(pid, trace_id, timeout)
+    except SnapshotError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, default=str))
+    elif answer.get("ok"):
+        click.echo(f"{answer.get('action')}: {answer.get('detail')}: {answer.get('message')}")
+    if not answer.get("ok"):
+        raise click.ClickException(str(answer.get("message") or "cancel refused"))

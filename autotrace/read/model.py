@@ -119,6 +119,11 @@ class ActionRow:
     error_type: str | None = None
     chain: tuple[str, ...] = ()
     leaf: bool = True
+    # Who waits for it, when its work was handed to another thread or event loop: that
+    # thread's latest frames and the program's line among them (the watchdog's choice).
+    caller_frames: tuple[Frame, ...] = ()
+    caller_where: str = ""
+    caller_thread: str | None = None
 
     @property
     def ended_at(self) -> float:
@@ -149,6 +154,10 @@ class ActionRow:
             stack=[f.as_json() for f in self.frames],
             where=self.where,
         )
+        if self.caller_where:
+            row["caller_stack"] = [f.as_json() for f in self.caller_frames]
+            row["caller_where"] = self.caller_where
+            row["caller_thread"] = self.caller_thread
         return row
 
 
@@ -181,6 +190,7 @@ def row_of(
         duration = record.duration if record.duration is not None else 0.0
     frames = frames_of(stack.get("stack")) if stack else ()
     where = _text(stack.get("where")) if stack else ""
+    caller = _caller(stack)
     return ActionRow(
         trace_id=trace_id,
         action=shown_action(action, detail),
@@ -199,6 +209,21 @@ def row_of(
         where=where,
         error=record.error if outcome == "error" else None,
         error_type=record.error_type if outcome == "error" else None,
+        caller_frames=caller[0],
+        caller_where=caller[1],
+        caller_thread=caller[2],
+    )
+
+
+def _caller(entry: Mapping[str, Any] | None) -> tuple[tuple[Frame, ...], str, str | None]:
+    """(frames, where, thread) of the caller a stack entry names, or empty."""
+    if not entry or not _text(entry.get("caller_where")):
+        return (), "", None
+    thread = entry.get("caller_thread")
+    return (
+        frames_of(entry.get("caller_stack")),
+        _text(entry.get("caller_where")),
+        thread if isinstance(thread, str) else None,
     )
 
 
@@ -230,6 +255,9 @@ def snapshot_rows(snapshot: Mapping[str, Any]) -> list[ActionRow]:
                 frames=frames,
                 blamed=blamed_index(frames, where),
                 where=where,
+                caller_frames=_caller(entry)[0],
+                caller_where=_caller(entry)[1],
+                caller_thread=_caller(entry)[2],
             )
         )
     return rank(rows)

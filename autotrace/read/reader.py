@@ -75,6 +75,10 @@ class Record(msgspec.Struct, gc=False):
     stack: Any = None
     where: Any = None
     actions: Any = None
+    # who waits for the action, when its work was handed to another thread or loop
+    caller_stack: Any = None
+    caller_where: Any = None
+    caller_thread: Any = None
 
 
 _DECODER = msgspec.json.Decoder(Record)
@@ -177,7 +181,18 @@ _ACTION_KEYS = (
     "error_type",
     "stacktrace",
 )
-_LOOSE_KEYS = ("timestamp", "level", "message", "event_kind", "stack", "where", "actions")
+_LOOSE_KEYS = (
+    "timestamp",
+    "level",
+    "message",
+    "event_kind",
+    "stack",
+    "where",
+    "actions",
+    "caller_stack",
+    "caller_where",
+    "caller_thread",
+)
 
 
 def _record_of(obj: dict[str, Any]) -> Record:
@@ -430,7 +445,14 @@ class TraceReader:
             return
         if kind == "stack":
             entries: Any = [
-                {"trace_id": record.trace_id, "stack": record.stack, "where": record.where}
+                {
+                    "trace_id": record.trace_id,
+                    "stack": record.stack,
+                    "where": record.where,
+                    "caller_stack": record.caller_stack,
+                    "caller_where": record.caller_where,
+                    "caller_thread": record.caller_thread,
+                }
             ]
         elif kind == "snapshot":
             entries = record.actions

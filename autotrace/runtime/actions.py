@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from autotrace import records
 from autotrace.redact import redact_text
+from autotrace.runtime import origins
 from autotrace.runtime.writer import TraceWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,7 @@ _current: contextvars.ContextVar[OpenAction | None] = contextvars.ContextVar(
     "autotrace_current_action", default=None
 )
 
+_waiting_caller = origins.current
 _pid = os.getpid()
 _ids = itertools.count(1)
 _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
@@ -79,6 +81,9 @@ class OpenAction:
         "ended",
         "lines",
         "extra",
+        "child_pid",
+        "ended_by",
+        "origin",
         "__weakref__",
     )
 
@@ -130,6 +135,9 @@ class OpenAction:
         self.task_name, self.task = _task_name()
         self.ended = False
         self.extra = extra
+        self.child_pid: int | None = None  # the process this action waits on, if known
+        self.ended_by: str | None = None  # who ends it from outside ("cancel"), if anyone
+        self.origin = _waiting_caller()  # the caller in another thread this work is for
 
     def enter_line(self) -> bytes:
         """The ``enter`` record again (written when the trace file is reopened)."""
@@ -154,6 +162,10 @@ class OpenAction:
         try:
             duration = time.monotonic() - self.start_mono
             outcome = event or records.outcome_of(exc)
+            if self.ended_by is not None:  # ended from outside (inspect-trace cancel)
+                extra = {**(extra or {}), "ended_by": self.ended_by}
+                if outcome == records.EXIT:  # a terminated child returns: still a cancel
+                    outcome = records.CANCEL
             # Still registered while its end is written: if this write reopens a file
             # rotated away, the new file gets this action's enter before its end.
             writer.write(
@@ -184,6 +196,22 @@ def _start_watchdog() -> None:
             sys.stderr.write(f"[autotrace] watchdog not started: {exc!r}\n")
         except Exception:
             pass
+
+
+def note_child_process(pid: int) -> None:
+    """The current action started process ``pid`` without tracing it itself.
+
+    A native ``Subprocess`` (inspect's) or a sandbox exec whose process start is the
+    same work learns which child it waits on: ``cancel`` can then terminate it.
+    """
+    span = _current.get()
+    if (
+        span is not None
+        and span.action in (records.SUBPROCESS, records.DOCKER)  # one process is the work
+        and not span.ended
+        and span.child_pid is None
+    ):
+        span.child_pid = pid
 
 
 def _internal_error(exc: BaseException) -> None:
@@ -298,12 +326,17 @@ class ForeignAction(OpenAction):
         self.lines = None  # type: ignore[assignment]
         self.start_time = time.time()
         self.start_mono = time.monotonic()
+        # Open for the watchdog (stuck reports, stacks, cancel) as our own actions are.
+        open_actions[trace_id] = self
+        if not _watchdog_started:
+            _start_watchdog()
 
     def enter_line(self) -> bytes:
         return b""
 
     def end(self, *args: Any, **kwargs: Any) -> None:
         self.ended = True
+        open_actions.pop(self.trace_id, None)
 
 
 class adopt_action:
@@ -323,7 +356,7 @@ class adopt_action:
         return self.action
 
     def __exit__(self, *exc_info: object) -> None:
-        self.action.ended = True
+        self.action.end()
         token, self._token = self._token, None
         if token is None:
             return
@@ -434,7 +467,9 @@ def _process_header(w: TraceWriter) -> None:
     w.write_raw(fd, process_info.header_line(time.time()))
     for span in list(open_actions.values()):
         if span.pid == _pid:
-            w.write_raw(fd, span.enter_line())
+            line = span.enter_line()
+            if line:
+                w.write_raw(fd, line)
 
 
 writer.on_open.append(_process_header)

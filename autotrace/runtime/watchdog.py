@@ -22,7 +22,6 @@ import json
 import os
 import select
 import socket
-import struct
 import sys
 import threading
 import time
@@ -30,8 +29,8 @@ from types import FrameType
 from typing import Any
 
 from autotrace import config
-from autotrace.channel import REQUEST, socket_address
-from autotrace.runtime import actions
+from autotrace.channel import CANCEL_VERB, MAX_REQUEST, REQUEST, peer_credentials, socket_address
+from autotrace.runtime import actions, origins
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 STUCK_MESSAGE = "stuck action"
@@ -155,30 +154,42 @@ def action_frames(span: actions.OpenAction) -> tuple[list[FrameType], str]:
     return thread, "thread" if thread else "none"
 
 
-_library_dirs: tuple[str, ...] | None = None
+_stdlib_dirs: tuple[str, ...] | None = None
+
+PROGRAM, INSTALLED, STDLIB = "program", "installed", "stdlib"
 
 
-def _is_library(filename: str) -> bool:
-    global _library_dirs
-    if filename.startswith("<"):
-        return True
-    if _library_dirs is None:
+def frame_kind(filename: str) -> str:
+    """Whose code a file is: the stdlib's, an installed package's, or the program's own."""
+    global _stdlib_dirs
+    if "/site-packages/" in filename or "/dist-packages/" in filename:
+        return INSTALLED
+    if filename.startswith("<"):  # <frozen ...>, <string>
+        return STDLIB
+    if _stdlib_dirs is None:
         import sysconfig
 
         paths = sysconfig.get_paths()
-        dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-        _library_dirs = tuple(os.path.join(d, "") for d in dirs if d)
-    return filename.startswith(_library_dirs) or (
-        "/site-packages/" in filename or "/dist-packages/" in filename
-    )
+        dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib")}
+        dirs |= {os.path.dirname(os.__file__), os.path.dirname(threading.__file__)}
+        _stdlib_dirs = tuple(os.path.join(os.path.realpath(d), "") for d in dirs if d) + tuple(
+            os.path.join(d, "") for d in dirs if d
+        )
+    return STDLIB if filename.startswith(_stdlib_dirs) else PROGRAM
 
 
 def where_of(stack: list[dict[str, Any]]) -> str:
-    """The line to blame: the innermost frame of the program itself, else the innermost one."""
+    """The line to blame: the innermost frame of the program itself, else the innermost
+    frame of an installed package (a pip-installed agent, inspect's own tools), else the
+    innermost frame. Agent frames (autotrace, wrapt) are not in ``stack``."""
     if not stack:
         return ""
-    chosen = next((e for e in reversed(stack) if not _is_library(e["file"])), stack[-1])
-    return format_frame(chosen)
+    kinds = [frame_kind(str(e.get("file", ""))) for e in stack]
+    for wanted in (PROGRAM, INSTALLED):
+        for entry, kind in zip(reversed(stack), reversed(kinds), strict=True):
+            if kind == wanted:
+                return format_frame(entry)
+    return format_frame(stack[-1])
 
 
 def format_frame(entry: dict[str, Any]) -> str:
@@ -186,12 +197,38 @@ def format_frame(entry: dict[str, Any]) -> str:
     return f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
 
 
+MAX_HOPS = 4  # callers followed back across hand-overs (a worker of a worker of ...)
+
+
+def caller_frames(span: actions.OpenAction) -> tuple[list[FrameType], str | None]:
+    """The frames of whoever waits for ``span``'s work in another thread (outermost caller
+    first), and that thread's name; ([], None) when the work was not handed over."""
+    worker = thread_frames(span.thread_id)
+    if span.task is not None:  # a task of a loop that runs work for a caller elsewhere
+        origin = span.origin or origins.caller_of(worker)
+    else:  # the executor's work item is the nearest hand-over
+        origin = origins.caller_of(worker) or span.origin
+    frames: list[FrameType] = []
+    name = None
+    seen: set[int] = set()
+    while origin is not None and id(origin) not in seen and len(seen) < MAX_HOPS:
+        seen.add(id(origin))
+        worker = thread_frames(origin.thread_id)
+        waiting = coroutine_frames(origin.task) if origin.task is not None else []
+        if not waiting or any(f is waiting[0] for f in worker):
+            waiting = worker  # a task running right now is seen on its thread
+        frames = waiting + frames
+        name = name or origin.thread_name
+        origin = origin.parent or origins.caller_of(worker)
+    return frames, name
+
+
 def action_stack(span: actions.OpenAction, now_mono: float | None = None) -> dict[str, Any]:
     """An open action with its stack, as the stuck record and the snapshot carry it."""
     frames, source = action_frames(span)
     stack = _entries(frames)
     age = (now_mono if now_mono is not None else time.monotonic()) - span.start_mono
-    return {
+    entry = {
         "trace_id": span.trace_id,
         "stuck_action": span.action,
         "detail": span.detail,
@@ -204,6 +241,18 @@ def action_stack(span: actions.OpenAction, now_mono: float | None = None) -> dic
         "stack": stack,
         "where": where_of(stack),
     }
+    if span.child_pid is not None:
+        entry["child_pid"] = span.child_pid
+    try:
+        callers, caller_thread = caller_frames(span)
+    except Exception:  # a hand-over we cannot read: the action's own stack still counts
+        callers, caller_thread = [], None
+    if callers:
+        caller_stack = _entries(callers)
+        entry["caller_thread"] = caller_thread
+        entry["caller_stack"] = caller_stack
+        entry["caller_where"] = where_of(caller_stack)
+    return entry
 
 
 def snapshot() -> dict[str, Any]:
@@ -286,8 +335,10 @@ class Watchdog:
     def report(self, span: actions.OpenAction, now: float) -> None:
         """Write one ``[autotrace] stuck action`` record for ``span``."""
         entry = action_stack(span, now)
-        message = f"{STUCK_MESSAGE}: {span.action}: {span.detail} open {entry['age']:.1f} s" + (
-            f", waiting at {entry['where']}" if entry["where"] else ""
+        message = (
+            f"{STUCK_MESSAGE}: {span.action}: {span.detail} open {entry['age']:.1f} s"
+            + (f", called from {entry['caller_where']}" if entry.get("caller_where") else "")
+            + (f", waiting at {entry['where']}" if entry["where"] else "")
         )
         actions.agent_message(message, event_kind="stack", **entry)
         self.reports += 1
@@ -324,7 +375,10 @@ class Watchdog:
                 conn.settimeout(2.0)
                 if not _same_user(conn):
                     return
-                request = conn.recv(64)
+                request = conn.recv(MAX_REQUEST)
+                if request.startswith(CANCEL_VERB):
+                    _answer_cancel(conn, request)
+                    return
                 if not request.startswith(REQUEST.strip()):
                     return
                 snap = snapshot()
@@ -372,13 +426,30 @@ class Watchdog:
 
 
 def _same_user(conn: socket.socket) -> bool:
-    """Only the same user (or root) may read this process's stacks."""
-    peercred = getattr(socket, "SO_PEERCRED", None)
-    if peercred is None:
+    """Only the same user (or root) may read this process's stacks or cancel its actions."""
+    creds = peer_credentials(conn)
+    if creds is None:
         return True  # the socket file is 0600 there
-    creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid in (os.getuid(), 0)
+    return creds[1] in (os.getuid(), 0)
+
+
+def _answer_cancel(conn: socket.socket, request: bytes) -> None:
+    """Answer ``cancel <trace_id>``: JSON lines, a first one once acted on, then the outcome."""
+    trace_id = request[len(CANCEL_VERB) :].strip().decode("ascii", "replace")
+
+    def send(answer: dict[str, Any]) -> None:
+        try:
+            conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
+        except OSError:
+            pass
+
+    try:
+        from autotrace.runtime import cancel
+
+        answer = cancel.cancel_action(trace_id, send)
+    except Exception as exc:
+        answer = {"ok": False, "message": f"cancel failed inside the process: {exc!r}"}
+    send(answer)
 
 
 _lock = threading.Lock()

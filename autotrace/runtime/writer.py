@@ -88,6 +88,19 @@ class TraceWriter:
         """Write to an already opened descriptor (used by on_open callbacks)."""
         os.write(fd, line)
 
+    def ensure_open(self) -> Path | None:
+        """Open the file now if it is not open (header first); its path, or None if off.
+
+        For another writer that is about to append to the same file (inspect's handler):
+        our process header is then its first line.
+        """
+        if self.disabled:
+            return None
+        if self._fd < 0 or self._pid != _process_pid:
+            if self._open() < 0:
+                return None
+        return self.path
+
     def _open(self) -> int:
         with self._lock:
             if self.disabled:
