@@ -20,7 +20,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from autotrace import records
+from autotrace import invisible, records
 from autotrace.redact import redact_text
 from autotrace.writer import TraceWriter
 
@@ -107,7 +107,8 @@ class OpenAction:
         # Registered after its enter is written: a file (re)opened by that write
         # repeats only the actions whose enter it does not already get.
         open_actions[self.trace_id] = self
-        if not _watchdog_started:  # the only watchdog cost on the hot path
+        loop = _watchdog_loop  # the only watchdog cost on the hot path
+        if loop is None or not loop.running:
             _start_watchdog()
 
     def _bind(
@@ -124,9 +125,8 @@ class OpenAction:
         self.detail = detail
         self.parent_id = parent_id
         self.pid = _pid
-        thread = threading.current_thread()
-        self.thread_id = thread.ident
-        self.thread_name = thread.name
+        self.thread_id = threading.get_ident()
+        self.thread_name = invisible.thread_name()
         self.task_name, self.task = _task_name()
         self.ended = False
         self.extra = extra
@@ -163,22 +163,29 @@ class OpenAction:
             _internal_error(internal)
         finally:
             open_actions.pop(self.trace_id, None)
+            if not open_actions and _watchdog_loop is not None:
+                _watchdog_loop.wake()  # nothing left to watch: its thread leaves
 
     def __repr__(self) -> str:
         return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"
 
 
-# The watchdog thread (autotrace.watchdog) starts with the first action of a process.
+# The watchdog (autotrace.watchdog) is loaded with the first action of a process; its
+# thread runs while actions are open. Started and no loop: it could not be loaded.
 _watchdog_started = False
+_watchdog_loop: Any = None
 
 
 def _start_watchdog() -> None:
-    global _watchdog_started
+    global _watchdog_started, _watchdog_loop
+    if _watchdog_started and _watchdog_loop is None:
+        return
     _watchdog_started = True
     try:
         from autotrace import watchdog
 
-        watchdog.start()
+        dog = watchdog.start()
+        _watchdog_loop = dog.loop if dog is not None else None
     except Exception as exc:  # no watchdog, tracing goes on
         try:
             sys.stderr.write(f"[autotrace] watchdog not started: {exc!r}\n")
@@ -234,6 +241,7 @@ def start_action(
         return None
 
 
+@invisible.hide_from_warnings
 class trace_action:
     """Trace one action as a context manager (sync or async) or as a decorator.
 
@@ -380,6 +388,7 @@ def _restore(token: contextvars.Token[OpenAction | None]) -> None:
         _current.set(None if old is contextvars.Token.MISSING else old)
 
 
+@invisible.hide_from_warnings
 def call_under(
     span: OpenAction, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -395,6 +404,7 @@ def call_under(
         raise
 
 
+@invisible.hide_from_warnings
 async def await_under(
     span: OpenAction, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -430,7 +440,7 @@ def trace_message(category: str, message: str, **fields: Any) -> None:
         line = records.message_line(
             f"[{category}] {redact_text(message)}",
             time.time(),
-            {"pid": _pid, "thread": threading.current_thread().name, **fields},
+            {"pid": _pid, "thread": invisible.thread_name(), **fields},
         )
         writer.write(line)
     except Exception as internal:
@@ -457,9 +467,8 @@ writer.on_open.append(_process_header)
 
 
 def _after_fork_in_child() -> None:
-    global _pid, _id_prefix, _ids, _watchdog_started
+    global _pid, _id_prefix, _ids
     _pid = os.getpid()
-    _watchdog_started = False  # threads do not survive a fork
     _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
     _ids = itertools.count(1)
     open_actions.clear()

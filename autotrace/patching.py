@@ -112,7 +112,10 @@ class Patch:
         # alone says "ours"; the stored attribute too, for a class reached through two modules.
         if any(getattr(found, "_self_autotrace", False) is True for found in (original, stored)):
             return  # already ours (installed twice, or the class reached through two modules)
-        wrapper = row.wrapper or self._action_wrapper(row, original)
+        from autotrace.invisible import hide_from_warnings
+
+        # The wrapper stands between the program and the library: warnings skip it.
+        wrapper = hide_from_warnings(row.wrapper or self._action_wrapper(row, original))
         proxy = _traced_function_type()(original, wrapper)
         proxy._self_autotrace = True  # type: ignore[attr-defined]
         setattr(parent, attribute, proxy)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import socket
 import struct
 import sys
@@ -29,9 +28,10 @@ import time
 from types import FrameType
 from typing import Any
 
-from autotrace import actions, config
+from autotrace import actions, config, invisible
 
 MAX_FRAMES = 40  # innermost frames kept per stack
+LINGER = 0.05  # seconds the thread stays once no action is open (back-to-back actions reuse it)
 STUCK_MESSAGE = "stuck action"
 SNAPSHOT_MESSAGE = "stacks snapshot"
 REQUEST = b"stacks\n"
@@ -211,11 +211,11 @@ def snapshot() -> dict[str, Any]:
     pid = os.getpid()
     spans = [s for s in list(actions.open_actions.values()) if s.pid == pid]
     spans.sort(key=lambda s: s.start_mono)
-    me = threading.get_ident()
+    ours = invisible.our_thread_idents()
     names = {t.ident: t for t in threading.enumerate()}
     threads = []
     for ident in list(sys._current_frames()):
-        if ident == me:
+        if ident in ours:
             continue
         thread = names.get(ident)
         stack = _entries(thread_frames(ident))
@@ -259,7 +259,8 @@ class Watchdog:
         self.threshold = threshold
         self._next_age: dict[str, float] = {}  # trace_id -> age of its next report
         self._sock: socket.socket | None = None
-        self.thread: threading.Thread | None = None
+        self._listened = False
+        self.loop = invisible.Background("autotrace-watchdog", self.run, _has_work)
         self.reports = 0
         self.checks = 0  # wake-ups (measured by benchmarks/bench_watchdog.py)
 
@@ -301,6 +302,7 @@ class Watchdog:
     # The listener lives in the same thread: poll() on its socket is the sleep.
 
     def _listen(self) -> None:
+        self._listened = True
         try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             address = socket_address(os.getpid())
@@ -345,28 +347,28 @@ class Watchdog:
             except OSError:
                 pass
 
-    def run(self) -> None:
-        """The thread's loop; an internal error stops the watchdog with one warning."""
-        self._listen()
-        try:
-            # poll(), not select(): the socket's descriptor may be above FD_SETSIZE
-            # in a program that holds many files open.
-            poller = select.poll() if self._sock is not None else None
-            if poller is not None and self._sock is not None:
-                poller.register(self._sock, select.POLLIN)
-            while True:
-                timeout = self.check(time.monotonic())
-                if poller is None:
-                    time.sleep(timeout)
-                elif poller.poll(timeout * 1000):
-                    self.serve_one()
-        except Exception as exc:  # never let the watchdog disturb the program
-            try:
-                sys.stderr.write(f"[autotrace] watchdog stopped: {exc!r}\n")
-            except Exception:
-                pass
-        finally:
-            self.close()
+    def run(self, loop: invisible.Background) -> None:
+        """The thread's body: report, answer, sleep; return once no action has been open for LINGER.
+
+        The listening socket stays bound while no thread runs: a request made then is
+        answered when the next action starts the thread again.
+        """
+        if not self._listened:
+            self._listen()
+        idle_since: float | None = None
+        while not loop.stopping:
+            now = time.monotonic()
+            if _has_work():
+                idle_since = None
+                timeout = self.check(now)
+            else:
+                idle_since = now if idle_since is None else idle_since
+                if now - idle_since >= LINGER:
+                    return
+                timeout = LINGER - (now - idle_since)
+            sock = self._sock
+            if loop.sleep(timeout, (sock.fileno(),) if sock is not None else ()):
+                self.serve_one()
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -387,40 +389,42 @@ def _same_user(conn: socket.socket) -> bool:
     return uid in (os.getuid(), 0)
 
 
+def _has_work() -> bool:
+    return bool(actions.open_actions)
+
+
 _lock = threading.Lock()
 _watchdog: Watchdog | None = None
 
 
 def start() -> Watchdog | None:
-    """Start this process's watchdog thread once (called when the first action opens)."""
+    """Start this process's watchdog thread unless it runs (called when an action opens)."""
     global _watchdog
-    with _lock:
-        if _watchdog is not None and _watchdog.thread is not None:
-            return _watchdog
-        dog = Watchdog(stuck_after())
-        thread = threading.Thread(target=dog.run, name="autotrace-watchdog", daemon=True)
-        dog.thread = thread
-        thread.start()
-        _watchdog = dog
-        return dog
+    dog = _watchdog
+    if dog is None:
+        with _lock:
+            if _watchdog is None:
+                _watchdog = Watchdog(stuck_after())
+            dog = _watchdog
+    dog.loop.start()
+    return dog
 
 
 def current() -> Watchdog | None:
-    """The running watchdog of this process, if any."""
+    """This process's watchdog, if one was started."""
     return _watchdog
 
 
 def _after_fork_in_child() -> None:
-    # The thread did not survive the fork; its socket must not answer for the child.
-    global _watchdog, _lock
+    # The thread did not survive the fork (autotrace.invisible resets its loop); the
+    # inherited socket must not answer for the child, which binds its own when it starts.
+    global _lock
     _lock = threading.Lock()
-    dog, _watchdog = _watchdog, None
-    if dog is not None and dog._sock is not None:
-        try:
-            dog._sock.close()
-        except OSError:
-            pass
-        dog._sock = None
+    dog = _watchdog
+    if dog is not None:
+        dog.close()
+        dog._listened = False
+        dog._next_age.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
