@@ -163,8 +163,12 @@ class OpenAction:
             _internal_error(internal)
         finally:
             open_actions.pop(self.trace_id, None)
-            if not open_actions and _watchdog_loop is not None:
-                _watchdog_loop.wake()  # nothing left to watch: its thread leaves
+            loop = _watchdog_loop
+            if loop is not None:
+                if not open_actions:
+                    loop.wake()  # nothing left to watch: its thread leaves
+                elif not loop.running:
+                    loop.start()  # stopped for a fork: back with the next action's end
 
     def __repr__(self) -> str:
         return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"

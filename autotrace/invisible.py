@@ -17,9 +17,10 @@ Threads. ``Background`` runs a loop in a thread started with ``_thread``, below 
 nor in ``threading._dangling``. It runs only while it has work and leaves as soon as
 it has none, so ``_thread._count()`` (what CPython's regrtest compares) is back where
 it was when a test's work is done. It is stopped before ``os.fork()`` (and a
-``preexec_fn`` spawn) and started again after it in the parent, so the process forks
-with no thread of ours (Python 3.12+ warns when a process with more than one OS thread
-forks); the child starts its own when it has work. Code that runs in these threads must
+``preexec_fn`` spawn) and started again after it in the parent (from Python 3.12 on,
+with the next work that comes: 3.13 counts threads after the fork hooks), so the
+process forks with no thread of ours (Python 3.12+ warns when a process with more than
+one OS thread forks); the child starts its own when it has work. Code that runs in these threads must
 not call ``threading.current_thread()``, which would register a dummy thread:
 ``thread_name()`` is the way to name the current thread.
 """
@@ -226,11 +227,11 @@ class Background:
             _wait_os_thread_gone(self._native_id, deadline=time.monotonic() + 0.2)
         return True
 
-    def resume(self) -> None:
-        """Allow starting again (and start if there is work)."""
+    def resume(self, start: bool = True) -> None:
+        """Allow starting again (and, if ``start``, start now if there is work)."""
         with self._lock:
             self.stopping = False
-        if self._has_work():
+        if start and self._has_work():
             self.start()
 
     def reset_in_child(self) -> None:
@@ -272,10 +273,17 @@ def _before_fork() -> None:
             pass
 
 
+# Python 3.13 counts the process's threads for its fork warning after the after-fork
+# hooks have run (3.12.1 before them): from 3.12 on, a thread started in the hook could
+# be counted, so the loops start again with the next work that comes (an action opened
+# or ended, a child spawned or seen to end) instead.
+_RESTART_IN_FORK_HOOK = sys.version_info < (3, 12)
+
+
 def _after_fork_in_parent() -> None:
     for loop in _registry:
         try:
-            loop.resume()
+            loop.resume(start=_RESTART_IN_FORK_HOOK)
         except Exception:
             pass
 

@@ -135,6 +135,8 @@ def _ended(popen: Any, returncode: Any = None) -> None:
         idle = not _by_pid
     if idle:
         _watcher.wake()  # no child left to watch: its thread leaves now
+    elif not _watcher.running and hasattr(os, "waitid"):
+        _watcher.start()  # stopped for a fork: back with the next child seen to end
     event = (
         records.TIMEOUT if timed_out and isinstance(returncode, int) and returncode < 0 else None
     )
