@@ -123,9 +123,11 @@ class Background:
         self.running = False
         self.stopping = False
         self._done: Any = None  # a lock held while the thread runs
-        self._native_id: int | None = None
+        self.native_id: int | None = None  # the running thread's, for /proc and benchmarks
         self._wakeup = _thread.allocate_lock()  # released by wake(): a binary semaphore
         self._wakeup.acquire()
+        self._wakeable = False  # the thread is in a sleep that wake() may interrupt
+        self._woken = False  # ... and someone already did
         self._wake_r: int | None = None  # a pipe, made when sleep() is given descriptors
         self._wake_w: int | None = None
         _registry.append(self)
@@ -152,7 +154,7 @@ class Background:
     def _run(self, done: Any) -> None:
         ident = _thread.get_ident()
         _ours[ident] = self.name
-        self._native_id = _thread.get_native_id() if hasattr(_thread, "get_native_id") else None
+        self.native_id = _thread.get_native_id() if hasattr(_thread, "get_native_id") else None
         try:
             while True:
                 try:
@@ -176,13 +178,22 @@ class Background:
             self.start()
 
     def wake(self) -> None:
-        """Interrupt the thread's current ``sleep`` (no-op when it is not running)."""
-        if not self.running:
+        """End the thread's current wakeable ``sleep``, or its next one if it is not asleep.
+
+        Cheap when called often (at the end of every action): one system call at most per
+        sleep, none while the thread is not in a wakeable sleep.
+        """
+        if not self.running or self._woken:
             return
+        self._woken = True
+        if self._wakeable:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
         try:
             self._wakeup.release()
         except RuntimeError:
-            pass  # already woken
+            pass  # already released
         fd = self._wake_w
         if fd is not None:
             try:
@@ -190,28 +201,38 @@ class Background:
             except OSError:
                 pass  # the pipe is full: the thread is awake anyway
 
-    def sleep(self, timeout: float, fds: tuple[int, ...] = ()) -> list[int]:
-        """Wait up to ``timeout`` seconds for a wake-up or one of ``fds``; the ready ``fds``."""
+    def sleep(self, timeout: float, fds: tuple[int, ...] = (), wakeable: bool = True) -> list[int]:
+        """Wait up to ``timeout`` seconds for one of ``fds``, a ``stop``, or (if ``wakeable``)
+        a ``wake``; return the ready ``fds``."""
         timeout = max(0.0, timeout)
-        if not fds:
-            self._wakeup.acquire(timeout=timeout)
-            return []
-        if self._wake_r is None:
-            self._wake_r, self._wake_w = os.pipe()
-            os.set_blocking(self._wake_w, False)
-        self._wakeup.acquire(blocking=False)  # a wake-up before this sleep: seen below
-        poller = select.poll()  # not select(): a descriptor may be above FD_SETSIZE
-        wake = self._wake_r
-        poller.register(wake, select.POLLIN)
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        ready = [fd for fd, _ in poller.poll(timeout * 1000)]
-        if wake in ready:
-            try:
-                os.read(wake, 512)
-            except OSError:
-                pass
-        return [fd for fd in ready if fd != wake]
+        # Flag first, then look: a wake() in between either saw the flag (and interrupts
+        # the wait below) or set _woken before the look.
+        self._wakeable = wakeable
+        try:
+            if wakeable and self._woken:
+                return []
+            if not fds:
+                self._wakeup.acquire(timeout=timeout)
+                return []
+            if self._wake_r is None:
+                self._wake_r, self._wake_w = os.pipe()
+                os.set_blocking(self._wake_w, False)
+            self._wakeup.acquire(blocking=False)  # an earlier wake-up: the pipe says it too
+            poller = select.poll()  # not select(): a descriptor may be above FD_SETSIZE
+            wake = self._wake_r
+            poller.register(wake, select.POLLIN)
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            ready = [fd for fd, _ in poller.poll(timeout * 1000)]
+            if wake in ready:
+                try:
+                    os.read(wake, 512)
+                except OSError:
+                    pass
+            return [fd for fd in ready if fd != wake]
+        finally:
+            self._wakeable = False
+            self._woken = False
 
     def stop(self, timeout: float = 1.0) -> bool:
         """Stop the thread and wait until it is gone (True if it was running)."""
@@ -221,10 +242,10 @@ class Background:
             done = self._done
         if not was_running or done is None:
             return False
-        self.wake()
+        self._interrupt()
         if done.acquire(timeout=timeout):
             done.release()
-            _wait_os_thread_gone(self._native_id, deadline=time.monotonic() + 0.2)
+            _wait_os_thread_gone(self.native_id, deadline=time.monotonic() + 0.2)
         return True
 
     def resume(self, start: bool = True) -> None:

@@ -367,7 +367,9 @@ class Watchdog:
                     return
                 timeout = LINGER - (now - idle_since)
             sock = self._sock
-            if loop.sleep(timeout, (sock.fileno(),) if sock is not None else ()):
+            # Woken when the last open action ends (to leave soon), not while lingering.
+            fds = (sock.fileno(),) if sock is not None else ()
+            if loop.sleep(timeout, fds, wakeable=idle_since is None):
                 self.serve_one()
 
     def close(self) -> None:

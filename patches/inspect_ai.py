@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autotrace import actions, config, records
+from autotrace.invisible import hide_from_warnings
 from autotrace.patching import Patch, Wrap
 
 TYPE_CHECKING = False
@@ -345,6 +346,7 @@ def _guarded_detail(describe: Any, instance: Any, args: Any, kwargs: Any) -> str
         return None
 
 
+@hide_from_warnings  # run_subtask stands between the program and its subtask
 def _traced_subtask(fn: Any, name: str) -> Any:
     @functools.wraps(fn)
     async def run_subtask(*args: Any, **kwargs: Any) -> Any:

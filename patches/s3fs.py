@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from autotrace import actions, records
+from autotrace.invisible import hide_from_warnings
 from autotrace.patches.botocore import body_size, fs_url, human_size
 from autotrace.patching import Patch, Wrap, guarded
 
@@ -70,6 +71,7 @@ def _describe_rm_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
 # -- the hop to fsspec's loop thread --------------------------------------------------
 
 
+@hide_from_warnings  # stands between fsspec's loop and the caller's coroutine
 async def _await_under(parent: actions.OpenAction, coro: Coroutine[Any, Any, Any]) -> Any:
     with actions.under(parent):
         return await coro
