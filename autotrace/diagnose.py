@@ -629,8 +629,8 @@ def request_snapshot(pid: int, timeout: float = 5.0) -> dict[str, Any]:
             chunks.append(chunk)
     except TimeoutError:
         raise click.ClickException(
-            f"process {pid} did not answer within {timeout:g}s "
-            "(a call that holds the GIL may be blocking it)"
+            f"process {pid} did not answer within {timeout:g}s (it has no open action: "
+            "its watchdog runs only while one is; or a call that holds the GIL blocks it)"
         ) from None
     except OSError as exc:
         raise click.ClickException(f"cannot ask process {pid}: {exc.strerror or exc}") from None

@@ -34,6 +34,7 @@ import select
 import sys
 import threading
 import time
+from _weakrefset import WeakSet  # what threading itself uses: loaded already
 from types import CodeType
 
 TYPE_CHECKING = False
@@ -130,7 +131,7 @@ class Background:
         self._woken = False  # ... and someone already did
         self._wake_r: int | None = None  # a pipe, made when sleep() is given descriptors
         self._wake_w: int | None = None
-        _registry.append(self)
+        _registry.add(self)
 
     def start(self) -> None:
         """Start the thread unless it runs (or the loop is stopped for a fork or exit)."""
@@ -283,11 +284,11 @@ def _wait_os_thread_gone(native_id: int | None, deadline: float) -> None:
         delay = min(delay * 2, 0.005)
 
 
-_registry: list[Background] = []
+_registry: WeakSet[Background] = WeakSet()  # every loop, for the fork and exit hooks
 
 
 def _before_fork() -> None:
-    for loop in _registry:
+    for loop in list(_registry):
         try:
             loop.stop()
         except Exception:
@@ -302,7 +303,7 @@ _RESTART_IN_FORK_HOOK = sys.version_info < (3, 12)
 
 
 def _after_fork_in_parent() -> None:
-    for loop in _registry:
+    for loop in list(_registry):
         try:
             loop.resume(start=_RESTART_IN_FORK_HOOK)
         except Exception:
@@ -311,7 +312,7 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     _ours.clear()
-    for loop in _registry:
+    for loop in list(_registry):
         try:
             loop.reset_in_child()
         except Exception:
@@ -320,7 +321,7 @@ def _after_fork_in_child() -> None:
 
 def stop_all() -> None:
     """Stop every background loop for good (at exit: nothing of ours runs during shutdown)."""
-    for loop in _registry:
+    for loop in list(_registry):
         try:
             loop.stop(timeout=0.5)
         except Exception:

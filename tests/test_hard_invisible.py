@@ -286,3 +286,34 @@ def test_a_forked_child_gets_a_watchdog_of_its_own_and_everyone_exits_cleanly(
     assert run.returncode == 0, err
     assert out.strip() == "parent done"
     assert err == ""
+
+
+@pytest.mark.slow
+def test_exit_with_an_action_still_open_in_a_daemon_thread_is_prompt_and_quiet(
+    tmp_path: Path,
+) -> None:
+    run, trace_dir, _ = start_traced_script(
+        tmp_path,
+        """
+        import atexit, subprocess, threading, time
+        hang = subprocess.Popen(["sleep", "30"])
+        threading.Thread(target=hang.wait, daemon=True).start()  # our threads are running
+        time.sleep(0.2)
+        atexit.register(hang.kill)
+        print("main done")
+        """,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        start = time.monotonic()
+        out, err = run.communicate(timeout=30)
+        took = time.monotonic() - start
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert (run.returncode, out.strip(), err) == (0, "main done", "")
+    assert took < 5, took
+    [enter] = [r for r in action_records(trace_dir) if r["event"] == "enter"]
+    assert enter["detail"] == "sleep 30"
