@@ -1,6 +1,8 @@
 """The watchdog: names the action that is stuck and the line it waits on.
 
-A daemon thread, started when the first action opens (``actions`` checks one flag).
+A thread of ours (autotrace.invisible: below the ``threading`` registry, stopped
+around ``os.fork``) that runs while actions are open: the first action starts it
+(``actions`` checks one flag), and it leaves LINGER seconds after the last one ends.
 It sleeps until the earliest moment an open action could cross the stuck threshold
 (``AUTOTRACE_STUCK_AFTER``), so while nothing is stuck it wakes once per threshold
 and does nothing else. For an action older than the threshold it writes a
@@ -10,7 +12,8 @@ owning asyncio task's coroutine chain (down to the innermost await) for async co
 The same action is reported again at doubling ages (T, 2T, 4T, ...).
 
 The same thread answers ``inspect-trace stacks PID`` on a Unix socket (abstract
-namespace on Linux), so no signal of the program is taken over.
+namespace on Linux), so no signal of the program is taken over. The socket stays bound
+while no thread runs; a request made then is answered when the next action opens.
 
 Stacks carry file, line, function and the (redacted) source line: never a value
 of a local variable. Frames of autotrace and wrapt are left out.
