@@ -79,6 +79,7 @@ class Patch:
         self.on_remove = on_remove
         self.enabled = enabled
         self.installed: list[tuple[Any, str, Any]] = []
+        self.skipped = 0  # calls passed through untraced because of an odd object
 
     def __repr__(self) -> str:
         return f"Patch({self.name!r}, enabled={self.enabled})"
@@ -134,8 +135,8 @@ class Patch:
                 return None
             try:
                 return describe(instance, args, kwargs)
-            except Exception as exc:
-                patch.fail(f"failed describing {row.name}: {exc!r}")
+            except Exception as exc:  # an odd object: this call only goes untraced
+                patch.skip(f"could not describe a {row.name} call: {exc!r}")
                 return None
 
         if inspect.iscoroutinefunction(original):
@@ -184,6 +185,19 @@ class Patch:
                 self.on_remove()
             except Exception:
                 pass
+
+    def skip(self, reason: str) -> None:
+        """One call goes through untraced (an odd object, such as a Popen without a pid);
+        the patch stays on. Said once, in the trace only: the program sees nothing."""
+        self.skipped += 1
+        if self.skipped > 1:
+            return
+        try:
+            from autotrace import actions
+
+            actions.agent_message(f"patch {self.name} skipped a call: {reason}", patch=self.name)
+        except Exception:
+            pass
 
     def fail(self, reason: str) -> None:
         """Turn this patch off: one stderr line, one ``[autotrace]`` record, calls pass through."""

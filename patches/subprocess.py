@@ -275,11 +275,11 @@ def _process_exited(
 
 
 def _guard(fn: Any, *args: Any) -> None:
-    """Run our bookkeeping; an error turns the patch off instead of reaching the program."""
+    """Run our bookkeeping for one Popen; an error skips that Popen, the patch stays on."""
     try:
         fn(*args)
     except Exception as exc:
-        PATCH.fail(f"{fn.__name__} failed: {exc!r}")
+        PATCH.skip(f"{fn.__name__} failed: {exc!r}")
 
 
 def _on_import(module: Any) -> None:

@@ -125,6 +125,35 @@ def test_a_popen_without_a_child_is_skipped_and_the_patch_stays_on(
     assert [r["detail"] for r in enters] == ["true"]
 
 
+def test_a_call_on_an_odd_object_goes_through_untraced_and_the_patch_stays_on(
+    trace_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from hard_support import warns_target
+
+    from autotrace import agent
+    from autotrace.patching import Patch, Wrap
+
+    def describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return f"double {args[0] + 0}"  # a str is an odd object here: TypeError
+
+    patch = Patch(
+        name="hard-odd",
+        description="test target",
+        wraps=[Wrap("hard_support.warns_target", "deprecated_call", "Tool Call", describe)],
+    )
+    agent.install_patch(patch)
+    try:
+        with pytest.warns(DeprecationWarning):
+            assert warns_target.deprecated_call("ab") == "abab"  # type: ignore[arg-type]
+            assert warns_target.deprecated_call(2) == 4
+        assert patch.enabled and patch.skipped == 1
+    finally:
+        agent.uninstall_patch(patch)
+    assert "[autotrace]" not in capfd.readouterr().err
+    enters = [r for r in action_records(trace_dir) if r["event"] == "enter"]
+    assert [r["detail"] for r in enters] == ["double 2"]
+
+
 def test_sdk_streams_come_back_as_the_sdks_own_objects(trace_dir: Path, llm: LLMServer) -> None:
     import anthropic
     import openai
