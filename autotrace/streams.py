@@ -57,8 +57,11 @@ def follow(result: Any, span: OpenAction | None, *, is_async: bool | None = None
         return result
     if is_async is None:
         is_async = hasattr(type(result), "__aiter__")
-    if _wrapped_by_us(type(result), "__anext__" if is_async else "__next__") and _track(
-        _streams, result, span
+    method = "__anext__" if is_async else "__next__"
+    if (
+        _tracked(_streams, result) is None  # one action per object in place
+        and _wrapped_by_us(type(result), method)
+        and _track(_streams, result, span)
     ):
         return result
     from autotrace.stream_proxies import AsyncStreamProxy, StreamProxy
@@ -134,9 +137,7 @@ def _track(table: dict[int, tuple[Any, Any]], obj: Any, value: Any) -> bool:
         entry = table.get(key)
         if entry is not None and entry[0] is _ref:
             del table[key]
-            if table is _streams:
-                end_action(entry[1], stream="abandoned")
-            elif table is _open_blocks:
+            if table is not _managers:  # a stream or an entered block: its action ends
                 end_action(entry[1], stream="abandoned")
 
     try:
