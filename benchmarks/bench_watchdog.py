@@ -37,9 +37,9 @@ def per_action_us() -> float:
     return (time.perf_counter() - t0) / N * 1e6
 
 
-def thread_cpu_seconds(thread: threading.Thread) -> float:
+def thread_cpu_seconds(native_id: int) -> float:
     """user + system CPU of one thread (Linux /proc)."""
-    with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+    with open(f"/proc/self/task/{native_id}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -94,10 +94,14 @@ def main() -> None:
     off, on = min(results["off"]), min(results["on"])
     print(f"(a) per action, watchdog off: {off:.2f} us   on: {on:.2f} us   ratio {on / off:.3f}")
 
-    dog = watchdog.start()
-    assert dog is not None and dog.thread is not None
-    # (b) 1,000 open actions younger than the threshold, plus a busy thread.
+    # (b) 1,000 open actions younger than the threshold, plus a busy thread. The
+    # watchdog's thread runs while actions are open (the first one started it).
     spans = [actions.start_action("Subprocess", f"sleep {i}") for i in range(1000)]
+    dog = watchdog.start()
+    assert dog is not None and dog.loop.running
+    while dog.loop.native_id is None:
+        time.sleep(0.001)
+    native_id = dog.loop.native_id
     stop = threading.Event()
 
     def busy() -> None:
@@ -107,11 +111,11 @@ def main() -> None:
 
     worker = threading.Thread(target=busy)
     worker.start()
-    before = thread_cpu_seconds(dog.thread)
+    before = thread_cpu_seconds(native_id)
     checks = dog.checks
     seconds = 5.0
     time.sleep(seconds)
-    used = thread_cpu_seconds(dog.thread) - before
+    used = thread_cpu_seconds(native_id) - before
     stop.set()
     worker.join()
     for span in spans:

@@ -3,7 +3,9 @@
 Sync and async resource classes are wrapped by dotted path. ``create(stream=True)``
 lasts until its stream ends; ``with client.messages.stream(...) as s`` starts the
 action when the block is entered (that is when the request is sent) and ends it when
-the stream is exhausted, closed or collected (autotrace.runtime.streams). A call made inside
+the stream is exhausted, closed or collected (autotrace.runtime.streams). The SDK's stream and
+stream-manager classes are wrapped too, so the program gets the SDK's own objects back,
+not proxies. A call made inside
 inspect's ``Model.generate`` is the same work and passes through.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotrace.patches._model import begin_model_action
+from autotrace.patches._streams import entered_rows, stream_rows
 from autotrace.runtime import streams
 from autotrace.runtime.actions import OpenAction
 from autotrace.startup.patching import Patch, Wrap
@@ -35,9 +38,9 @@ def _attach(message_stream: Any, span: OpenAction) -> Any:
     raw = getattr(message_stream, "_raw_stream", None)
     sync_types, async_types = _stream_types()
     if isinstance(raw, sync_types + async_types) and not streams.is_followed(raw):
-        message_stream._raw_stream = streams.follow(
-            raw, span, is_async=isinstance(raw, async_types)
-        )
+        followed = streams.follow(raw, span, is_async=isinstance(raw, async_types))
+        if followed is not raw:  # a proxy (the stream class is not wrapped in this release)
+            message_stream._raw_stream = followed
         return message_stream
     return streams.follow(message_stream, span)
 
@@ -71,6 +74,15 @@ PATCH = Patch(
     name="anthropic",
     description="anthropic messages calls (create, parse, stream; beta too) as Model actions",
     wraps=[
+        *stream_rows("anthropic._streaming", "Stream", "AsyncStream"),
+        *entered_rows(
+            "anthropic.lib.streaming._messages", "MessageStreamManager", "AsyncMessageStreamManager"
+        ),
+        *entered_rows(
+            "anthropic.lib.streaming._beta_messages",
+            "BetaMessageStreamManager",
+            "BetaAsyncMessageStreamManager",
+        ),
         *_messages("anthropic.resources.messages.messages"),
         *_messages("anthropic.resources.beta.messages.messages", optional=True),
         *_messages("anthropic.resources.messages", optional=True),

@@ -24,6 +24,7 @@ from typing import Any
 
 from autotrace import config, records
 from autotrace.runtime import actions
+from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.startup.patching import Patch, Wrap
 
 TYPE_CHECKING = False
@@ -402,6 +403,7 @@ def _guarded_detail(describe: Any, instance: Any, args: Any, kwargs: Any) -> str
         return None
 
 
+@hide_from_warnings  # run_subtask stands between the program and its subtask
 def _traced_subtask(fn: Any, name: str) -> Any:
     @functools.wraps(fn)
     async def run_subtask(*args: Any, **kwargs: Any) -> Any:

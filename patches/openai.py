@@ -1,7 +1,9 @@
 """openai: chat completions, responses (beta too), completions and embeddings are ``Model`` actions.
 
 Sync and async resource classes are wrapped by dotted path. A streamed call
-(``stream=True``, ``.stream()``) lasts until its stream ends (autotrace.runtime.streams). A
+(``stream=True``, ``.stream()``) lasts until its stream ends (autotrace.runtime.streams): the
+SDK's ``Stream`` / ``AsyncStream`` classes are wrapped too, so the program gets the
+SDK's own stream object back, not a proxy. A
 call made inside inspect's ``Model.generate`` is the same work and passes through.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from autotrace.patches._model import begin_model_action
+from autotrace.patches._streams import stream_rows
 from autotrace.runtime import streams
 from autotrace.runtime.actions import OpenAction
 from autotrace.startup.patching import Patch, Wrap
@@ -83,6 +86,7 @@ PATCH = Patch(
         *_calls(_BETA_RESPONSES, "Responses", "AsyncResponses", "create"),
         *_calls("openai.resources.completions", "Completions", "AsyncCompletions", "create"),
         *_calls("openai.resources.embeddings", "Embeddings", "AsyncEmbeddings", "create"),
+        *stream_rows("openai._streaming", "Stream", "AsyncStream"),
         Wrap(_CHAT_STREAM, "ChatCompletionStream.close", wrapper=_helper_closed, optional=True),
         Wrap(
             _CHAT_STREAM, "AsyncChatCompletionStream.close", wrapper=_helper_aclosed, optional=True

@@ -19,6 +19,7 @@ from typing import Any
 from autotrace import records
 from autotrace.patches.botocore import body_size, fs_url, human_size
 from autotrace.runtime import actions
+from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.startup.patching import Patch, Wrap, guarded
 
 # id(S3File) -> its action, from __init__ to close (an id: a file's hash is its content
@@ -71,6 +72,7 @@ def _describe_rm_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
 # -- the hop to fsspec's loop thread --------------------------------------------------
 
 
+@hide_from_warnings  # stands between fsspec's loop and the caller's coroutine
 async def _await_under(parent: actions.OpenAction, coro: Coroutine[Any, Any, Any]) -> Any:
     with actions.under(parent):
         return await coro

@@ -2,9 +2,11 @@
 asyncio / anyio / inspect subprocesses) is one ``Subprocess`` action, ``Docker`` when
 argv[0] is docker, docker-compose or podman.
 
-- enter: when ``Popen.__init__`` has spawned the child (extra ``child_pid``: the record's
-  own ``pid`` is the traced process); a spawn that
-  raises (``FileNotFoundError``, ``PermissionError``) is one ``error`` action.
+- enter: when ``Popen._execute_child`` has spawned the child (extra ``child_pid``: the
+  record's own ``pid`` is the traced process); a spawn that raises
+  (``FileNotFoundError``, ``PermissionError``) is one ``error`` action. Not
+  ``Popen.__init__``: subprocess counts its own frames above ``__init__`` to place its
+  EncodingWarning on the program's line, and a frame of ours there would stop the count.
 - end: when the program observes the end, whichever way it does: ``wait`` / ``communicate``
   / ``__exit__`` (``Popen._wait``), ``poll`` / ``__del__`` (``Popen._internal_poll``), or,
   for asyncio and anyio children, which are never waited on through Popen, the
@@ -12,9 +14,12 @@ argv[0] is docker, docker-compose or podman.
 - timeout: ``TimeoutExpired`` from ``wait(timeout)`` / ``communicate(timeout)`` does not
   end the child, so the action stays open; if the child then ends by a signal (as
   ``subprocess.run(timeout=)`` kills it), the action ends as ``timeout``.
-- a child nobody waits on: a daemon thread, running only while such actions are open,
-  looks every second with ``os.waitid(WNOWAIT)`` (which reaps nothing) and ends an action
-  whose child has been gone for two looks (``ended_by: "watcher"``); also once at exit.
+- a child nobody waits on: a thread of ours (autotrace.runtime.invisible: not in
+  ``threading.enumerate()``), running only while such actions are open, looks every
+  second with ``os.waitid(WNOWAIT)`` (which reaps nothing) and ends an action whose
+  child has been gone for two looks (``ended_by: "watcher"``); also once at exit.
+- a Popen without a pid (a test that mocks ``_execute_child``) started no child: it is
+  not traced, and the patch stays on.
 
 The open action of each Popen is kept in a WeakKeyDictionary: the program's objects
 get no new attribute.
@@ -31,7 +36,7 @@ from typing import Any
 
 from autotrace import records
 from autotrace.redact import redact_argv, redact_text
-from autotrace.runtime import actions
+from autotrace.runtime import actions, invisible
 from autotrace.startup.patching import Patch, Wrap
 
 DETAIL_WIDTH = 300  # a command line is cut here
@@ -42,8 +47,6 @@ _open: weakref.WeakKeyDictionary[Any, actions.OpenAction] = weakref.WeakKeyDicti
 _timed_out: weakref.WeakSet[Any] = weakref.WeakSet()  # Popens that raised TimeoutExpired
 _by_pid: dict[int, actions.OpenAction] = {}  # open actions by child pid, for the watcher
 _lock = threading.Lock()
-_watcher: threading.Thread | None = None
-_wake = threading.Event()
 
 
 # --- details -------------------------------------------------------------------------
@@ -94,16 +97,20 @@ def describe(argv: Any) -> tuple[str, str]:
 
 
 def _opened(popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    pid = getattr(popen, "pid", None)
+    if type(pid) is not int or pid <= 0:
+        return  # no child was started (a mocked _execute_child): nothing to trace
     name, detail = describe(_argv_of(popen, args, kwargs))
-    span = actions.start_action(name, detail, extra={"child_pid": popen.pid})
+    span = actions.start_action(name, detail, extra={"child_pid": pid})
     if span is None:  # already traced as other work (inspect's own Subprocess, a sandbox exec)
-        actions.note_child_process(popen.pid)
+        actions.note_child_process(pid)
         return
     span.child_pid = popen.pid
     with _lock:
         _open[popen] = span
-        _by_pid[popen.pid] = span
-    _ensure_watcher()
+        _by_pid[pid] = span
+    if hasattr(os, "waitid"):
+        _watcher.start()
 
 
 def _spawn_failed(
@@ -128,6 +135,11 @@ def _ended(popen: Any, returncode: Any = None) -> None:
         if _by_pid.get(popen.pid) is span:
             del _by_pid[popen.pid]
         timed_out = popen in _timed_out
+        idle = not _by_pid
+    if idle:
+        _watcher.wake()  # no child left to watch: its thread leaves now
+    elif not _watcher.running and hasattr(os, "waitid"):
+        _watcher.start()  # stopped for a fork: back with the next child seen to end
     event = (
         records.TIMEOUT if timed_out and isinstance(returncode, int) and returncode < 0 else None
     )
@@ -151,6 +163,8 @@ def _exit_status(pid: int) -> tuple[bool, int | None]:
         return True, None  # already reaped by its owner (or not our child any more)
     except OSError:
         return False, None
+    except (TypeError, ValueError, OverflowError):
+        return True, None  # not a pid after all: stop watching it, keep the patch
     if info is None:
         return False, None
     if info.si_code == os.CLD_EXITED:
@@ -186,32 +200,20 @@ def _sweep(seen: set[int], at_exit: bool = False) -> None:
         span.end(extra={"returncode": returncode, "ended_by": "watcher"})
 
 
-def _watch() -> None:
-    global _watcher
+def _watch(loop: invisible.Background) -> None:
     seen: set[int] = set()
-    try:
-        while True:
-            _wake.wait(WATCH_INTERVAL)
-            with _lock:
-                if not _by_pid:
-                    _watcher = None
-                    return
-            _sweep(seen)
-    except Exception as exc:  # never reaches the program
-        PATCH.fail(f"watcher failed: {exc!r}")
-        with _lock:
-            _watcher = None
-
-
-def _ensure_watcher() -> None:
-    global _watcher
-    if not hasattr(os, "waitid"):
-        return
-    with _lock:
-        if _watcher is not None:
+    while not loop.stopping:
+        loop.sleep(WATCH_INTERVAL)
+        if loop.stopping or not _by_pid:
             return
-        _watcher = threading.Thread(target=_watch, name="autotrace-subprocess-watcher", daemon=True)
-    _watcher.start()
+        try:
+            _sweep(seen)
+        except Exception as exc:  # never reaches the program
+            PATCH.fail(f"watcher failed: {exc!r}")
+            return
+
+
+_watcher = invisible.Background("autotrace-subprocess-watcher", _watch, lambda: bool(_by_pid))
 
 
 def _at_exit() -> None:
@@ -223,9 +225,8 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _watcher, _lock
+    global _lock
     _lock = threading.Lock()
-    _watcher = None
     _open.clear()
     _by_pid.clear()
 
@@ -233,7 +234,7 @@ def _after_fork_in_child() -> None:
 # --- wrappers ------------------------------------------------------------------------
 
 
-def _popen_init(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _popen_spawn(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not PATCH.enabled:
         return wrapped(*args, **kwargs)
     try:
@@ -277,11 +278,11 @@ def _process_exited(
 
 
 def _guard(fn: Any, *args: Any) -> None:
-    """Run our bookkeeping; an error turns the patch off instead of reaching the program."""
+    """Run our bookkeeping for one Popen; an error skips that Popen, the patch stays on."""
     try:
         fn(*args)
     except Exception as exc:
-        PATCH.fail(f"{fn.__name__} failed: {exc!r}")
+        PATCH.skip(f"{fn.__name__} failed: {exc!r}")
 
 
 def _on_import(module: Any) -> None:
@@ -297,7 +298,7 @@ PATCH = Patch(
     name="subprocess",
     description="child processes (subprocess, os.popen, asyncio, anyio, inspect): Subprocess / Docker",
     wraps=[
-        Wrap("subprocess", "Popen.__init__", wrapper=_popen_init),
+        Wrap("subprocess", "Popen._execute_child", wrapper=_popen_spawn),
         Wrap("subprocess", "Popen._wait", wrapper=_popen_wait),
         Wrap("subprocess", "Popen.communicate", wrapper=_popen_wait),
         Wrap("subprocess", "Popen._internal_poll", wrapper=_popen_poll),

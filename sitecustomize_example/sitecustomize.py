@@ -7,7 +7,10 @@ AUTOTRACE_DISABLE=1 turns it off.
 
 try:
     from autotrace.startup.bootstrap import _boot
-
-    _boot.boot(__file__)
 except ImportError:  # autotrace not installed in this interpreter: do nothing
-    pass
+    _boot = None
+
+# No sitecustomize of the program's: leave none in sys.modules, as without this folder
+# (site takes exactly this error for "no sitecustomize"; the agent is active by then).
+if _boot is not None and not _boot.boot(__file__):
+    raise ImportError("No module named 'sitecustomize'", name="sitecustomize")

@@ -169,12 +169,6 @@ def _call_and_catch() -> list[tuple[str, str, int]]:
     return [(str(w.message), os.path.basename(w.filename), w.lineno) for w in caught]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a wrapper is a Python frame: a warning a wrapped function blames on its caller "
-    "(stacklevel=2) is blamed on autotrace/patching.py instead (and the default filter "
-    "then hides a DeprecationWarning caused by __main__)",
-)
 def test_a_warning_blamed_on_the_caller_keeps_its_file_and_line(trace_dir: Path) -> None:
     from autotrace.startup.patching import Patch, Wrap
 

@@ -180,11 +180,11 @@ def test_inspect_subprocess_is_one_action(patched: Path) -> None:
 def test_uninstall_restores_the_originals(trace_dir: Path) -> None:
     originals = {
         name: vars(subprocess.Popen)[name]
-        for name in ("__init__", "_wait", "communicate", "_internal_poll")
+        for name in ("_execute_child", "_wait", "communicate", "_internal_poll")
     }
     patch = agent.load_patch("subprocess")
     agent.install_patch(patch)
-    assert vars(subprocess.Popen)["__init__"] is not originals["__init__"]
+    assert vars(subprocess.Popen)["_execute_child"] is not originals["_execute_child"]
     agent.uninstall_patch(patch)
     for name, original in originals.items():
         assert vars(subprocess.Popen)[name] is original

@@ -72,8 +72,8 @@ def _ask(pid: int, request: bytes, timeout: float) -> bytes:
             chunks.append(chunk)
     except TimeoutError:
         raise SnapshotError(
-            f"process {pid} did not answer within {timeout:g}s "
-            "(a call that holds the GIL may be blocking it)"
+            f"process {pid} did not answer within {timeout:g}s (it has no open action: "
+            "its watchdog runs only while one is; or a call that holds the GIL blocks it)"
         ) from None
     except OSError as exc:
         raise SnapshotError(f"cannot ask process {pid}: {exc.strerror or exc}") from None

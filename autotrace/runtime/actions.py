@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from autotrace import records
 from autotrace.redact import redact_text
-from autotrace.runtime import origins
+from autotrace.runtime import invisible, origins
 from autotrace.runtime.writer import TraceWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +112,8 @@ class OpenAction:
         # Registered after its enter is written: a file (re)opened by that write
         # repeats only the actions whose enter it does not already get.
         open_actions[self.trace_id] = self
-        if not _watchdog_started:  # the only watchdog cost on the hot path
+        loop = _watchdog_loop  # the only watchdog cost on the hot path
+        if loop is None or not loop.running:
             _start_watchdog()
 
     def _bind(
@@ -129,9 +130,8 @@ class OpenAction:
         self.detail = detail
         self.parent_id = parent_id
         self.pid = _pid
-        thread = threading.current_thread()
-        self.thread_id = thread.ident
-        self.thread_name = thread.name
+        self.thread_id = threading.get_ident()
+        self.thread_name = invisible.thread_name()
         self.task_name, self.task = _task_name()
         self.ended = False
         self.extra = extra
@@ -175,22 +175,33 @@ class OpenAction:
             _internal_error(internal)
         finally:
             open_actions.pop(self.trace_id, None)
+            loop = _watchdog_loop
+            if loop is not None:
+                if not open_actions:
+                    loop.wake()  # nothing left to watch: its thread leaves
+                elif not loop.running:
+                    loop.start()  # stopped for a fork: back with the next action's end
 
     def __repr__(self) -> str:
         return f"<OpenAction {self.action}: {self.detail} {self.trace_id}>"
 
 
-# The watchdog thread (autotrace.runtime.watchdog) starts with the first action of a process.
+# The watchdog (autotrace.runtime.watchdog) is loaded with the first action of a process; its
+# thread runs while actions are open. Started and no loop: it could not be loaded.
 _watchdog_started = False
+_watchdog_loop: Any = None
 
 
 def _start_watchdog() -> None:
-    global _watchdog_started
+    global _watchdog_started, _watchdog_loop
+    if _watchdog_started and _watchdog_loop is None:
+        return
     _watchdog_started = True
     try:
         from autotrace.runtime import watchdog
 
-        watchdog.start()
+        dog = watchdog.start()
+        _watchdog_loop = dog.loop if dog is not None else None
     except Exception as exc:  # no watchdog, tracing goes on
         try:
             sys.stderr.write(f"[autotrace] watchdog not started: {exc!r}\n")
@@ -246,6 +257,7 @@ def start_action(
         return None
 
 
+@invisible.hide_from_warnings
 class trace_action:
     """Trace one action as a context manager (sync or async) or as a decorator.
 
@@ -397,6 +409,7 @@ def _restore(token: contextvars.Token[OpenAction | None]) -> None:
         _current.set(None if old is contextvars.Token.MISSING else old)
 
 
+@invisible.hide_from_warnings
 def call_under(
     span: OpenAction, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -412,6 +425,7 @@ def call_under(
         raise
 
 
+@invisible.hide_from_warnings
 async def await_under(
     span: OpenAction, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -447,7 +461,7 @@ def trace_message(category: str, message: str, **fields: Any) -> None:
         line = records.message_line(
             f"[{category}] {message}",  # redacted, with the fields, by message_line
             time.time(),
-            {"pid": _pid, "thread": threading.current_thread().name, **fields},
+            {"pid": _pid, "thread": invisible.thread_name(), **fields},
         )
         writer.write(line)
     except Exception as internal:
@@ -476,9 +490,8 @@ writer.on_open.append(_process_header)
 
 
 def _after_fork_in_child() -> None:
-    global _pid, _id_prefix, _ids, _watchdog_started
+    global _pid, _id_prefix, _ids
     _pid = os.getpid()
-    _watchdog_started = False  # threads do not survive a fork
     _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
     _ids = itertools.count(1)
     open_actions.clear()

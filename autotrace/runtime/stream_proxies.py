@@ -13,9 +13,11 @@ from typing import Any
 import wrapt
 
 from autotrace.runtime.actions import OpenAction
+from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.runtime.streams import end_action, follow
 
 
+@hide_from_warnings
 class _Following(wrapt.ObjectProxy):  # type: ignore[misc]
     """Shared part of the stream proxies: the action and its one-time end."""
 
@@ -69,6 +71,7 @@ class _Following(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_finish(None, "closed")
 
 
+@hide_from_warnings
 class StreamProxy(_Following):
     """A sync stream (iterator, iterable, context manager) whose end ends its action."""
 
@@ -100,6 +103,7 @@ class StreamProxy(_Following):
             raise
 
 
+@hide_from_warnings
 class AsyncStreamProxy(_Following):
     """An async stream (async iterator, async context manager) whose end ends its action."""
 
@@ -154,6 +158,7 @@ class AsyncStreamProxy(_Following):
             self._self_finish(None, "closed")
 
 
+@hide_from_warnings
 class EnteredStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """A context manager that makes the request on entry (``client.messages.stream(...)``).
 

@@ -1,6 +1,8 @@
 """The watchdog: names the action that is stuck and the line it waits on.
 
-A daemon thread, started when the first action opens (``actions`` checks one flag).
+A thread of ours (autotrace.runtime.invisible: below the ``threading`` registry, stopped
+around ``os.fork``) that runs while actions are open: the first action starts it
+(``actions`` checks one flag), and it leaves LINGER seconds after the last one ends.
 It sleeps until the earliest moment an open action could cross the stuck threshold
 (``AUTOTRACE_STUCK_AFTER``), so while nothing is stuck it wakes once per threshold
 and does nothing else. For an action older than the threshold it writes a
@@ -10,7 +12,8 @@ owning asyncio task's coroutine chain (down to the innermost await) for async co
 The same action is reported again at doubling ages (T, 2T, 4T, ...).
 
 The same thread answers ``inspect-trace stacks PID`` on a Unix socket (abstract
-namespace on Linux), so no signal of the program is taken over.
+namespace on Linux), so no signal of the program is taken over. The socket stays bound
+while no thread runs; a request made then is answered when the next action opens.
 
 Stacks carry file, line, function and the (redacted) source line: never a value
 of a local variable. Frames of autotrace and wrapt are left out.
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import socket
 import sys
 import threading
@@ -30,9 +32,10 @@ from typing import Any
 
 from autotrace import config
 from autotrace.channel import CANCEL_VERB, MAX_REQUEST, REQUEST, peer_credentials, socket_address
-from autotrace.runtime import actions, origins
+from autotrace.runtime import actions, invisible, origins
 
 MAX_FRAMES = 40  # innermost frames kept per stack
+LINGER = 0.05  # seconds the thread stays once no action is open (back-to-back actions reuse it)
 STUCK_MESSAGE = "stuck action"
 SNAPSHOT_MESSAGE = "stacks snapshot"
 _AGENT_MODULES = ("autotrace", "wrapt")
@@ -261,11 +264,11 @@ def snapshot() -> dict[str, Any]:
     pid = os.getpid()
     spans = [s for s in list(actions.open_actions.values()) if s.pid == pid]
     spans.sort(key=lambda s: s.start_mono)
-    me = threading.get_ident()
+    ours = invisible.our_thread_idents()
     names = {t.ident: t for t in threading.enumerate()}
     threads = []
     for ident in list(sys._current_frames()):
-        if ident == me:
+        if ident in ours:
             continue
         thread = names.get(ident)
         stack = _entries(thread_frames(ident))
@@ -302,7 +305,8 @@ class Watchdog:
         self.threshold = threshold
         self._next_age: dict[str, float] = {}  # trace_id -> age of its next report
         self._sock: socket.socket | None = None
-        self.thread: threading.Thread | None = None
+        self._listened = False
+        self.loop = invisible.Background("autotrace-watchdog", self.run, _has_work)
         self.reports = 0
         self.checks = 0  # wake-ups (measured by benchmarks/bench_watchdog.py)
 
@@ -346,6 +350,7 @@ class Watchdog:
     # The listener lives in the same thread: poll() on its socket is the sleep.
 
     def _listen(self) -> None:
+        self._listened = True
         try:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             address = socket_address(os.getpid())
@@ -393,28 +398,30 @@ class Watchdog:
             except OSError:
                 pass
 
-    def run(self) -> None:
-        """The thread's loop; an internal error stops the watchdog with one warning."""
-        self._listen()
-        try:
-            # poll(), not select(): the socket's descriptor may be above FD_SETSIZE
-            # in a program that holds many files open.
-            poller = select.poll() if self._sock is not None else None
-            if poller is not None and self._sock is not None:
-                poller.register(self._sock, select.POLLIN)
-            while True:
-                timeout = self.check(time.monotonic())
-                if poller is None:
-                    time.sleep(timeout)
-                elif poller.poll(timeout * 1000):
-                    self.serve_one()
-        except Exception as exc:  # never let the watchdog disturb the program
-            try:
-                sys.stderr.write(f"[autotrace] watchdog stopped: {exc!r}\n")
-            except Exception:
-                pass
-        finally:
-            self.close()
+    def run(self, loop: invisible.Background) -> None:
+        """The thread's body: report, answer, sleep; return once no action has been open for LINGER.
+
+        The listening socket stays bound while no thread runs: a request made then is
+        answered when the next action starts the thread again.
+        """
+        if not self._listened:
+            self._listen()
+        idle_since: float | None = None
+        while not loop.stopping:
+            now = time.monotonic()
+            if _has_work():
+                idle_since = None
+                timeout = self.check(now)
+            else:
+                idle_since = now if idle_since is None else idle_since
+                if now - idle_since >= LINGER:
+                    return
+                timeout = LINGER - (now - idle_since)
+            sock = self._sock
+            # Woken when the last open action ends (to leave soon), not while lingering.
+            fds = (sock.fileno(),) if sock is not None else ()
+            if loop.sleep(timeout, fds, wakeable=idle_since is None):
+                self.serve_one()
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -452,40 +459,42 @@ def _answer_cancel(conn: socket.socket, request: bytes) -> None:
     send(answer)
 
 
+def _has_work() -> bool:
+    return bool(actions.open_actions)
+
+
 _lock = threading.Lock()
 _watchdog: Watchdog | None = None
 
 
 def start() -> Watchdog | None:
-    """Start this process's watchdog thread once (called when the first action opens)."""
+    """Start this process's watchdog thread unless it runs (called when an action opens)."""
     global _watchdog
-    with _lock:
-        if _watchdog is not None and _watchdog.thread is not None:
-            return _watchdog
-        dog = Watchdog(stuck_after())
-        thread = threading.Thread(target=dog.run, name="autotrace-watchdog", daemon=True)
-        dog.thread = thread
-        thread.start()
-        _watchdog = dog
-        return dog
+    dog = _watchdog
+    if dog is None:
+        with _lock:
+            if _watchdog is None:
+                _watchdog = Watchdog(stuck_after())
+            dog = _watchdog
+    dog.loop.start()
+    return dog
 
 
 def current() -> Watchdog | None:
-    """The running watchdog of this process, if any."""
+    """This process's watchdog, if one was started."""
     return _watchdog
 
 
 def _after_fork_in_child() -> None:
-    # The thread did not survive the fork; its socket must not answer for the child.
-    global _watchdog, _lock
+    # The thread did not survive the fork (autotrace.runtime.invisible resets its loop); the
+    # inherited socket must not answer for the child, which binds its own when it starts.
+    global _lock
     _lock = threading.Lock()
-    dog, _watchdog = _watchdog, None
-    if dog is not None and dog._sock is not None:
-        try:
-            dog._sock.close()
-        except OSError:
-            pass
-        dog._sock = None
+    dog = _watchdog
+    if dog is not None:
+        dog.close()
+        dog._listened = False
+        dog._next_age.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

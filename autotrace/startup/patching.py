@@ -79,6 +79,7 @@ class Patch:
         self.on_remove = on_remove
         self.enabled = enabled
         self.installed: list[tuple[Any, str, Any]] = []
+        self.skipped = 0  # calls passed through untraced because of an odd object
 
     def __repr__(self) -> str:
         return f"Patch({self.name!r}, enabled={self.enabled})"
@@ -112,7 +113,10 @@ class Patch:
         # alone says "ours"; the stored attribute too, for a class reached through two modules.
         if any(getattr(found, "_self_autotrace", False) is True for found in (original, stored)):
             return  # already ours (installed twice, or the class reached through two modules)
-        wrapper = row.wrapper or self._action_wrapper(row, original)
+        from autotrace.runtime.invisible import hide_from_warnings
+
+        # The wrapper stands between the program and the library: warnings skip it.
+        wrapper = hide_from_warnings(row.wrapper or self._action_wrapper(row, original))
         proxy = _traced_function_type()(original, wrapper)
         proxy._self_autotrace = True  # type: ignore[attr-defined]
         setattr(parent, attribute, proxy)
@@ -131,8 +135,8 @@ class Patch:
                 return None
             try:
                 return describe(instance, args, kwargs)
-            except Exception as exc:
-                patch.fail(f"failed describing {row.name}: {exc!r}")
+            except Exception as exc:  # an odd object: this call only goes untraced
+                patch.skip(f"could not describe a {row.name} call: {exc!r}")
                 return None
 
         if inspect.iscoroutinefunction(original):
@@ -181,6 +185,19 @@ class Patch:
                 self.on_remove()
             except Exception:
                 pass
+
+    def skip(self, reason: str) -> None:
+        """One call goes through untraced (an odd object, such as a Popen without a pid);
+        the patch stays on. Said once, in the trace only: the program sees nothing."""
+        self.skipped += 1
+        if self.skipped > 1:
+            return
+        try:
+            from autotrace.runtime import actions
+
+            actions.agent_message(f"patch {self.name} skipped a call: {reason}", patch=self.name)
+        except Exception:
+            pass
 
     def fail(self, reason: str) -> None:
         """Turn this patch off: one stderr line, one ``[autotrace]`` record, calls pass through."""

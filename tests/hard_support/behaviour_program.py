@@ -125,8 +125,8 @@ def openai_calls() -> None:
 
     def stream() -> Any:
         with client.chat.completions.create(model="m", messages=messages, stream=True) as s:
-            # __class__, not type(): a stream proxy is a different type() by nature.
-            kind = [s.__class__.__qualname__, isinstance(s, openai.Stream)]
+            # type(), not __class__: the agent gives back the SDK's own stream object.
+            kind = [type(s).__qualname__, type(s) is openai.Stream, isinstance(s, openai.Stream)]
             iterator = iter(s)
             text = "".join(c.choices[0].delta.content or "" for c in iterator if c.choices)
         return [*kind, text, s.response.is_closed, inspect.isgenerator(iterator)]
@@ -171,8 +171,8 @@ def anthropic_calls() -> None:
         manager = client.messages.stream(**args)
         with manager as s:
             kind = [
-                manager.__class__.__qualname__,
-                s.__class__.__qualname__,
+                type(manager).__qualname__,
+                type(s).__qualname__,
                 isinstance(manager, MessageStreamManager),
                 isinstance(s, MessageStream),
             ]
@@ -187,7 +187,7 @@ def anthropic_calls() -> None:
             async with manager as s:
                 text = "".join([t async for t in s.text_stream])
             return [
-                manager.__class__.__qualname__,
+                type(manager).__qualname__,
                 inspect.iscoroutinefunction(aclient.messages.create),
                 text,
             ]
@@ -248,7 +248,7 @@ def inspect_calls() -> None:
         model = get_model("mockllm/model", custom_outputs=[output])
         reply = asyncio.run(model.generate("hi"))
         return [
-            reply.__class__.__qualname__,
+            type(reply).__qualname__,
             reply.completion,
             inspect.iscoroutinefunction(model.generate),
             _pickles(reply),

@@ -12,25 +12,26 @@ import sys
 _booted = False
 
 
-def boot(bootstrap_file: str) -> None:
+def boot(bootstrap_file: str) -> bool:
     """Activate the agent once per process, then import the sitecustomize our folder hides.
 
     The agent is not set up when AUTOTRACE_DISABLE is set, nor in a process started while
-    another one was setting it up (AUTOTRACE_ACTIVE), which would recurse.
+    another one was setting it up (AUTOTRACE_ACTIVE), which would recurse. Returns whether
+    the program has a sitecustomize of its own (then it is ``sys.modules["sitecustomize"]``).
     """
     global _booted
     first, _booted = not _booted, True
     if first:
         _activate()
-    _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
+    return _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
 
 
-def chain_only(bootstrap_file: str) -> None:
+def chain_only(bootstrap_file: str) -> bool:
     """Only import the sitecustomize our folder hides (an interpreter without autotrace)."""
     try:
-        _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
+        return _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
     except Exception:
-        pass
+        return False
 
 
 def _activate() -> None:
@@ -55,19 +56,21 @@ def _activate() -> None:
             pass
 
 
-def _chain_sitecustomize(own_dir: str) -> None:
+def _chain_sitecustomize(own_dir: str) -> bool:
     """Import the sitecustomize our directory hides, if there is one (ddtrace does the same).
 
-    It runs exactly once: the module object stays registered as ours afterwards.
+    It runs exactly once: it is left in ``sys.modules`` as the program's ``sitecustomize``
+    (our module stands there only until its own import ends). True if there is one.
     """
     module = sys.modules.pop("sitecustomize", None)
+    found = None
     saved_path = list(sys.path)
     try:
         sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != own_dir]
         import importlib
 
         try:
-            importlib.import_module("sitecustomize")
+            found = importlib.import_module("sitecustomize")
         except ImportError as exc:
             if exc.name != "sitecustomize":
                 sys.stderr.write(f"[autotrace] the program's sitecustomize failed: {exc!r}\n")
@@ -75,5 +78,8 @@ def _chain_sitecustomize(own_dir: str) -> None:
             sys.stderr.write(f"[autotrace] the program's sitecustomize failed: {exc!r}\n")
     finally:
         sys.path[:] = saved_path
-        if module is not None:
+        if found is not None:
+            sys.modules["sitecustomize"] = found  # what `import sitecustomize` gives, as without us
+        elif module is not None:
             sys.modules["sitecustomize"] = module
+    return found is not None

@@ -2,8 +2,15 @@
 
 An interpreter without autotrace (another venv, a system python) inherits PYTHONPATH
 too: it gets no agent, no error, and still runs its own sitecustomize.
+
+Afterwards ``sys.modules["sitecustomize"]`` is the program's own sitecustomize, or, when
+it has none, there is none: this module ends by raising the one ImportError that
+``site`` takes for "no sitecustomize" (the agent is active by then), so the import
+system drops it from ``sys.modules`` and a later ``import sitecustomize`` fails as it
+would without us.
 """
 
+_has_own = False
 try:
     from autotrace.startup.bootstrap import _boot
 except ImportError:
@@ -16,6 +23,9 @@ except ImportError:
     if _spec is not None and _spec.loader is not None:
         _fallback = _util.module_from_spec(_spec)
         _spec.loader.exec_module(_fallback)
-        _fallback.chain_only(__file__)
+        _has_own = _fallback.chain_only(__file__)
 else:
-    _boot.boot(__file__)
+    _has_own = _boot.boot(__file__)
+
+if not _has_own:
+    raise ImportError("No module named 'sitecustomize'", name="sitecustomize")
