@@ -209,6 +209,16 @@ def _start_watchdog() -> None:
             pass
 
 
+def end_quietly(span: OpenAction | None, exc: BaseException | None = None, **extra: Any) -> None:
+    """End ``span`` (None: nothing to do) with the outcome of ``exc``; never raises."""
+    if span is None:
+        return
+    try:
+        span.end(exc, extra=extra or None)
+    except Exception:
+        pass
+
+
 def note_child_process(pid: int) -> None:
     """The current action started process ``pid`` without tracing it itself.
 

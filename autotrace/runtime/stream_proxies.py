@@ -13,8 +13,8 @@ from typing import Any
 import wrapt
 
 from autotrace.runtime.actions import OpenAction
+from autotrace.runtime.actions import end_quietly as end_action
 from autotrace.runtime.invisible import hide_from_warnings
-from autotrace.runtime.streams import end_action, follow
 
 
 @hide_from_warnings
@@ -164,7 +164,7 @@ class EnteredStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
     ``begin()`` starts the action when the block is entered; ``attach(stream, span)``
     returns what ``__enter__`` hands back, made to end ``span`` when the stream ends
-    (by default the stream in a ``follow`` proxy). Leaving the block ends it as closed.
+    (by default the stream passed to ``follow``, as ``autotrace.runtime.streams`` gives it). Leaving the block ends it as closed.
     """
 
     _autotrace_stream_proxy = True
@@ -174,10 +174,12 @@ class EnteredStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         wrapped: Any,
         begin: Callable[[], OpenAction | None],
         attach: Callable[[Any, OpenAction], Any] | None = None,
+        follow: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(wrapped)
         self._self_begin = begin
         self._self_attach = attach
+        self._self_follow = follow
         self._self_span: OpenAction | None = None
 
     def _self_start(self) -> OpenAction | None:
@@ -193,7 +195,9 @@ class EnteredStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             if self._self_attach is not None:
                 return self._self_attach(stream, span)
-            return follow(stream, span, is_async=is_async)
+            if self._self_follow is not None:
+                return self._self_follow(stream, span, is_async=is_async)
+            return stream
         except Exception:
             end_action(span)
             return stream

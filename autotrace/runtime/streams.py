@@ -33,18 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from autotrace.runtime.actions import OpenAction
+from autotrace.runtime.actions import OpenAction, end_quietly
 from autotrace.runtime.invisible import hide_from_warnings
 
-
-def end_action(span: OpenAction | None, exc: BaseException | None = None, **extra: Any) -> None:
-    """End ``span`` (None: nothing to do) with the outcome of ``exc``; never raises."""
-    if span is None:
-        return
-    try:
-        span.end(exc, extra=extra or None)
-    except Exception:
-        pass
+# Ends a stream's action, never raising (patches call it through this module).
+end_action = end_quietly
 
 
 def follow(result: Any, span: OpenAction | None, *, is_async: bool | None = None) -> Any:
@@ -103,7 +96,7 @@ def entered(
             break
     from autotrace.runtime.stream_proxies import EnteredStreamProxy
 
-    return EnteredStreamProxy(manager, begin, attach)
+    return EnteredStreamProxy(manager, begin, attach, follow)
 
 
 # -- in place ---------------------------------------------------------------------------
