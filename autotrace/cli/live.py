@@ -8,12 +8,10 @@ process died) is red. Ctrl-C ends the view cleanly.
 
 from __future__ import annotations
 
-import shlex
 import time
-from datetime import datetime
 from typing import Any
 
-from autotrace.cli.render import action_table, format_duration
+from autotrace.cli.render import action_table, clock, command_line, format_duration, visible
 from autotrace.read.run import RunTrace
 
 
@@ -26,22 +24,22 @@ def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
     rows = sorted(run.rows(now), key=lambda r: -r["duration"])
     stuck = sum(1 for r in rows if r["duration"] >= threshold)
     head = Text()
-    head.append(f"run {run.run_id or '-'}", style="bold")
+    head.append(visible(f"run {run.run_id or '-'}"), style="bold")
     head.append(
         f"  {len(run.processes)} process(es), {len(rows)} running, {stuck} past "
-        f"{format_duration(threshold)}  as of {datetime.fromtimestamp(now):%H:%M:%S}"
+        f"{format_duration(threshold)}  as of {clock(now)}"
         "  (Ctrl-C to quit)",
         style="dim",
     )
     parts: list[Any] = [head]
     for trace in sorted(run.processes.values(), key=lambda t: t.started or 0.0):
         state = trace.state(now)
-        line = Text(f"  pid {trace.pid} ")
+        line = Text(visible(f"  pid {trace.pid} "))
         line.append(state, style={"running": "green", "dead": "bold red"}.get(state, "dim"))
         if trace.last_write:
             line.append(f"  last write {format_duration(max(0.0, now - trace.last_write))} ago")
         if trace.argv:
-            line.append("  " + shlex.join(trace.argv), style="dim")
+            line.append("  " + visible(command_line(trace.argv)), style="dim")
         parts.append(line)
     if rows:
         parts.append(action_table(rows, threshold))
@@ -52,10 +50,11 @@ def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
 
 def watch(run: RunTrace, threshold: float, interval: float = 1.0) -> None:
     """Show ``run`` live until Ctrl-C, refreshing every ``interval`` seconds."""
-    from rich.console import Console
     from rich.live import Live
 
-    console = Console()
+    from autotrace.cli.console import make_console
+
+    console = make_console()
     run.refresh()
     try:
         with Live(render(run, threshold), console=console, auto_refresh=False) as live:

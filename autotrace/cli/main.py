@@ -3,7 +3,14 @@
 `list`, `dump` and `anomalies` read trace files with autotrace.read.reader; `anomalies`
 means what `inspect trace anomalies` means and its `--json` envelope has the same
 shape (rows add `trace_id`, `pid`, `parent_id`). Every text that comes from a trace
-file reaches rich as a `Text` object or through `escape`, never as markup.
+file reaches rich as a `Text` object or through `escape`, never as markup, and through
+`render.visible` (no control character reaches the terminal raw); every `--json` output
+is strict JSON (NaN and infinities become null).
+
+Exit codes: 0 done (also when the reader of our output went away: `| head`), 1 one
+`Error:` line (the file cannot be read, the process cannot be asked), 2 a usage error
+(click's form); `run` passes the command's own code through (126/127 when it cannot
+be started).
 """
 
 from __future__ import annotations
@@ -16,19 +23,57 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from autotrace import config
-from autotrace.cli.render import format_duration
+from autotrace.cli import options
+from autotrace.cli.render import (
+    clock,
+    command_line,
+    format_duration,
+    json_text,
+    record_text,
+    visible,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Verbs(click.Group):
+    """The group of verbs: whatever a verb lets escape ends as one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _tolerant_streams()
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            ctx.exit(0)
+        except Exception as exc:  # a bug of ours, or an input we did not foresee
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {visible(exc)[:300]}"
+            ) from None
+
+
+def _tolerant_streams() -> None:
+    """Text our streams cannot encode (LANG=C, PYTHONIOENCODING=ascii) is written as
+    backslash escapes instead of ending the verb with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 @click.group(
+    cls=_Verbs,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="""\b
 Examples:
@@ -47,15 +92,15 @@ def trace_dir_option(fn: F) -> F:
     """`--trace-dir`, shared by every verb that reads trace files."""
     return click.option(
         "--trace-dir",
-        # No checks here: click's would print a usage error; the reader's are one line.
-        type=click.Path(readable=False, path_type=Path),
+        # Only '' and NUL are refused here (usage errors); the reader's checks are one line.
+        type=options.TRACE_DIR,
         default=None,
         help="Directory of trace files [default: $AUTOTRACE_DIR, else inspect's trace directory].",
     )(fn)
 
 
-def _directory(trace_dir: Path | None) -> Path:
-    return trace_dir.expanduser() if trace_dir is not None else config.trace_dir()
+def _directory(trace_dir: str | Path | None) -> Path:
+    return Path(trace_dir).expanduser() if trace_dir is not None else config.trace_dir()
 
 
 @contextmanager
@@ -65,18 +110,24 @@ def _read_errors() -> Iterator[None]:
 
     try:
         yield
-    except TraceReadError as exc:
-        raise click.ClickException(str(exc)) from None
+    except (TraceReadError, options.NotRegularFile) as exc:
+        raise click.ClickException(visible(exc)) from None
+    except BrokenPipeError:  # writing, not reading: the verb ends quietly
+        raise
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f" {visible(exc.filename)}" if exc.filename else ""
         raise click.ClickException(f"cannot read{where}: {exc.strerror or exc}") from None
 
 
-def _resolve(file: str | None, trace_dir: Path | None) -> Path:
+def _resolve(file: str | None, trace_dir: str | None) -> Path:
+    """The file a verb reads: FILE, else the newest in the trace directory; refused
+    (one line, exit 1) when it is not a regular file."""
     from autotrace.read.reader import resolve_trace_file
 
     with _read_errors():
-        return resolve_trace_file(file, _directory(trace_dir))
+        path = resolve_trace_file(file, _directory(trace_dir))
+        options.check_regular_file(path)
+        return path
 
 
 # -- list ---------------------------------------------------------------------------
@@ -85,7 +136,7 @@ def _resolve(file: str | None, trace_dir: Path | None) -> Path:
 @main.command("list", short_help="Trace files, newest first, with process and run.")
 @click.option("--json", "as_json", is_flag=True, help="Output the listing as JSON.")
 @trace_dir_option
-def list_command(as_json: bool, trace_dir: Path | None) -> None:
+def list_command(as_json: bool, trace_dir: str | None) -> None:
     """List trace files, newest first, with their process and run."""
     from autotrace.read.reader import list_trace_files, read_header
 
@@ -93,10 +144,10 @@ def list_command(as_json: bool, trace_dir: Path | None) -> None:
     with _read_errors():
         files = [read_header(info) for info in list_trace_files(directory)]
     if as_json:
-        click.echo(json.dumps([f.as_json() for f in files], indent=2))
+        click.echo(json_text([f.as_json() for f in files], indent=2))
         return
     if not files:
-        raise click.ClickException(f"no trace files in {directory}")
+        raise click.ClickException(visible(f"no trace files in {directory}"))
 
     from rich.table import Table
     from rich.text import Text
@@ -115,16 +166,17 @@ def list_command(as_json: bool, trace_dir: Path | None) -> None:
         table.add_column(name, justify=justify, no_wrap=name != "Command")  # type: ignore[arg-type]
     for f in files:
         table.add_row(
-            datetime.fromtimestamp(f.mtime).strftime("%d-%b %H:%M:%S"),
+            clock(f.mtime, "%d-%b %H:%M:%S"),
             format_duration(now - f.mtime),
             format_size(f.size),
-            str(f.pid) if f.pid is not None else "",
-            Text(f.run_id or ""),
-            Text(f.path.name),
-            Text(_command(f.argv), overflow="ellipsis"),
+            record_text(f.pid if f.pid is not None else ""),
+            record_text(f.run_id or ""),
+            record_text(f.path.name),
+            Text(visible(_command(f.argv)), overflow="ellipsis"),
         )
-    _console().print(Text(f"Trace directory: {directory}", style="dim"))
-    _console().print(table)
+    console = _console()
+    console.print(Text(visible(f"Trace directory: {directory}"), style="dim"))
+    console.print(table)
 
 
 def _command(argv: list[str] | None) -> str:
@@ -135,7 +187,7 @@ def _command(argv: list[str] | None) -> str:
 
 
 @main.command("dump", short_help="A trace file as a JSON array of records.")
-@click.argument("trace_file", required=False)
+@click.argument("trace_file", required=False, type=options.TRACE_FILE)
 @click.option(
     "--filter",
     "filter_",
@@ -143,7 +195,7 @@ def _command(argv: list[str] | None) -> str:
     help="Only records whose message contains TEXT (case-insensitive).",
 )
 @trace_dir_option
-def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | None) -> None:
+def dump_command(trace_file: str | None, filter_: str | None, trace_dir: str | None) -> None:
     """Print a trace file as a JSON array of records (default: the newest file)."""
     from autotrace.read.reader import ReadProblems, iter_records
 
@@ -157,7 +209,7 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
                 out.write("[")
                 for record in iter_records(path, filter_, problems):
                     out.write("\n  " if first else ",\n  ")
-                    out.write(json.dumps(record, indent=2).replace("\n", "\n  "))
+                    out.write(json_text(record, indent=2).replace("\n", "\n  "))
                     first = False
                 out.write("]\n" if first else "\n]\n")
                 out.flush()
@@ -208,14 +260,14 @@ def _quiet_broken_pipe() -> None:
 
 def _report(summary: str | None) -> None:
     if summary:
-        click.echo(summary, err=True)
+        click.echo(visible(summary), err=True)
 
 
 # -- anomalies ----------------------------------------------------------------------
 
 
 @main.command("anomalies", short_help="Actions still running or cancelled (--all: also failed).")
-@click.argument("trace_file", required=False)
+@click.argument("trace_file", required=False, type=options.TRACE_FILE)
 @click.option(
     "--all",
     "show_all",
@@ -249,7 +301,7 @@ def _report(summary: str | None) -> None:
 @click.option("--watch", is_flag=True, help="Refresh live as the run's files grow (Ctrl-C quits).")
 @click.option(
     "--stuck-after",
-    type=float,
+    type=options.Seconds(maximum=config.MAX_STUCK_AFTER, zero=True),
     default=None,
     metavar="SECONDS",
     help="With --run/--watch: highlight running actions older than this "
@@ -264,7 +316,7 @@ def anomalies_command(
     run_id: str | None,
     watch: bool,
     stuck_after: float | None,
-    trace_dir: Path | None,
+    trace_dir: str | None,
 ) -> None:
     """Show actions that never ended or were cancelled (default: the newest file).
 
@@ -305,7 +357,7 @@ def anomalies_command(
         except BrokenPipeError:
             _quiet_broken_pipe()
             return
-        scanner.report_problems()
+        _report(scanner.problems.summary(path.name))
 
 
 def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
@@ -327,13 +379,16 @@ def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
 
 
 def _row_encoder() -> Callable[[Any], str]:
-    """``json.dumps`` for one row without its per-call set-up: the C encoder, made once
-    (CPython's; checked against ``json.dumps`` on a sample, else ``json.dumps`` itself)."""
+    """Strict ``json.dumps`` for one row (a NaN or infinity read from a file becomes
+    null) without its per-call set-up: the C encoder, made once (CPython's; checked
+    against ``json.dumps`` on a sample, else ``json_text`` itself)."""
     from json import encoder
+
+    from autotrace.cli.render import finite
 
     make = getattr(encoder, "c_make_encoder", None)
     if make is None:
-        return json.dumps
+        return json_text
     try:
         c_encode = make(
             None,  # no circularity markers: rows are trees
@@ -344,18 +399,21 @@ def _row_encoder() -> Callable[[Any], str]:
             ", ",
             False,
             False,
-            True,
+            False,  # allow_nan: NaN is not JSON
         )
 
         def dumps(row: Any) -> str:
-            return "".join(c_encode(row, 0))
+            try:
+                return "".join(c_encode(row, 0))
+            except ValueError:  # a non-finite number: rare, so checked only here
+                return "".join(c_encode(finite(row), 0))
 
         sample = {"a": "é\n", "b": [1.5, None, True], "c": {"d": float("inf")}, "e": 7}
-        if dumps(sample) == json.dumps(sample):
+        if dumps(sample) == json_text(sample):
             return dumps
     except Exception:
         pass
-    return json.dumps
+    return json_text
 
 
 def _print_anomalies(
@@ -367,16 +425,14 @@ def _print_anomalies(
 ) -> None:
     from rich.markup import escape
     from rich.table import Table
-    from rich.text import Text
 
     console = _console()
-    console.print(f"[bold]TRACE:[/bold] {escape(str(path))}", highlight=False)
+    console.print(f"[bold]TRACE:[/bold] {escape(visible(path))}", highlight=False)
     if processes:
         first = processes[0]
-        argv = first.get("argv")
-        command = _command([str(a) for a in argv]) if isinstance(argv, list) else ""
+        command = command_line(first.get("argv"))
         console.print(
-            Text(f"pid {first.get('pid')}  run {first.get('run_id')}  {command}", style="dim"),
+            record_text(f"pid {first.get('pid')}  run {first.get('run_id')}  {command}", "dim"),
             overflow="ellipsis",
             no_wrap=True,
         )
@@ -418,17 +474,18 @@ def _print_anomalies(
             extra = []
             if label == "Running":
                 extra = [parent_cell(row.parent_id, rows), where_cell(row.row(as_of))]
-            detail = Text(row.detail or row.message)
+            detail = record_text(row.detail or row.message, newlines=True)
             if row.error is not None:
-                detail.append(f"  {row.error_type or 'error'}: {row.error}", style="red")
+                detail.append(
+                    visible(f"  {row.error_type or 'error'}: {row.error}", newlines=True),
+                    style="red",
+                )
             table.add_row(
                 format_duration(row.age(as_of)),
-                Text(row.action, style="cyan"),
+                record_text(row.action, "cyan"),
                 detail,
-                str(row.pid) if row.pid is not None else "",
-                datetime.fromtimestamp(row.start_time).strftime("%H:%M:%S")
-                if row.start_time
-                else "",
+                record_text(row.pid if row.pid is not None else ""),
+                clock(row.start_time) if row.start_time else "",
                 *extra,
             )
         console.print()

@@ -1,14 +1,20 @@
 """Rendering for people: rich tables of running actions, runs and stack snapshots.
 
-Every text that comes from a trace file reaches rich as a ``Text`` object, never as markup.
+Every text that comes from a trace file reaches rich as a ``Text`` object, never as
+markup, and through ``visible``: a record cannot drive the terminal (no escape
+sequence, control character or bidi override reaches it raw). Numbers from a file
+are shown through ``format_duration`` and ``clock``, which take any value.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shlex
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,16 +26,78 @@ if TYPE_CHECKING:
 
 INNERMOST = 3  # frames shown per action in tables
 
+# What a terminal would act on rather than show: C0 controls but tab (newline only where
+# a cell may span lines), DEL, C1 controls (U+009B is a CSI on its own), lone surrogates
+# (unencodable), line/paragraph separators and the bidi controls that reorder what
+# follows them ("Trojan Source").
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_HIDDEN = re.compile(f"[\n{_CONTROLS}]")
+_HIDDEN_BUT_NEWLINE = re.compile(f"[{_CONTROLS}]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text a terminal shows and never obeys: controls become ``\\x1b``,
+    ``\\u202e`` ... (newlines kept only with ``newlines=True``, for multi-line cells)."""
+    text = value if isinstance(value, str) else str(value)
+    pattern = _HIDDEN_BUT_NEWLINE if newlines else _HIDDEN
+    return pattern.sub(_escape_char, text) if pattern.search(text) else text
+
+
+def record_text(value: object, style: str = "", *, newlines: bool = False) -> Any:
+    """A rich ``Text`` of record text: literal (no markup) and ``visible``."""
+    from rich.text import Text
+
+    return Text(visible(value, newlines=newlines), style=style)
+
+
+def clock(timestamp: object, fmt: str = "%H:%M:%S") -> str:
+    """Epoch seconds as local time, or '?' when it is not a time (NaN, 1e300, text)."""
+    try:
+        return datetime.fromtimestamp(timestamp).strftime(fmt)  # type: ignore[arg-type]
+    except (OverflowError, ValueError, OSError, TypeError):
+        return "?"
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that always gives valid JSON: NaN and infinities become null."""
+    try:
+        return json.dumps(value, allow_nan=False, **kwargs)
+    except ValueError:
+        return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
+def frames(stack: object) -> list[dict[str, Any]]:
+    """The frame entries of a stack as read (a hostile record may hold anything there)."""
+    return [e for e in stack if isinstance(e, dict)] if isinstance(stack, list) else []
+
 
 def innermost(stack: list[dict[str, Any]], count: int = INNERMOST) -> list[str]:
     """The innermost frames as ``file:line in function``, innermost last."""
     return [
-        f"{_short(e.get('file', '?'))}:{e.get('line')} in {e.get('function')}"
-        for e in stack[-count:]
+        visible(f"{_short(e.get('file', '?'))}:{e.get('line')} in {e.get('function')}")
+        for e in frames(stack)[-count:]
     ]
 
 
-def _short(path: str) -> str:
+def _short(path: object) -> str:
+    if not isinstance(path, str):
+        return str(path)
     cwd = os.getcwd() + os.sep
     if path.startswith(cwd):
         return path[len(cwd) :]
@@ -48,8 +116,15 @@ def _stdlib_dir() -> str:
     return os.path.join(sysconfig.get_paths()["stdlib"], "")
 
 
+LONGEST = 100 * 365 * 86400.0  # longer is not a duration an action had
+
+
 def format_duration(seconds: float) -> str:
-    """A short human duration: 0.25s, 42.0s, 3m 07s, 2h 05m, 3d 04h."""
+    """A short human duration: 0.25s, 42.0s, 3m 07s, 2h 05m, 3d 04h ('?' for no number)."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "?"
+    if seconds >= LONGEST:
+        return ">100y"
     if seconds < 0:
         seconds = 0.0
     if seconds < 10:
@@ -71,17 +146,18 @@ def where_cell(row: dict[str, Any]) -> Any:
     from rich.text import Text
 
     text = Text()
-    where = row.get("where") or ""
-    stack = row.get("stack") or []
-    shown = stack[-INNERMOST:]
+    where = str(row.get("where") or "")
+    shown = frames(row.get("stack"))[-INNERMOST:]
     if where and not any(where == _full(e) for e in shown):
-        text.append(_short_where(where), style="bold")
+        text.append(visible(_short_where(where)), style="bold")
     for entry in reversed(shown):
         if text:
             text.append("\n")
         blamed = where == _full(entry)
         text.append(
-            f"{_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}",
+            visible(
+                f"{_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}"
+            ),
             style="bold" if blamed else "dim",
         )
     if not text:
@@ -103,8 +179,8 @@ def parent_cell(parent_id: str | None, rows: Iterable[Any]) -> Any:
         trace_id = row["trace_id"] if isinstance(row, dict) else row.trace_id
         if trace_id == parent_id:
             action = row["action"] if isinstance(row, dict) else row.action
-            return Text(f"{action} ({parent_id})", style="dim")
-    return Text(parent_id, style="dim")
+            return record_text(f"{action} ({parent_id})", "dim")
+    return record_text(parent_id, "dim")
 
 
 def _short_where(where: str) -> str:
@@ -130,34 +206,44 @@ def action_table(rows: list[dict[str, Any]], threshold: float, *, show_pid: bool
         style = "red" if row.get("abandoned") else ("bold yellow" if stuck else "")
         age = format_duration(row["duration"]) + (" abandoned" if row.get("abandoned") else "")
         cells = [
-            Text(str(row.get("action")), style=style),
-            Text(str(row.get("detail") or "")),
+            record_text(row.get("action"), style),
+            record_text(row.get("detail") or "", newlines=True),
             Text(age, style=style),
             parent_cell(row.get("parent_id"), rows),
             where_cell(row),
         ]
         if show_pid:
-            cells.insert(0, Text(str(row.get("pid"))))
+            cells.insert(0, record_text(row.get("pid")))
         table.add_row(*cells)
     return table
+
+
+def command_line(argv: object) -> str:
+    """A process's argv as one shell line ('' when there is none)."""
+    if not isinstance(argv, list) or not argv:
+        return ""
+    return shlex.join(str(a) for a in argv)
 
 
 def render_run(report: dict[str, Any], threshold: float) -> list[Any]:
     """The whole run for people: one titled table per process, culprit's process first."""
     from rich.text import Text
 
-    out: list[Any] = [Text(f"run {report['run_id']}", style="bold")]
+    out: list[Any] = [record_text(f"run {report['run_id']}", "bold")]
     for proc in report["processes"]:
         state = proc["state"]
         style = {"running": "green", "dead": "bold red", "exited": "dim"}.get(state, "")
         title = Text()
-        title.append(f"pid {proc['pid']}", style="bold")
+        title.append(
+            visible(f"pid {proc['pid'] if proc['pid'] is not None else '?'}"), style="bold"
+        )
         if proc.get("parent_pid"):
-            title.append(f" (parent {proc['parent_pid']})", style="dim")
+            title.append(visible(f" (parent {proc['parent_pid']})"), style="dim")
         title.append(f" {state}", style=style)
         if state == "dead":
             title.append(" without exit records: open actions abandoned", style=style)
-        title.append("\n  " + shlex.join(proc["argv"]) if proc["argv"] else "")
+        command = command_line(proc["argv"])
+        title.append("\n  " + visible(command) if command else "")
         counts = [f"{n} {k}" for k, n in proc["counts"].items() if n]
         if counts:
             title.append("\n  " + ", ".join(counts), style="dim")
@@ -173,7 +259,7 @@ def stuck_threshold(value: float | None = None) -> float:
     """The stuck threshold for views: the option, else AUTOTRACE_STUCK_AFTER, else the default."""
     if value is not None:
         return value
-    return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
+    return config.stuck_after()
 
 
 def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -> None:
@@ -182,7 +268,7 @@ def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -
 
     report = run_report(run)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json_text(report, indent=2, default=str))
         return
     from autotrace.cli.console import make_console
 
@@ -191,50 +277,64 @@ def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -
         console.print(part)
 
 
+def _seconds(value: object) -> float:
+    try:
+        return float(value or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def render_snapshot(snap: dict[str, Any]) -> list[Any]:
     """A snapshot for people: open actions with their stacks, then every thread."""
     from rich.text import Text
 
     out: list[Any] = []
-    head = Text(f"pid {snap.get('pid')}", style="bold")
+    head = record_text(f"pid {snap.get('pid')}", "bold")
     if snap.get("trace_file"):
-        head.append(f"  written to {snap['trace_file']}", style="dim")
+        head.append(visible(f"  written to {snap['trace_file']}"), style="dim")
     out.append(head)
-    acts = snap.get("actions") or []
+    acts = frames(snap.get("actions"))
     out.append(Text(f"\n{len(acts)} open action(s)", style="bold"))
     for entry in acts:
-        title = Text(f"\n{entry.get('stuck_action')}: {entry.get('detail')}", style="bold yellow")
+        title = record_text(
+            f"\n{visible(entry.get('stuck_action'))}: {visible(entry.get('detail'), newlines=True)}",
+            "bold yellow",
+            newlines=True,
+        )
         title.append(
-            f"  open {format_duration(float(entry.get('age') or 0))}"
-            f"  thread {entry.get('thread')}"
-            + (f"  task {entry.get('task')}" if entry.get("task") else "")
-            + f"  [{entry.get('trace_id')}]",
+            visible(
+                f"  open {format_duration(_seconds(entry.get('age')))}"
+                f"  thread {entry.get('thread')}"
+                + (f"  task {entry.get('task')}" if entry.get("task") else "")
+                + f"  [{entry.get('trace_id')}]"
+            ),
             style="dim",
         )
         out.append(title)
-        out.append(_stack_text(entry.get("stack") or [], entry.get("where") or ""))
-    threads = snap.get("threads") or []
+        out.append(_stack_text(entry.get("stack"), str(entry.get("where") or "")))
+    threads = frames(snap.get("threads"))
     out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))
     for thread in threads:
-        out.append(Text(f"\nthread {thread.get('name')}", style="bold"))
-        out.append(_stack_text(thread.get("stack") or [], thread.get("where") or ""))
+        out.append(Text("\nthread " + visible(thread.get("name")), style="bold"))
+        out.append(_stack_text(thread.get("stack"), str(thread.get("where") or "")))
     return out
 
 
-def _stack_text(stack: list[dict[str, Any]], where: str) -> Any:
+def _stack_text(stack: object, where: str) -> Any:
     from rich.text import Text
 
     text = Text()
-    for entry in stack:
+    entries = frames(stack)
+    for entry in entries:
         line = f"  {_short(entry.get('file', '?'))}:{entry.get('line')} in {entry.get('function')}"
-        blamed = (
-            where and where == f"{entry.get('file')}:{entry.get('line')} in {entry.get('function')}"
-        )
+        blamed = where and where == _full(entry)
         if text:
             text.append("\n")
-        text.append(line + ("   <- waits here" if blamed else ""), style="bold" if blamed else "")
+        text.append(
+            visible(line) + ("   <- waits here" if blamed else ""), style="bold" if blamed else ""
+        )
         if entry.get("code"):
-            text.append(f"\n      {entry['code']}", style="dim")
-    if not stack:
+            text.append("\n      " + visible(entry["code"]), style="dim")
+    if not entries:
         text.append("  (no Python frames)", style="dim")
     return text

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from autotrace.cli import options
 from autotrace.read.snapshot import SnapshotError, request_snapshot
 
 
 @click.command("stacks")
-@click.argument("pid", type=int)
+@click.argument("pid", type=options.PID)
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
+@click.option(
+    "--timeout",
+    type=options.Seconds(maximum=options.DAY),
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
 def stacks_command(pid: int, as_json: bool, timeout: float) -> None:
     """Ask live traced process PID where each open action and thread waits now.
 
     The snapshot is also written to that process's trace file.
     """
+    from autotrace.cli.render import json_text, visible
+
     try:
         snap = request_snapshot(pid, timeout)
     except SnapshotError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(visible(exc)) from None
+    if not isinstance(snap, dict):
+        raise click.ClickException(f"process {pid} gave no snapshot (not a JSON object)")
     if as_json:
-        click.echo(json.dumps(snap, indent=2, default=str))
+        click.echo(json_text(snap, indent=2, default=str))
         return
     from autotrace.cli.console import make_console
     from autotrace.cli.render import render_snapshot

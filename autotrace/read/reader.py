@@ -308,9 +308,11 @@ def _loads(line: bytes) -> Any:
             return obj
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         pass
+    except RecursionError:  # a line of deeply nested arrays: not a record
+        return None
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -889,7 +891,7 @@ def latest_stacks(agent_records: Iterable[dict[str, Any]]) -> dict[str, dict[str
     for rec in agent_records:
         kind = rec.get("event_kind")
         entries = [rec] if kind == "stack" else rec.get("actions") if kind == "snapshot" else None
-        for entry in entries or []:
+        for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and isinstance(entry.get("trace_id"), str):
                 stack = entry.get("stack")
                 out[entry["trace_id"]] = {

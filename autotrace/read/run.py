@@ -16,6 +16,7 @@ import os
 import shlex
 import time
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from autotrace import records
@@ -76,6 +77,9 @@ class ProcessTrace:
         try:
             st = os.stat(self.path)
         except OSError:
+            self.gone = True
+            return False
+        if not S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
             self.gone = True
             return False
         if self.path.name.endswith(".gz"):
@@ -177,11 +181,19 @@ def trace_files(directory: Path) -> list[Path]:
         paths = [
             p
             for p in directory.iterdir()
-            if p.name.startswith("trace-") and p.name.endswith((".log", ".log.gz"))
+            if p.name.startswith("trace-") and p.name.endswith((".log", ".log.gz")) and _regular(p)
         ]
     except OSError:
         return []
     return sorted(paths, key=_mtime, reverse=True)
+
+
+def _regular(path: Path) -> bool:
+    """A regular file (symlinks followed): never open a FIFO or a device as a trace."""
+    try:
+        return S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _mtime(path: Path) -> float:
@@ -208,7 +220,7 @@ def read_header(path: Path) -> dict[str, Any] | None:
             with open(path, "rb") as f:
                 line = f.readline(1 << 20)
         rec = json.loads(line)
-    except (OSError, EOFError, ValueError):
+    except (OSError, EOFError, ValueError, RecursionError):
         return None
     if isinstance(rec, dict) and rec.get("message") == PROCESS_START:
         return rec
@@ -374,10 +386,11 @@ def run_of(directory: Path, run_id: str | None = None, path: Path | None = None)
     if not run_id and path is not None:
         header = read_header(path)
         run_id = str(header["run_id"]) if header and header.get("run_id") else None
-        if run_id is None:
-            run = RunTrace(directory, None, [path])
-            run.refresh()
-            return run
+        # The file itself, whatever its name (only trace-*.log files are discovered),
+        # then the other files of its run.
+        run = RunTrace(directory, run_id, [path])
+        run.refresh()
+        return run
     return load_run(directory, run_id)
 
 
