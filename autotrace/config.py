@@ -55,16 +55,12 @@ def env_float(
     ``default``: unset or empty silently; malformed (``nan``, ``inf``, ``-1``, ``ten``)
     with one warning on stderr per variable and process, so a typo never turns a
     feature off unseen."""
-    raw = os.environ.get(name, "")
-    if not raw.strip():
+    value = _env_number(name)
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
     if math.isfinite(value) and minimum <= value <= maximum:
         return value
-    _warn_once(name, raw, f"a number in [{minimum:g}, {maximum:g}]", default)
+    _warn_once(name, f"a number in [{minimum:.10g}, {maximum:.10g}]", default)
     return default
 
 
@@ -75,19 +71,33 @@ def stuck_after() -> float:
 
 def keep_files() -> int:
     """How many trace files rotation keeps in the trace directory (a whole number >= 1)."""
-    value = env_float(ENV_KEEP, DEFAULT_KEEP, minimum=1)
-    if value.is_integer():
+    value = _env_number(ENV_KEEP)
+    if value is None:
+        return DEFAULT_KEEP
+    if math.isfinite(value) and value >= 1 and value.is_integer():
         return int(value)
-    _warn_once(ENV_KEEP, os.environ.get(ENV_KEEP, ""), "a whole number >= 1", DEFAULT_KEEP)
+    _warn_once(ENV_KEEP, "a whole number >= 1", DEFAULT_KEEP)
     return DEFAULT_KEEP
 
 
-def _warn_once(name: str, raw: str, expected: str, default: float) -> None:
+def _env_number(name: str) -> float | None:
+    """The variable as a float (NaN when it is not a number), None when unset or empty."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return math.nan
+
+
+def _warn_once(name: str, expected: str, default: float) -> None:
     if name in _warned:
         return
     _warned.add(name)
+    raw = os.environ.get(name, "")[:40]
     try:  # the program's stderr may be anything, or closed: never let this fail it
-        sys.stderr.write(f"[autotrace] {name}={raw[:40]!r} is not {expected}: using {default:g}\n")
+        sys.stderr.write(f"[autotrace] {name}={raw!r} is not {expected}: using {default:g}\n")
         sys.stderr.flush()
     except Exception:
         pass

@@ -90,6 +90,11 @@ def _environment(
         env[config.ENV_PATCHES] = ",".join(only)
     if excluded:
         env[config.ENV_EXCLUDE_PATCHES] = ",".join(excluded)
+    # A malformed number is reported once, here, and every process gets the value in use.
+    if env.get(config.ENV_KEEP, "").strip():
+        env[config.ENV_KEEP] = str(config.keep_files())
+    if stuck_after is None and env.get(config.ENV_STUCK_AFTER, "").strip():
+        stuck_after = config.stuck_after()
     if stuck_after is not None:
         env[config.ENV_STUCK_AFTER] = repr(stuck_after)
     extra = [entry["ref"] for entry in selected if entry["source"] == "entry point"]
