@@ -116,7 +116,9 @@ def _read_errors() -> Iterator[None]:
         raise
     except OSError as exc:
         where = f" {visible(exc.filename)}" if exc.filename else ""
-        raise click.ClickException(f"cannot read{where}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        reason = reason[:1].lower() + reason[1:]  # as the reader words it: "permission denied"
+        raise click.ClickException(f"cannot read{where}: {visible(reason)}") from None
 
 
 def _resolve(file: str | None, trace_dir: str | None) -> Path:
