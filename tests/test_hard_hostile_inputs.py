@@ -376,6 +376,52 @@ def test_patches_shows_a_hostile_entry_point_as_text(tmp_path: Path) -> None:
     assert any(row["name"] == name for row in listed)
 
 
+NAME_PAYLOADS = [n for n, p in PAYLOADS.items() if not {"\x00", "/", "\ud800"} & set(p)]
+NAME_VERBS = {
+    "list": ["list"],
+    "anomalies (newest file)": ["anomalies"],
+    "dump (newest file, note line)": ["dump"],
+    "anomalies --run (newest run)": ["anomalies", "--run"],
+}
+
+
+@pytest.mark.parametrize("payload", [*NAME_PAYLOADS, "invalid UTF-8 bytes"])
+@pytest.mark.parametrize("verb", sorted(NAME_VERBS))
+def test_a_hostile_file_name_is_shown_as_text(tmp_path: Path, verb: str, payload: str) -> None:
+    name = b"trace-1-" + (
+        b"\xff\xfe" if payload not in PAYLOADS else PAYLOADS[payload].encode("utf-8")
+    )
+    path = os.path.join(os.fsencode(tmp_path), name + b".log")
+    with open(path, "wb") as f:
+        f.write(hostile_records("x") + b"not json\n")
+    done = cli(*NAME_VERBS[verb], "--trace-dir", str(tmp_path))
+    out, err = check(done, 0)
+    if "--run" not in verb:  # the run view names processes, not files
+        assert "trace-1-" in out + err, (out, err)
+
+
+def test_a_hostile_snapshot_renders_as_text() -> None:
+    """The snapshot renderer takes whatever a process answered: wrong types, escapes."""
+    import io
+
+    from rich.console import Console
+
+    from autotrace.cli.render import render_snapshot
+
+    p = "".join(PAYLOADS.values())
+    for snap in (
+        {"pid": p, "trace_file": p, "actions": p, "threads": 7},
+        {"actions": [1, None, {"age": "soon", "stack": "x", "detail": p}], "threads": [p]},
+        {"actions": [{"age": float("nan"), "stuck_action": p, "where": p, "stack": [p, {}]}]},
+        {"threads": [{"name": p, "stack": [{"file": 1, "line": p, "function": p, "code": p}]}]},
+    ):
+        out = io.StringIO()
+        console = Console(file=out, width=120, color_system=None)
+        for part in render_snapshot(snap):  # type: ignore[arg-type]
+            console.print(part)
+        assert not RAW_CONTROL.search(out.getvalue()), repr(out.getvalue()[:500])
+
+
 # -- 2. malformed lines ----------------------------------------------------------------
 
 VALID = _line(ENTER)
@@ -612,11 +658,18 @@ def test_a_bad_option_value_is_clicks_usage_error(args: list[str], tmp_path: Pat
     ("args", "code"),
     [
         (["stacks", str(2**31 - 1)], 1),  # in range, no such process
+        (["stacks", "999999999"], 1),
         (["run", "--", "/nonexistent/program\x1b[2J"], 127),
         (["run", "--", "/"], 126),
         (["run", "--", "prog\x1b]52;c;eA==\x07"], 127),
     ],
-    ids=["stacks max pid", "run missing program", "run a directory", "run escapes in name"],
+    ids=[
+        "stacks max pid",
+        "stacks no such pid",
+        "run missing program",
+        "run a directory",
+        "run escapes in name",
+    ],
 )
 def test_a_command_that_cannot_go_on_says_so_in_one_line(
     args: list[str], code: int, tmp_path: Path
@@ -761,7 +814,9 @@ def test_an_ascii_only_stream_gets_escapes_not_an_encoding_error(
 def test_figures(request: pytest.FixtureRequest) -> None:
     """The counts of this suite for tests/README.md."""
     counts = {
-        "terminal_control": len(PAYLOADS) * len(VERBS) + 5,
+        "terminal_control": len(PAYLOADS) * len(VERBS)
+        + (len(NAME_PAYLOADS) + 1) * len(NAME_VERBS)
+        + 9,
         "malformed_lines": len(LINES) * len(LINE_VERBS) + 2 * len(LINES),
         "not_regular_files": len(ODD) * len(FILE_VERBS) + 1 + len(FILE_VERBS),
         "bad_options": len(USAGE) + 5,
