@@ -816,10 +816,10 @@ def test_figures(request: pytest.FixtureRequest) -> None:
     counts = {
         "terminal_control": len(PAYLOADS) * len(VERBS)
         + (len(NAME_PAYLOADS) + 1) * len(NAME_VERBS)
-        + 9,
+        + 8,  # --watch piped and on a pty, a live process's stacks, patches, 4 snapshots
         "malformed_lines": len(LINES) * len(LINE_VERBS) + 2 * len(LINES),
         "not_regular_files": len(ODD) * len(FILE_VERBS) + 1 + len(FILE_VERBS),
-        "bad_options": len(USAGE) + 5,
+        "bad_options": len(USAGE) + 6,
         "malformed_env": len(ENV_CASES) + 1,
         "broken_pipe_and_encoding": len(PIPE_VERBS) + 6,
     }
