@@ -811,6 +811,31 @@ def test_an_ascii_only_stream_gets_escapes_not_an_encoding_error(
     path.parent.joinpath("trace-2.log").unlink()
 
 
+TERMINAL_ENV = {
+    "COLUMNS=0": {"COLUMNS": "0"},
+    "COLUMNS=-1": {"COLUMNS": "-1"},
+    "COLUMNS=abc": {"COLUMNS": "abc"},
+    "COLUMNS=1": {"COLUMNS": "1"},
+    "COLUMNS=99999999": {"COLUMNS": "99999999"},
+    "LINES=0": {"LINES": "0"},
+    "TERM=dumb": {"TERM": "dumb"},
+}
+
+
+@pytest.mark.parametrize("setting", sorted(TERMINAL_ENV))
+@pytest.mark.parametrize("verb", ["anomalies --all", "anomalies --run"])
+def test_an_odd_terminal_setting_still_prints_the_view(
+    hostile_files: dict[str, Path], verb: str, setting: str
+) -> None:
+    """COLUMNS=0 used to print nothing at all, COLUMNS=99999999 to build tables for minutes."""
+    path = hostile_files["BEL"]
+    template = VERBS[verb] if verb in VERBS else ["anomalies", "--all", "{file}"]
+    started = time.monotonic()
+    out, _ = check(cli(*_argv(template, path), env=_env(**TERMINAL_ENV[setting])), 0)
+    assert "DETAIL-" in out, out[:2000]
+    assert time.monotonic() - started < 20
+
+
 def test_figures(request: pytest.FixtureRequest) -> None:
     """The counts of this suite for tests/README.md."""
     counts = {
@@ -822,6 +847,7 @@ def test_figures(request: pytest.FixtureRequest) -> None:
         "bad_options": len(USAGE) + 6,
         "malformed_env": len(ENV_CASES) + 1,
         "broken_pipe_and_encoding": len(PIPE_VERBS) + 6,
+        "terminal_settings": len(TERMINAL_ENV) * 2,
     }
     report(request.config, "hostile inputs", total=sum(counts.values()), **counts)
     assert sum(counts.values()) >= 100

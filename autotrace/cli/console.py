@@ -9,6 +9,10 @@ from typing import Any
 # Piped output (a file, `less`, CI logs) has no terminal width; rich would assume 80
 # columns and wrap paths and stacks one word per line. Tables only take what they need.
 PIPED_WIDTH = 160
+# COLUMNS / LINES that rich would take as they are, outside these, are ignored: COLUMNS=0
+# prints nothing at all, COLUMNS=99999999 builds tables for minutes.
+WIDTHS = (20, 4096)
+HEIGHTS = (5, 1000)
 
 
 def make_console() -> Any:
@@ -24,5 +28,28 @@ def make_console() -> Any:
             self.quiet = True
             raise BrokenPipeError
 
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return _Console(highlight=False, width=PIPED_WIDTH if piped else None)
+    terminal = sys.stdout.isatty()
+    width = _size("COLUMNS", WIDTHS)
+    height = _size("LINES", HEIGHTS)
+    if width is None and (not terminal or "COLUMNS" in os.environ):
+        width = _terminal_size()[0] if terminal else PIPED_WIDTH
+    if height is None and "LINES" in os.environ:
+        height = _terminal_size()[1]
+    return _Console(highlight=False, width=width, height=height)
+
+
+def _size(name: str, bounds: tuple[int, int]) -> int | None:
+    """The variable when it holds a whole number within ``bounds``, else None."""
+    try:
+        value = int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+    return value if bounds[0] <= value <= bounds[1] else None
+
+
+def _terminal_size() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return max(WIDTHS[0], size.columns), max(HEIGHTS[0], size.lines)
+    except (OSError, ValueError):
+        return 80, 25
