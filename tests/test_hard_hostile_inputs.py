@@ -633,6 +633,7 @@ USAGE = [
         for s in ("-1", "nan", "inf", "1e309", "-0.5", "soon")
     ],
     *[["anomalies", "--watch", "--stuck-after", s] for s in ("nan", "-1")],
+    ["anomalies", "--watch", "--json"],
     *[["run", "--stuck-after", s, "--", "true"] for s in ("-1", "nan", "1e309")],
     ["list", "--trace-dir", ""],
     ["dump", "--trace-dir", ""],

@@ -327,6 +327,8 @@ def anomalies_command(
     """
     from autotrace.read.reader import scan_file
 
+    if watch and as_json:
+        raise click.UsageError("--watch shows a live table: it does not take --json")
     if run_id is not None or watch:
         from autotrace.cli.render import print_run, stuck_threshold
         from autotrace.read.run import run_of
@@ -339,8 +341,6 @@ def anomalies_command(
             if not watch:
                 print_run(run, as_json=as_json, threshold=stuck_after)
                 return
-            if as_json:
-                raise click.ClickException("--watch shows a live table: it does not take --json")
         from autotrace.cli import live
 
         live.watch(run, stuck_threshold(stuck_after))
