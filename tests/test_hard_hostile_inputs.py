@@ -10,7 +10,7 @@ byte for byte as it was.
 Classes (see tests/README.md for the figures): terminal control in record text, per
 verb; malformed lines; files that are not regular files; bad option values; malformed
 AUTOTRACE_* numbers under a real traced program; a reader that goes away (a real pipe
-to ``head -1``); streams that cannot encode the text; a live traced process whose
+to ``head -n 1``); streams that cannot encode the text; a live traced process whose
 thread name, detail and source line carry escapes (``stacks``); a third-party patch
 whose entry point names carry them (``patches``).
 """
@@ -778,14 +778,14 @@ def test_a_reader_that_goes_away_ends_the_verb_quietly(big_file: Path, verb: str
         [INSPECT_TRACE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
     )
     head = subprocess.run(
-        ["head", "-c", "1"], stdin=verb_proc.stdout, capture_output=True, timeout=TIMEOUT
+        ["head", "-n", "1"], stdin=verb_proc.stdout, capture_output=True, timeout=TIMEOUT
     )
     assert verb_proc.stdout is not None and verb_proc.stderr is not None
     verb_proc.stdout.close()
     err = verb_proc.stderr.read()
     verb_proc.stderr.close()
     code = verb_proc.wait(timeout=TIMEOUT)
-    assert len(head.stdout) == 1
+    assert head.stdout.count(b"\n") == 1, head.stdout
     done = subprocess.CompletedProcess(verb_proc.args, code, b"", err)
     check(done, 0, unchanged={big_file: before})
     assert err == b"", err
