@@ -678,6 +678,35 @@ def test_a_command_that_cannot_go_on_says_so_in_one_line(
     check(cli(*args, env=_env(AUTOTRACE_DIR=str(tmp_path))), code)
 
 
+@pytest.mark.parametrize("json_out", [False, True], ids=["table", "json"])
+@pytest.mark.parametrize("header", [False, True], ids=["no header", "with run id"])
+@pytest.mark.parametrize("name", ["weird.log", "trace-abc.log", "trace-.log", "notes.txt"])
+def test_run_view_of_a_file_not_named_trace_pid(
+    tmp_path: Path, name: str, header: bool, json_out: bool
+) -> None:
+    """`anomalies FILE --run` reads FILE whatever its name, with the files of its run."""
+    process = {
+        "timestamp": STAMP,
+        "level": "TRACE",
+        "message": "[autotrace] process start",
+        "event_kind": "process",
+        "run_id": "R-named",
+        "pid": 7,
+        "argv": ["python"],
+    }
+    path = tmp_path / name
+    path.write_bytes((_line(process) if header else b"") + VALID)
+    if header:  # another file of the same run, found by its name
+        (tmp_path / "trace-8.log").write_bytes(
+            _line(dict(process, pid=8)) + _line(dict(ENTER, trace_id="other", detail="OTHER-PROC"))
+        )
+    args = ["anomalies", str(path), "--run", *(["--json"] if json_out else [])]
+    out, _ = check(cli(*args), 0, json_out=json_out, unchanged={path: _digest(path)})
+    assert "VALID-OPEN" in out
+    if header:
+        assert "OTHER-PROC" in out
+
+
 def test_stacks_of_a_process_that_is_not_traced(tmp_path: Path) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
@@ -846,6 +875,7 @@ def test_figures(request: pytest.FixtureRequest) -> None:
         "malformed_lines": len(LINES) * len(LINE_VERBS) + 2 * len(LINES),
         "not_regular_files": len(ODD) * len(FILE_VERBS) + 1 + len(FILE_VERBS),
         "bad_options": len(USAGE) + 6,
+        "run_view_file_names": 16,
         "malformed_env": len(ENV_CASES) + 1,
         "broken_pipe_and_encoding": len(PIPE_VERBS) + 6,
         "terminal_settings": len(TERMINAL_ENV) * 2,

@@ -414,7 +414,8 @@ def run_report(run: RunTrace, now: float | None = None) -> dict[str, Any]:
                 "state": trace.state(now),
                 "trace_file": str(trace.path),
                 "last_write": trace.last_write,
-                "running": [r for r in rows if r["pid"] == trace.pid],
+                # By file, not by pid: a record's pid may differ from its file's header.
+                "running": [r for r in rows if r["trace_id"] in trace.running],
                 "counts": {name: len(buckets[name]) for name in ended},
             }
         )
