@@ -707,6 +707,29 @@ def test_run_view_of_a_file_not_named_trace_pid(
         assert "OTHER-PROC" in out
 
 
+UNDECODABLE = "\udcff\udcfe"  # the bytes 0xff 0xfe in an argument (os.fsencode)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "as_json"),
+    [
+        (["anomalies", "--filter", UNDECODABLE, "{file}"], 0, False),
+        (["anomalies", "--json", "--filter", UNDECODABLE, "{file}"], 0, True),
+        (["dump", "--filter", UNDECODABLE, "{file}"], 0, True),
+        (["anomalies", "--run", UNDECODABLE, "--trace-dir", "{dir}"], 1, False),
+        (["dump", f"trace-{UNDECODABLE}.log", "--trace-dir", "{dir}"], 1, False),
+        (["list", "--trace-dir", f"{{dir}}/{UNDECODABLE}"], 1, False),
+    ],
+    ids=["anomalies filter", "anomalies json filter", "dump filter", "run id", "file", "dir"],
+)
+def test_undecodable_bytes_in_arguments(
+    hostile_files: dict[str, Path], args: list[str], code: int, as_json: bool
+) -> None:
+    path = hostile_files["BEL"]
+    argv = [a.replace("{file}", str(path)).replace("{dir}", str(path.parent)) for a in args]
+    check(cli(*argv), code, json_out=as_json, unchanged={path: _digest(path)})
+
+
 def test_stacks_of_a_process_that_is_not_traced(tmp_path: Path) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
@@ -874,7 +897,7 @@ def test_figures(request: pytest.FixtureRequest) -> None:
         + 8,  # --watch piped and on a pty, a live process's stacks, patches, 4 snapshots
         "malformed_lines": len(LINES) * len(LINE_VERBS) + 2 * len(LINES),
         "not_regular_files": len(ODD) * len(FILE_VERBS) + 1 + len(FILE_VERBS),
-        "bad_options": len(USAGE) + 6,
+        "bad_options": len(USAGE) + 6 + 6,  # + undecodable bytes in arguments
         "run_view_file_names": 16,
         "malformed_env": len(ENV_CASES) + 1,
         "broken_pipe_and_encoding": len(PIPE_VERBS) + 6,
