@@ -422,6 +422,26 @@ def test_a_hostile_snapshot_renders_as_text() -> None:
         assert not RAW_CONTROL.search(out.getvalue()), repr(out.getvalue()[:500])
 
 
+def test_visible_escapes_controls_and_leaves_text_alone() -> None:
+    """Over-escaping is a bug too: ordinary text, tabs, backslashes, accents, CJK, emoji
+    and zero-width joiners in emoji come out as they went in."""
+    from autotrace.cli.render import visible
+
+    benign = [
+        "pytest tests/test_x.py::test_a[param-1]",
+        "caf\u00e9 \u4e2d\u6587 \U0001f600 \U0001f469\u200d\U0001f4bb \u05e9\u05dc\u05d5\u05dd",
+        "C:\\Users\\x1b\\path\twith tab",
+        "[bold]markup[/bold] stays",
+    ]
+    for text in benign:
+        assert visible(text) == text
+    assert visible("a\nb") == "a\\x0ab" and visible("a\nb", newlines=True) == "a\nb"
+    for payload in PAYLOADS.values():
+        shown = visible(payload)
+        assert not RAW_CONTROL.search(shown), repr(shown)
+        assert visible(shown) == shown  # escaping twice changes nothing
+
+
 # -- 2. malformed lines ----------------------------------------------------------------
 
 VALID = _line(ENTER)
