@@ -291,11 +291,6 @@ def test_client_refuses_an_answer_from_a_process_other_than_its_target(verb: lis
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["cancel", "0", "x"], "0 is not a process id"),
-        (["cancel", "99999999999999999999", "x"], "no process with pid 99999999999999999999"),
-        (["cancel", "1", "x", "--timeout", "nan"], "timeout must be a positive number"),
-        (["cancel", "1", "x", "--timeout", "-1"], "timeout must be a positive number"),
-        (["stacks", "1", "--timeout", "inf"], "timeout must be a positive number"),
         (["cancel", str(os.getpid()), "a\x1bb"], "not a trace id: 'a\\x1bb'"),
         (["cancel", str(os.getpid()), "x" * 300], "not a trace id"),
     ],
@@ -307,3 +302,24 @@ def test_bad_cancel_input_is_one_line_exit_1(args: list[str], says: str) -> None
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
     assert says in line and "\x1b" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["cancel", "0", "x"], "'0' is not in the range 1<=x<="),
+        (["cancel", "99999999999999999999", "x"], "'99999999999999999999' is not in the range"),
+        (["cancel", "1", "x", "--timeout", "nan"], "'nan' is not a number of seconds in (0, "),
+        (["cancel", "1", "x", "--timeout", "-1"], "'-1' is not a number of seconds in (0, "),
+        (["stacks", "1", "--timeout", "inf"], "'inf' is not a number of seconds in (0, "),
+    ],
+)
+def test_bad_pid_or_timeout_is_a_usage_error(args: list[str], says: str) -> None:
+    """The option types the other verbs use (click's form, exit 2): nothing is asked."""
+    result = subprocess.run(
+        [sys.executable, "-m", "autotrace", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error:") and says in last, result.stderr
