@@ -307,8 +307,8 @@ def test_bad_cancel_input_is_one_line_exit_1(args: list[str], says: str) -> None
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["cancel", "0", "x"], "'0' is not in the range 1<=x<="),
-        (["cancel", "99999999999999999999", "x"], "'99999999999999999999' is not in the range"),
+        (["cancel", "0", "x"], "'PID': 0 is not in the range 1<=x<="),
+        (["cancel", "99999999999999999999", "x"], "99999999999999999999 is not in the range"),
         (["cancel", "1", "x", "--timeout", "nan"], "'nan' is not a number of seconds in (0, "),
         (["cancel", "1", "x", "--timeout", "-1"], "'-1' is not a number of seconds in (0, "),
         (["stacks", "1", "--timeout", "inf"], "'inf' is not a number of seconds in (0, "),
