@@ -648,6 +648,10 @@ USAGE = [
     ["stacks", "abc"],
     ["stacks", "1.5"],
     *[["stacks", "1", "--timeout", t] for t in ("-1", "0", "nan", "inf", "-inf", "1e309", "ten")],
+    *[["cancel", p, "x"] for p in ("0", str(2**31), str(2**64), "abc", "1.5")],
+    ["cancel", "--", "-1", "x"],
+    *[["cancel", "1", "x", "--timeout", t] for t in ("-1", "0", "nan", "inf", "1e309", "ten")],
+    ["cancel", "1"],
     *[
         ["anomalies", "--run", "--stuck-after", s]
         for s in ("-1", "nan", "inf", "1e309", "-0.5", "soon")
@@ -680,6 +684,8 @@ def test_a_bad_option_value_is_clicks_usage_error(args: list[str], tmp_path: Pat
     [
         (["stacks", str(2**31 - 1)], 1),  # in range, no such process
         (["stacks", "999999999"], 1),
+        (["cancel", "999999999", "x"], 1),
+        (["cancel", "1", "a\x1b[2J\u202eb"], 1),  # not a trace id: shown escaped
         (["run", "--", "/nonexistent/program\x1b[2J"], 127),
         (["run", "--", "/"], 126),
         (["run", "--", "prog\x1b]52;c;eA==\x07"], 127),
@@ -687,6 +693,8 @@ def test_a_bad_option_value_is_clicks_usage_error(args: list[str], tmp_path: Pat
     ids=[
         "stacks max pid",
         "stacks no such pid",
+        "cancel no such pid",
+        "cancel escapes in trace id",
         "run missing program",
         "run a directory",
         "run escapes in name",

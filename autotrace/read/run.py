@@ -316,8 +316,9 @@ def run_view(run: RunTrace, now: float | None = None) -> RunView:
                 },
             )
         )
-    first = {p.pid: order[id(p.running[0])] for p in processes if p.running}
-    processes.sort(key=lambda p: (first.get(p.pid, len(ranked)), _started(run, p)))
+    # By file, not by pid: two files may name one pid (a reused pid, a header without one).
+    first = {p.trace_file: order[id(p.running[0])] for p in processes if p.running}
+    processes.sort(key=lambda p: (first.get(p.trace_file, len(ranked)), _started(run, p)))
     return RunView(
         run_id=run.run_id,
         as_of=now,
