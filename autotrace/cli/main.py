@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -128,8 +127,7 @@ def _resolve(file: str | None, trace_dir: str | Path | None) -> Path:
     from autotrace.read.files import resolve_trace_file
 
     with _read_errors():
-        path = resolve_trace_file(file, _directory(trace_dir))
-        return path
+        return resolve_trace_file(file, _directory(trace_dir))
 
 
 # -- list ---------------------------------------------------------------------------
@@ -174,15 +172,11 @@ def list_command(as_json: bool, trace_dir: str | None) -> None:
             record_text(f.pid if f.pid is not None else ""),
             record_text((f.header.run_id or "") if f.header else ""),
             record_text(f.path.name),
-            Text(visible(_command(list(f.header.argv) if f.header else None)), overflow="ellipsis"),
+            Text(command_line(f.header.argv if f.header else None), overflow="ellipsis"),
         )
     console = _console()
     console.print(Text(visible(f"Trace directory: {directory}"), style="dim"))
     console.print(table)
-
-
-def _command(argv: list[str] | None) -> str:
-    return shlex.join(argv) if argv else ""
 
 
 # -- dump ---------------------------------------------------------------------------
