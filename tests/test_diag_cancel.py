@@ -195,11 +195,24 @@ def test_cancel_terminates_the_child_of_a_subprocess_action(programs: Any, mode:
     assert (end["event"], end["ended_by"], end["returncode"]) == ("cancel", "cancel", -15)
 
 
+def _ignores_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` ignores SIGTERM (the SigIgn mask of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(int(ln.split()[1], 16) for ln in f if ln.startswith("SigIgn:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return bool(mask & (1 << (15 - 1)))
+
+
 def test_cancel_kills_a_child_that_ignores_sigterm_after_the_grace_period(
     programs: Any,
 ) -> None:
     program = programs("ignores_term")
     enter = program.open_action("SIG_IGN")
+    # The enter is written at Popen: wait until the child really ignores SIGTERM (under
+    # load a cancel could otherwise reach it before its handler is set, and it dies -15).
+    wait_for(lambda: _ignores_sigterm(enter["child_pid"]), timeout=30, what="SIG_IGN set")
     result = cancel(program.proc.pid, enter["trace_id"], "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
