@@ -5,7 +5,9 @@ Kept free of heavy imports: the bootstrap imports this module in every traced pr
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from pathlib import Path
 
 # Environment variables (the launcher sets them, children inherit them).
@@ -29,6 +31,7 @@ ENV_INSPECT_FILE_SET = "AUTOTRACE_INSPECT_TRACE_FILE"
 
 DEFAULT_KEEP = 10
 DEFAULT_STUCK_AFTER = 60.0
+MAX_STUCK_AFTER = 10 * 365 * 86400.0  # ten years: beyond, waits overflow the OS's timers
 
 
 def env_flag(name: str) -> bool:
@@ -41,17 +44,62 @@ def env_list(name: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
 
 
-def env_float(name: str, default: float) -> float:
-    """A float variable, or ``default`` when unset or malformed."""
-    try:
-        return float(os.environ[name])
-    except (KeyError, ValueError):
+_warned: set[str] = set()  # variables already warned about in this process
+
+
+def env_float(
+    name: str, default: float, *, minimum: float = 0.0, maximum: float = math.inf
+) -> float:
+    """A finite number in [``minimum``, ``maximum``] from the environment, else
+    ``default``: unset or empty silently; malformed (``nan``, ``inf``, ``-1``, ``ten``)
+    with one warning on stderr per variable and process, so a typo never turns a
+    feature off unseen."""
+    value = _env_number(name)
+    if value is None:
         return default
+    if math.isfinite(value) and minimum <= value <= maximum:
+        return value
+    _warn_once(name, f"a number in [{minimum:.10g}, {maximum:.10g}]", default)
+    return default
+
+
+def stuck_after() -> float:
+    """Seconds an open action may run before the watchdog reports it (0: never)."""
+    return env_float(ENV_STUCK_AFTER, DEFAULT_STUCK_AFTER, maximum=MAX_STUCK_AFTER)
 
 
 def keep_files() -> int:
-    """How many trace files rotation keeps in the trace directory."""
-    return max(1, int(env_float(ENV_KEEP, DEFAULT_KEEP)))
+    """How many trace files rotation keeps in the trace directory (a whole number >= 1)."""
+    value = _env_number(ENV_KEEP)
+    if value is None:
+        return DEFAULT_KEEP
+    if math.isfinite(value) and value >= 1 and value.is_integer():
+        return int(value)
+    _warn_once(ENV_KEEP, "a whole number >= 1", DEFAULT_KEEP)
+    return DEFAULT_KEEP
+
+
+def _env_number(name: str) -> float | None:
+    """The variable as a float (NaN when it is not a number), None when unset or empty."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return math.nan
+
+
+def _warn_once(name: str, expected: str, default: float) -> None:
+    if name in _warned:
+        return
+    _warned.add(name)
+    raw = os.environ.get(name, "")[:40]
+    try:  # the program's stderr may be anything, or closed: never let this fail it
+        sys.stderr.write(f"[autotrace] {name}={raw!r} is not {expected}: using {default:g}\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
 
 
 def inspect_trace_dir() -> Path:

@@ -450,3 +450,19 @@ def test_dump_drops_an_overlong_line_once(tmp_path: Path, monkeypatch: pytest.Mo
     problems = reader.ReadProblems()
     assert list(reader.iter_records(path, None, problems)) == MIXED
     assert (problems.garbage, problems.total()) == (1, 1)
+
+
+def test_invalid_utf8_in_a_string_is_a_counted_line_not_an_error() -> None:
+    """msgspec raises UnicodeDecodeError there (not DecodeError): the line is garbage."""
+    bad = b'{"timestamp": "x", "level": "TRACE", "message": "\xff\xfe\x80"}\n'
+    scanner = scan_bytes(to_bytes(MIXED[:3]) + bad + to_bytes(MIXED[3:]))
+    assert buckets(scanner) == EXPECTED
+    assert (scanner.problems.garbage, scanner.problems.total()) == (1, 1)
+
+
+@pytest.mark.parametrize("actions", [5, "text", {"trace_id": "e"}, None, [7, "x"]])
+def test_a_snapshot_record_whose_actions_is_not_a_list_is_ignored(actions: Any) -> None:
+    snapshot = plain("[autotrace] snapshot", event_kind="snapshot", actions=actions)
+    scanner = scan_bytes(to_bytes([*MIXED, snapshot]))
+    assert buckets(scanner) == EXPECTED and scanner.stacks == {}
+    assert scanner.problems.total() == 0

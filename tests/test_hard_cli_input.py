@@ -290,20 +290,6 @@ def test_list_and_default_file_over_a_bad_trace_directory(
             os.chmod(directory, stat.S_IRWXU)
 
 
-def test_other_verbs_reject_bad_arguments_in_one_line() -> None:
-    for args, codes in (
-        (["stacks", "999999999"], {1}),
-        (["stacks", "not-a-pid"], {2}),
-        (["run", "--", "/nonexistent/program"], {127}),
-        (["run"], {2}),
-        (["patches", "--no-such-option"], {2}),
-    ):
-        done = _cli(*args)
-        assert "Traceback" not in done.stderr, done.stderr
-        assert done.returncode in codes, (args, done.returncode, done.stderr)
-        assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 3
-
-
 MARKUP = "[bold]BOLD[/bold] [link=https://evil.example]click me[/link] [red]RED"
 
 

@@ -165,3 +165,53 @@ def test_the_blamed_frame_is_an_index_into_the_frames() -> None:
     assert blamed_index(frames, "/w/tool.py:10 in tool") is None
     assert blamed_index(frames, "") is None
     assert blamed_index((Frame("C:/x: y.py", 1, "f in g"),), "C:/x: y.py:1 in f in g") == 0
+
+
+def process_file(path: Path, run_id: str, pid: int, tid: str) -> Path:
+    """A trace file of run ``run_id``: our process header, then one open action."""
+    header = records.message_line(
+        "[autotrace] process start",
+        T0,
+        {"event_kind": "process", "run_id": run_id, "pid": pid, "argv": ["python", "x.py"]},
+    )
+    lines = records.ActionLines(
+        "Model", f"call {tid}", tid, pid=pid, thread="MainThread", task=None, parent_id=None
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + lines.line("enter", T0, start_time=T0))
+    return path
+
+
+def test_a_run_given_by_a_file_holds_that_file_whatever_its_name_or_folder(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from autotrace.read.run import run_of, run_view
+
+    directory = tmp_path / "traces"
+    process_file(directory / "trace-101.log", "R1", 101, "in-dir")
+    elsewhere = process_file(tmp_path / "kept" / "notes.txt", "R1", 102, "elsewhere")
+    run = run_of(directory, None, elsewhere)
+    assert run.run_id == "R1" and set(run.processes) == {directory / "trace-101.log", elsewhere}
+    view = run_view(run, T0 + 10)
+    assert {r.trace_id for r in view.anomalies.running} == {"in-dir", "elsewhere"}
+    # Each process's running rows are its file's, whatever pid the records carry.
+    assert sorted(len(p.running) for p in view.processes) == [1, 1]
+    # The directory's own file given by a relative path is read once, not twice.
+    monkeypatch.chdir(directory)
+    run = run_of(directory, None, Path("trace-101.log"))
+    assert list(run.processes) == [directory / "trace-101.log"]
+
+
+def test_a_run_passes_over_fifos_without_opening_them(tmp_path: Path) -> None:
+    import os
+
+    from autotrace.read.run import RunTrace
+
+    path = process_file(tmp_path / "trace-101.log", "R1", 101, "a")
+    os.mkfifo(tmp_path / "trace-9.log")  # would block a blocking open for a writer
+    run = RunTrace(tmp_path, "R1")
+    run.refresh()
+    assert list(run.processes) == [path]
+    path.unlink()
+    os.mkfifo(path)  # the run's own file swapped for a FIFO
+    assert run.refresh() is False and run.processes[path].gone

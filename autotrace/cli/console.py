@@ -9,11 +9,47 @@ from typing import Any
 # Piped output (a file, `less`, CI logs) has no terminal width; rich would assume 80
 # columns and wrap paths and stacks one word per line. Tables only take what they need.
 PIPED_WIDTH = 160
+# COLUMNS / LINES that rich would take as they are, outside these, are ignored: COLUMNS=0
+# prints nothing at all, COLUMNS=99999999 builds tables for minutes.
+WIDTHS = (20, 4096)
+HEIGHTS = (5, 1000)
 
 
 def make_console() -> Any:
-    """A rich Console: the terminal's width, or PIPED_WIDTH when stdout is not a terminal."""
+    """A rich Console: the terminal's width, or PIPED_WIDTH when stdout is not a terminal.
+
+    When the reader of our output goes away (`| head`), it raises BrokenPipeError for
+    the CLI to end quietly with its own exit code (rich's default exits 1 itself).
+    """
     from rich.console import Console
 
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    terminal = sys.stdout.isatty()
+    width = _size("COLUMNS", WIDTHS)
+    height = _size("LINES", HEIGHTS)
+    if width is None and (not terminal or "COLUMNS" in os.environ):
+        width = _terminal_size()[0] if terminal else PIPED_WIDTH
+    if height is None and "LINES" in os.environ:
+        height = _terminal_size()[1]
+    return _Console(highlight=False, width=width, height=height)
+
+
+def _size(name: str, bounds: tuple[int, int]) -> int | None:
+    """The variable when it holds a whole number within ``bounds``, else None."""
+    try:
+        value = int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+    return value if bounds[0] <= value <= bounds[1] else None
+
+
+def _terminal_size() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+        return max(WIDTHS[0], size.columns), max(HEIGHTS[0], size.lines)
+    except (OSError, ValueError):
+        return 80, 25

@@ -8,12 +8,10 @@ threshold is highlighted, an abandoned one (its process died) is red. Ctrl-C end
 
 from __future__ import annotations
 
-import shlex
 import time
-from datetime import datetime
 from typing import Any
 
-from autotrace.cli.render import action_table, format_duration
+from autotrace.cli.render import action_table, clock, command_line, format_duration, visible
 from autotrace.read.run import RunTrace, run_view
 
 
@@ -27,23 +25,23 @@ def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
     rows = view.anomalies.running
     stuck = sum(1 for r in rows if r.duration >= threshold)
     head = Text()
-    head.append(f"run {run.run_id or '-'}", style="bold")
+    head.append(visible(f"run {run.run_id or '-'}"), style="bold")
     head.append(
         f"  {len(run.processes)} process(es), {len(rows)} running, {stuck} past "
-        f"{format_duration(threshold)}  as of {datetime.fromtimestamp(now):%H:%M:%S}"
+        f"{format_duration(threshold)}  as of {clock(now)}"
         "  (Ctrl-C to quit)",
         style="dim",
     )
     parts: list[Any] = [head]
     for proc in sorted(view.processes, key=lambda p: run.processes[p.trace_file].started or 0.0):
-        line = Text(f"  pid {proc.pid} ")
+        line = Text(f"  pid {proc.pid if proc.pid is not None else '?'} ")
         line.append(
             proc.state, style={"running": "green", "dead": "bold red"}.get(proc.state, "dim")
         )
         if proc.last_write:
             line.append(f"  last write {format_duration(max(0.0, now - proc.last_write))} ago")
         if proc.argv:
-            line.append("  " + shlex.join(proc.argv), style="dim")
+            line.append("  " + command_line(proc.argv), style="dim")
         parts.append(line)
     if rows:
         parts.append(action_table(rows, threshold=threshold))
@@ -54,10 +52,11 @@ def render(run: RunTrace, threshold: float, now: float | None = None) -> Any:
 
 def watch(run: RunTrace, threshold: float, interval: float = 1.0) -> None:
     """Show ``run`` live until Ctrl-C, refreshing every ``interval`` seconds."""
-    from rich.console import Console
     from rich.live import Live
 
-    console = Console()
+    from autotrace.cli.console import make_console
+
+    console = make_console()
     run.refresh()
     try:
         with Live(render(run, threshold), console=console, auto_refresh=False) as live:

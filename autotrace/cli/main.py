@@ -2,8 +2,15 @@
 
 `list`, `dump` and `anomalies` read trace files with autotrace.read (files, reader, the
 row model); `anomalies` means what `inspect trace anomalies` means and its `--json`
-envelope has the same shape (rows add ours: `trace_id`, `pid`, `chain`, `stack`, ...). Every text that comes from a trace
-file reaches rich as a `Text` object or through `escape`, never as markup.
+envelope has the same shape (rows add ours: `trace_id`, `pid`, `chain`, `stack`, ...).
+Every text that comes from a trace file reaches rich as a `Text` object or through
+`escape`, never as markup, and through `render.visible` (no control character reaches
+the terminal raw); every `--json` output is strict JSON (NaN and infinities become null).
+
+Exit codes: 0 done (also when the reader of our output went away: `| head`), 1 one
+`Error:` line (the file cannot be read, the process cannot be asked), 2 a usage error
+(click's form); `run` passes the command's own code through (126/127 when it cannot
+be started).
 """
 
 from __future__ import annotations
@@ -11,24 +18,61 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from autotrace import config
-from autotrace.cli.render import format_duration
+from autotrace.cli import options
+from autotrace.cli.render import (
+    clock,
+    command_line,
+    format_duration,
+    json_text,
+    record_text,
+    visible,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Verbs(click.Group):
+    """The group of verbs: whatever a verb lets escape ends as one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _tolerant_streams()
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            ctx.exit(0)
+        except Exception as exc:  # a bug of ours, or an input we did not foresee
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {visible(exc)[:300]}"
+            ) from None
+
+
+def _tolerant_streams() -> None:
+    """Text our streams cannot encode (LANG=C, PYTHONIOENCODING=ascii) is written as
+    backslash escapes instead of ending the verb with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
 @click.group(
+    cls=_Verbs,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="""\b
 Examples:
@@ -48,15 +92,15 @@ def trace_dir_option(fn: F) -> F:
     """`--trace-dir`, shared by every verb that reads trace files."""
     return click.option(
         "--trace-dir",
-        # No checks here: click's would print a usage error; the reader's are one line.
-        type=click.Path(readable=False, path_type=Path),
+        # Only '' and NUL are refused here (usage errors); the reader's checks are one line.
+        type=options.TRACE_DIR,
         default=None,
         help="Directory of trace files [default: $AUTOTRACE_DIR, else inspect's trace directory].",
     )(fn)
 
 
-def _directory(trace_dir: Path | None) -> Path:
-    return trace_dir.expanduser() if trace_dir is not None else config.trace_dir()
+def _directory(trace_dir: str | Path | None) -> Path:
+    return Path(trace_dir).expanduser() if trace_dir is not None else config.trace_dir()
 
 
 @contextmanager
@@ -67,13 +111,19 @@ def _read_errors() -> Iterator[None]:
     try:
         yield
     except TraceReadError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(visible(exc)) from None
+    except BrokenPipeError:  # writing, not reading: the verb ends quietly
+        raise
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        raise click.ClickException(f"cannot read{where}: {exc.strerror or exc}") from None
+        where = f" {visible(exc.filename)}" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        reason = reason[:1].lower() + reason[1:]  # as the reader words it: "permission denied"
+        raise click.ClickException(f"cannot read{where}: {visible(reason)}") from None
 
 
-def _resolve(file: str | None, trace_dir: Path | None) -> Path:
+def _resolve(file: str | None, trace_dir: str | Path | None) -> Path:
+    """The file a verb reads: FILE, else the newest in the trace directory; refused
+    (one line, exit 1) when it is not a regular file it can read."""
     from autotrace.read.files import resolve_trace_file
 
     with _read_errors():
@@ -86,7 +136,7 @@ def _resolve(file: str | None, trace_dir: Path | None) -> Path:
 @main.command("list", short_help="Trace files, newest first, with process and run.")
 @click.option("--json", "as_json", is_flag=True, help="Output the listing as JSON.")
 @trace_dir_option
-def list_command(as_json: bool, trace_dir: Path | None) -> None:
+def list_command(as_json: bool, trace_dir: str | None) -> None:
     """List trace files, newest first, with their process and run."""
     from autotrace.read.files import list_trace_files
 
@@ -94,10 +144,10 @@ def list_command(as_json: bool, trace_dir: Path | None) -> None:
     with _read_errors():
         files = list_trace_files(directory, headers=True)
     if as_json:
-        click.echo(json.dumps([f.as_json() for f in files], indent=2))
+        click.echo(json_text([f.as_json() for f in files], indent=2))
         return
     if not files:
-        raise click.ClickException(f"no trace files in {directory}")
+        raise click.ClickException(visible(f"no trace files in {directory}"))
 
     from rich.table import Table
     from rich.text import Text
@@ -116,27 +166,24 @@ def list_command(as_json: bool, trace_dir: Path | None) -> None:
         table.add_column(name, justify=justify, no_wrap=name != "Command")  # type: ignore[arg-type]
     for f in files:
         table.add_row(
-            datetime.fromtimestamp(f.mtime).strftime("%d-%b %H:%M:%S"),
+            clock(f.mtime, "%d-%b %H:%M:%S"),
             format_duration(now - f.mtime),
             format_size(f.size),
-            str(f.pid) if f.pid is not None else "",
-            Text((f.header.run_id or "") if f.header else ""),
-            Text(f.path.name),
-            Text(_command(list(f.header.argv) if f.header else None), overflow="ellipsis"),
+            record_text(f.pid if f.pid is not None else ""),
+            record_text((f.header.run_id or "") if f.header else ""),
+            record_text(f.path.name),
+            Text(command_line(f.header.argv if f.header else None), overflow="ellipsis"),
         )
-    _console().print(Text(f"Trace directory: {directory}", style="dim"))
-    _console().print(table)
-
-
-def _command(argv: list[str] | None) -> str:
-    return shlex.join(argv) if argv else ""
+    console = _console()
+    console.print(Text(visible(f"Trace directory: {directory}"), style="dim"))
+    console.print(table)
 
 
 # -- dump ---------------------------------------------------------------------------
 
 
 @main.command("dump", short_help="A trace file as a JSON array of records.")
-@click.argument("trace_file", required=False)
+@click.argument("trace_file", required=False, type=options.TRACE_FILE)
 @click.option(
     "--filter",
     "filter_",
@@ -144,7 +191,7 @@ def _command(argv: list[str] | None) -> str:
     help="Only records whose message contains TEXT (case-insensitive).",
 )
 @trace_dir_option
-def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | None) -> None:
+def dump_command(trace_file: str | None, filter_: str | None, trace_dir: str | None) -> None:
     """Print a trace file as a JSON array of records (default: the newest file)."""
     from autotrace.read.reader import ReadProblems, iter_records
 
@@ -158,7 +205,7 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
                 out.write("[")
                 for record in iter_records(path, filter_, problems):
                     out.write("\n  " if first else ",\n  ")
-                    out.write(json.dumps(record, indent=2, allow_nan=False).replace("\n", "\n  "))
+                    out.write(json_text(record, indent=2).replace("\n", "\n  "))
                     first = False
                 out.write("]\n" if first else "\n]\n")
                 out.flush()
@@ -169,7 +216,7 @@ def dump_command(trace_file: str | None, filter_: str | None, trace_dir: Path | 
 
 
 def _spans_source(
-    trace_file: str | None, run_id: str | None, trace_dir: Path | None
+    trace_file: str | None, run_id: str | None, trace_dir: str | None
 ) -> tuple[Path, Path | None, bool]:
     """(directory, file, whole run) for the verbs that read every action: FILE alone is
     that file; --run [RUN_ID] (or nothing) is a whole run."""
@@ -196,7 +243,7 @@ def run_option(fn: F) -> F:
 
 
 @main.command("timeline", short_help="The run as one interactive HTML page (no network).")
-@click.argument("trace_file", required=False)
+@click.argument("trace_file", required=False, type=options.TRACE_FILE)
 @run_option
 @click.option(
     "-o",
@@ -222,7 +269,7 @@ def timeline_command(
     output: Path,
     open_: bool,
     max_bars: int | None,
-    trace_dir: Path | None,
+    trace_dir: str | None,
 ) -> None:
     """Write a run (default: the newest) or one TRACE_FILE as a self-contained HTML timeline:
     a lane per process, a bar per action coloured and labelled by outcome, the culprit selected."""
@@ -252,7 +299,7 @@ def timeline_command(
 
 
 @main.command("export", short_help="The run to a tracing backend (OTLP) or a Perfetto file.")
-@click.argument("files", nargs=-1, metavar="[FILE]...")
+@click.argument("files", nargs=-1, metavar="[FILE]...", type=options.TRACE_FILE)
 @click.option(
     "--format",
     "format_",
@@ -303,7 +350,7 @@ def timeline_command(
 @click.option(
     "--from-start", is_flag=True, help="otlp: send everything again (ignore saved offsets)."
 )
-@click.option("--until-pid", type=int, hidden=True)
+@click.option("--until-pid", type=options.PID, hidden=True)
 @trace_dir_option
 def export_command(
     files: tuple[str, ...],
@@ -316,7 +363,7 @@ def export_command(
     pending_after: float,
     from_start: bool,
     until_pid: int | None,
-    trace_dir: Path | None,
+    trace_dir: str | None,
 ) -> None:
     """Send a run's trace files (ours and inspect's own) to a tracing backend over OTLP, or
     write them as a Perfetto trace.
@@ -342,7 +389,7 @@ def export_command(
 
 
 def _export_perfetto(
-    trace_file: str | None, run_id: str | None, output: Path | None, trace_dir: Path | None
+    trace_file: str | None, run_id: str | None, output: Path | None, trace_dir: str | None
 ) -> None:
     from autotrace.export.perfetto import ExportError, export_perfetto
 
@@ -371,7 +418,7 @@ def _export_otlp(
     pending_after: float,
     from_start: bool,
     until_pid: int | None,
-    trace_dir: Path | None,
+    trace_dir: str | None,
 ) -> None:
     from autotrace.export import otlp
 
@@ -454,14 +501,14 @@ def _quiet_broken_pipe() -> None:
 
 def _report(summary: str | None) -> None:
     if summary:
-        click.echo(summary, err=True)
+        click.echo(visible(summary), err=True)
 
 
 # -- anomalies ----------------------------------------------------------------------
 
 
 @main.command("anomalies", short_help="Actions still running or cancelled (--all: also failed).")
-@click.argument("trace_file", required=False)
+@click.argument("trace_file", required=False, type=options.TRACE_FILE)
 @click.option(
     "--all",
     "show_all",
@@ -495,7 +542,7 @@ def _report(summary: str | None) -> None:
 @click.option("--watch", is_flag=True, help="Refresh live as the run's files grow (Ctrl-C quits).")
 @click.option(
     "--stuck-after",
-    type=float,
+    type=options.Seconds(maximum=config.MAX_STUCK_AFTER, zero=True),
     default=None,
     metavar="SECONDS",
     help="With --run/--watch: highlight running actions older than this "
@@ -510,13 +557,15 @@ def anomalies_command(
     run_id: str | None,
     watch: bool,
     stuck_after: float | None,
-    trace_dir: Path | None,
+    trace_dir: str | None,
 ) -> None:
     """Show actions that never ended or were cancelled (default: the newest file).
 
     Running actions come culprit first, with the line each waits on when the
     watchdog has reported it stuck.
     """
+    if watch and as_json:
+        raise click.UsageError("--watch shows a live table: it does not take --json")
     if run_id is not None or watch:
         from autotrace.cli.render import print_run, stuck_threshold
         from autotrace.read.run import run_of
@@ -529,8 +578,6 @@ def anomalies_command(
             if not watch:
                 print_run(run, as_json=as_json, threshold=stuck_after)
                 return
-            if as_json:
-                raise click.ClickException("--watch shows a live table: it does not take --json")
         from autotrace.cli import live
 
         live.watch(run, stuck_threshold(stuck_after))
@@ -555,7 +602,7 @@ def anomalies_command(
         except BrokenPipeError:
             _quiet_broken_pipe()
             return
-        reader.report_problems()
+        _report(reader.problems.summary(path.name))
 
 
 def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
@@ -564,9 +611,7 @@ def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
     for name, rows in anomalies.buckets().items():
         out.write(f',\n  "{name}": [')
         for n, row in enumerate(rows):
-            out.write(
-                ("\n    " if n == 0 else ",\n    ") + json.dumps(row.as_json(), allow_nan=False)
-            )
+            out.write(("\n    " if n == 0 else ",\n    ") + json_text(row.as_json()))
         out.write("\n  ]" if rows else "]")
     out.write("\n}\n")
     out.flush()
@@ -574,16 +619,15 @@ def _write_envelope(out: Any, path: Path, as_of: float, anomalies: Any) -> None:
 
 def _print_anomalies(path: Path, anomalies: Any, show_all: bool, header: Any) -> None:
     from rich.markup import escape
-    from rich.text import Text
 
     from autotrace.cli.render import action_table
 
     console = _console()
-    console.print(f"[bold]TRACE:[/bold] {escape(str(path))}", highlight=False)
+    console.print(f"[bold]TRACE:[/bold] {escape(visible(path))}", highlight=False)
     if header is not None:
         console.print(
-            Text(
-                f"pid {header.pid}  run {header.run_id}  {_command(list(header.argv))}", style="dim"
+            record_text(
+                f"pid {header.pid}  run {header.run_id}  {command_line(header.argv)}", "dim"
             ),
             overflow="ellipsis",
             no_wrap=True,

@@ -2,13 +2,18 @@
 
 Everything renders the one row model (``autotrace.read.model.ActionRow``); ``action_table``
 is the one table of actions (`anomalies`, `anomalies --run`, `--watch`). Every text that
-comes from a trace file reaches rich as a ``Text`` object, never as markup.
+comes from a trace file reaches rich as a ``Text`` object, never as markup, and through
+``visible``: a record cannot drive the terminal (no escape sequence, control character or
+bidi override reaches it raw). Numbers from a file are shown through ``format_duration``
+and ``clock``, which take any value; JSON goes out through ``json_text`` (never NaN).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shlex
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,10 +27,57 @@ from autotrace.read.run import RunTrace, RunView, run_view
 
 INNERMOST = 3  # frames shown per action in tables
 
+# What a terminal would act on rather than show: C0 controls but tab (newline only where
+# a cell may span lines), DEL, C1 controls (U+009B is a CSI on its own), lone surrogates
+# (unencodable), line/paragraph separators and the bidi controls that reorder what
+# follows them ("Trojan Source").
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_HIDDEN = re.compile(f"[\n{_CONTROLS}]")
+_HIDDEN_BUT_NEWLINE = re.compile(f"[{_CONTROLS}]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text a terminal shows and never obeys: controls become ``\\x1b``,
+    ``\\u202e`` ... (newlines kept only with ``newlines=True``, for multi-line cells)."""
+    text = value if isinstance(value, str) else str(value)
+    pattern = _HIDDEN_BUT_NEWLINE if newlines else _HIDDEN
+    return pattern.sub(_escape_char, text) if pattern.search(text) else text
+
+
+def record_text(value: object, style: str = "", *, newlines: bool = False) -> Any:
+    """A rich ``Text`` of record text: literal (no markup) and ``visible``."""
+    from rich.text import Text
+
+    return Text(visible(value, newlines=newlines), style=style)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that always gives valid JSON: NaN and infinities become null."""
+    try:
+        return json.dumps(value, allow_nan=False, **kwargs)
+    except ValueError:
+        return json.dumps(finite(value), allow_nan=False, **kwargs)
+
 
 def frame_text(frame: Frame) -> str:
-    """``file:line in function``, the file shortened (cwd, site-packages, stdlib)."""
-    return f"{_short(frame.file)}:{frame.line} in {frame.function}"
+    """``file:line in function``, the file shortened (cwd, site-packages, stdlib), visible."""
+    return visible(f"{_short(frame.file)}:{frame.line} in {frame.function}")
 
 
 def _short(path: str) -> str:
@@ -47,8 +99,15 @@ def _stdlib_dir() -> str:
     return os.path.join(sysconfig.get_paths()["stdlib"], "")
 
 
+LONGEST = 100 * 365 * 86400.0  # longer is not a duration an action had
+
+
 def format_duration(seconds: float) -> str:
-    """A short human duration: 0.25s, 42.0s, 3m 07s, 2h 05m, 3d 04h."""
+    """A short human duration: 0.25s, 42.0s, 3m 07s, 2h 05m, 3d 04h ('?' for no number)."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "?"
+    if seconds >= LONGEST:
+        return ">100y"
     if seconds < 0:
         seconds = 0.0
     if seconds < 10:
@@ -65,14 +124,22 @@ def format_duration(seconds: float) -> str:
     return f"{days}d {hours:02d}h"
 
 
-def clock(t: float | None) -> str:
-    """Local time of day of an epoch time ("" when there is none or it is out of range)."""
-    if not t:
+def clock(t: object, fmt: str = "%H:%M:%S") -> str:
+    """Local time (of day, by default) of an epoch time: "" when there is none, "?" when
+    it is not a time (NaN, 1e300, text)."""
+    if t is None or t == 0:
         return ""
     try:
-        return datetime.fromtimestamp(t).strftime("%H:%M:%S")
-    except (ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(t).strftime(fmt)  # type: ignore[arg-type]
+    except (ValueError, OverflowError, OSError, TypeError):
+        return "?"
+
+
+def command_line(argv: object) -> str:
+    """A process's argv as one shell line ('' when there is none), visible."""
+    if not isinstance(argv, (list, tuple)) or not argv:
         return ""
+    return visible(shlex.join(str(a) for a in argv))
 
 
 def where_cell(row: ActionRow) -> Any:
@@ -83,9 +150,9 @@ def where_cell(row: ActionRow) -> Any:
     frames = row.frames
     first = max(0, len(frames) - INNERMOST)
     if row.caller_where:  # the work was handed to another thread: the line that waits first
-        text.append(f"called from {_short_where(row.caller_where)}", style="bold")
+        text.append(f"called from {visible(_short_where(row.caller_where))}", style="bold")
     if row.where and (row.blamed is None or row.blamed < first):
-        text.append(("\n" if text else "") + _short_where(row.where), style="bold")
+        text.append(("\n" if text else "") + visible(_short_where(row.where)), style="bold")
     for i in range(len(frames) - 1, first - 1, -1):
         if text:
             text.append("\n")
@@ -101,7 +168,7 @@ def chain_cell(row: ActionRow, names: dict[str, str]) -> Any:
 
     if not row.chain:
         return Text("-", style="dim")
-    return Text(" > ".join(names.get(tid, tid) for tid in row.chain), style="dim")
+    return record_text(" > ".join(names.get(tid, tid) for tid in row.chain), "dim")
 
 
 def _short_where(where: str) -> str:
@@ -149,12 +216,14 @@ def action_table(
         age = Text(format_duration(row.duration), style=style)
         if row.abandoned:
             age.append(" abandoned", style=style)
-        detail = Text(row.detail)
+        detail = record_text(row.detail, newlines=True)
         if row.error is not None:
-            detail.append(f"  {row.error_type or 'error'}: {row.error}", style="red")
+            detail.append(
+                visible(f"  {row.error_type or 'error'}: {row.error}", newlines=True), style="red"
+            )
         cells: list[Any] = [
             age,
-            Text(row.action, style=style or ("cyan" if row.leaf else "dim cyan")),
+            record_text(row.action, style or ("cyan" if row.leaf else "dim cyan")),
             detail,
         ]
         if show_pid:
@@ -170,19 +239,20 @@ def render_run(view: RunView, threshold: float) -> list[Any]:
     """The whole run for people: one titled table per process, the culprit's process first."""
     from rich.text import Text
 
-    out: list[Any] = [Text(f"run {view.run_id or '-'}", style="bold")]
+    out: list[Any] = [record_text(f"run {view.run_id or '-'}", "bold")]
     everything = view.anomalies.running
     for proc in view.processes:
         state = proc.state
         style = {"running": "green", "dead": "bold red", "exited": "dim"}.get(state, "")
         title = Text()
-        title.append(f"pid {proc.pid}", style="bold")
+        title.append(f"pid {proc.pid if proc.pid is not None else '?'}", style="bold")
         if proc.parent_pid:
             title.append(f" (parent {proc.parent_pid})", style="dim")
         title.append(f" {state}", style=style)
         if state == "dead":
             title.append(" without exit records: open actions abandoned", style=style)
-        title.append("\n  " + shlex.join(proc.argv) if proc.argv else "")
+        command = command_line(proc.argv)
+        title.append("\n  " + command if command else "")
         counts = [f"{n} {k}" for k, n in proc.counts.items() if n]
         if counts:
             title.append("\n  " + ", ".join(counts), style="dim")
@@ -200,14 +270,14 @@ def stuck_threshold(value: float | None = None) -> float:
     """The stuck threshold for views: the option, else AUTOTRACE_STUCK_AFTER, else the default."""
     if value is not None:
         return value
-    return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
+    return config.stuck_after()
 
 
 def print_run(run: RunTrace, *, as_json: bool, threshold: float | None = None) -> None:
     """Print the whole-run anomalies (``anomalies --run``)."""
     view = run_view(run)
     if as_json:
-        click.echo(json.dumps(view.as_json(), indent=2, allow_nan=False))
+        click.echo(json_text(view.as_json(), indent=2))
         return
     from autotrace.cli.console import make_console
 
@@ -221,41 +291,46 @@ def render_snapshot(snap: dict[str, Any]) -> list[Any]:
     from rich.text import Text
 
     out: list[Any] = []
-    head = Text(f"pid {snap.get('pid')}", style="bold")
+    head = record_text(f"pid {snap.get('pid')}", "bold")
     if snap.get("trace_file"):
-        head.append(f"  written to {snap['trace_file']}", style="dim")
+        head.append(visible(f"  written to {snap['trace_file']}"), style="dim")
     out.append(head)
     rows = snapshot_rows(snap)
     names = {r.trace_id: r.action for r in rows}
     out.append(Text(f"\n{len(rows)} open action(s)", style="bold"))
     for row in rows:
-        title = Text(f"\n{row.action}: {row.detail}", style="bold yellow")
+        title = Text("\n")
         title.append(
-            f"  open {format_duration(row.duration)}"
-            f"  thread {row.thread}"
-            + (f"  task {row.task}" if row.task else "")
-            + f"  [{row.trace_id}]",
+            visible(row.action) + ": " + visible(row.detail, newlines=True), style="bold yellow"
+        )
+        title.append(
+            visible(
+                f"  open {format_duration(row.duration)}"
+                f"  thread {row.thread}"
+                + (f"  task {row.task}" if row.task else "")
+                + f"  [{row.trace_id}]"
+            ),
             style="dim",
         )
         if row.chain:
             title.append(
-                "\n  within " + " > ".join(names.get(t, t) for t in row.chain), style="dim"
+                "\n  within " + visible(" > ".join(names.get(t, t) for t in row.chain)),
+                style="dim",
             )
         out.append(title)
         if row.caller_where:
-            out.append(Text(f"  waited for by thread {row.caller_thread}:", style="dim"))
+            out.append(record_text(f"  waited for by thread {row.caller_thread}:", "dim"))
             caller = row.caller_frames
             out.append(_stack_text(caller, blamed_index(caller, row.caller_where)))
             out.append(Text("  which runs here:", style="dim"))
         out.append(_stack_text(row.frames, row.blamed))
-    threads = snap.get("threads") or []
+    threads = snap.get("threads")
+    threads = [t for t in threads if isinstance(t, dict)] if isinstance(threads, list) else []
     out.append(Text(f"\n{len(threads)} thread(s)", style="bold"))
     for thread in threads:
-        if not isinstance(thread, dict):
-            continue
         frames = frames_of(thread.get("stack"))
         where = str(thread.get("where") or "")
-        out.append(Text(f"\nthread {thread.get('name')}", style="bold"))
+        out.append(Text("\nthread " + visible(thread.get("name")), style="bold"))
         out.append(_stack_text(frames, blamed_index(frames, where)))
     return out
 
@@ -273,7 +348,7 @@ def _stack_text(frames: Sequence[Frame], blamed: int | None) -> Any:
             style="bold" if here else "",
         )
         if frame.code:
-            text.append(f"\n      {frame.code}", style="dim")
+            text.append("\n      " + visible(frame.code), style="dim")
     if not frames:
         text.append("  (no Python frames)", style="dim")
     return text

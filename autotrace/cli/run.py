@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from autotrace import config
+from autotrace.cli import options
+from autotrace.cli.render import visible
 from autotrace.startup import agent, bootstrap
 
 BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(bootstrap.__file__))
@@ -89,6 +91,11 @@ def _environment(
         env[config.ENV_PATCHES] = ",".join(only)
     if excluded:
         env[config.ENV_EXCLUDE_PATCHES] = ",".join(excluded)
+    # A malformed number is reported once, here, and every process gets the value in use.
+    if env.get(config.ENV_KEEP, "").strip():
+        env[config.ENV_KEEP] = str(config.keep_files())
+    if stuck_after is None and env.get(config.ENV_STUCK_AFTER, "").strip():
+        stuck_after = config.stuck_after()
     if stuck_after is not None:
         env[config.ENV_STUCK_AFTER] = repr(stuck_after)
     extra = [entry["ref"] for entry in selected if entry["source"] == "entry point"]
@@ -111,11 +118,13 @@ def _environment(
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option("--trace-dir", type=click.Path(file_okay=False), help="Directory of the trace files.")
+@click.option("--trace-dir", type=options.TRACE_DIR, help="Directory of the trace files.")
 @click.option("--patches", "only", help="Only these patches (comma-separated names).")
 @click.option("--exclude-patches", "excluded", help="Not these patches (comma-separated names).")
 @click.option(
-    "--stuck-after", type=float, help="Seconds after which an open action counts as stuck."
+    "--stuck-after",
+    type=options.Seconds(maximum=config.MAX_STUCK_AFTER, zero=True),
+    help="Seconds after which an open action counts as stuck.",
 )
 @click.option(
     "--otlp",
@@ -147,13 +156,14 @@ def run_command(
     try:
         os.execvpe(command[0], list(command), env)
     except FileNotFoundError:
-        click.echo(f"inspect-trace run: {command[0]}: command not found", err=True)
+        click.echo(f"inspect-trace run: {visible(command[0])}: command not found", err=True)
         raise SystemExit(127) from None
     except PermissionError:
-        click.echo(f"inspect-trace run: {command[0]}: permission denied", err=True)
+        click.echo(f"inspect-trace run: {visible(command[0])}: permission denied", err=True)
         raise SystemExit(126) from None
-    except OSError as exc:
-        click.echo(f"inspect-trace run: {command[0]}: {exc.strerror or exc}", err=True)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the command
+        reason = getattr(exc, "strerror", None) or exc
+        click.echo(f"inspect-trace run: {visible(command[0])}: {visible(reason)}", err=True)
         raise SystemExit(126) from None
 
 
@@ -215,11 +225,16 @@ def patches_command(as_json: bool) -> None:
     table.add_column("library")
     for row in rows:
         installed = ", ".join(
-            f"{escape(library)} {'[green]yes[/]' if ok else '[red]not installed[/]'}"
+            f"{escape(visible(library))} {'[green]yes[/]' if ok else '[red]not installed[/]'}"
             for library, ok in row["libraries"].items()
         )
-        label = escape(row["name"]) + ("" if row["source"] == "shipped" else f"\n({row['source']})")
+        label = escape(visible(row["name"])) + (
+            "" if row["source"] == "shipped" else f"\n({row['source']})"
+        )
         table.add_row(
-            label, escape(row["description"]), escape("\n".join(row["targets"])), installed
+            label,
+            escape(visible(row["description"])),
+            escape("\n".join(visible(target) for target in row["targets"])),
+            installed,
         )
     make_console().print(table)

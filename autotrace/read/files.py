@@ -105,8 +105,11 @@ def open_trace(path: Path) -> IO[bytes]:
     refused without blocking on it or reading it forever.
     """
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below (on
+        # the opened file: a FIFO swapped in after a stat cannot block). O_NOCTTY: a
+        # terminal device named as a trace never becomes our controlling terminal.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags)
     except FileNotFoundError as exc:
         raise TraceReadError(f"trace file {path} does not exist") from exc
     except IsADirectoryError as exc:
@@ -120,7 +123,7 @@ def open_trace(path: Path) -> IO[bytes]:
         if stat.S_ISDIR(mode):
             raise TraceReadError(f"{path} is a directory, not a trace file")
         if not stat.S_ISREG(mode):
-            raise TraceReadError(f"{path} is not a regular file")
+            raise TraceReadError(f"{path} is not a regular file ({_kind(mode)})")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         stream = open(fd, "rb")
@@ -131,6 +134,19 @@ def open_trace(path: Path) -> IO[bytes]:
         # Closing the GzipFile leaves ``stream`` open: close both through one wrapper.
         return _Gzip(stream)  # type: ignore[return-value]
     return stream
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, for the one-line error."""
+    return next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
 
 
 class _Gzip(gzip.GzipFile):
@@ -191,7 +207,10 @@ def list_trace_files(directory: Path, *, headers: bool = False) -> list[TraceFil
 
 
 def resolve_trace_file(file: str | None, directory: Path) -> Path:
-    """FILE as the CLI takes it: None -> the newest in ``directory``; a bare name -> in it."""
+    """FILE as the CLI takes it: None -> the newest in ``directory``; a bare name -> in it.
+
+    The file is opened once (without blocking) to check it is a regular file it may read.
+    """
     if file is None:
         files = list_trace_files(directory)
         if not files:
@@ -204,4 +223,5 @@ def resolve_trace_file(file: str | None, directory: Path) -> Path:
         raise TraceReadError(f"trace file {file} does not exist (looked in . and {directory})")
     if path.is_dir():
         raise TraceReadError(f"{path} is a directory, not a trace file")
+    open_trace(path).close()  # refused now (a FIFO, a device, no permission), not mid-output
     return path

@@ -230,7 +230,8 @@ def _caller(entry: Mapping[str, Any] | None) -> tuple[tuple[Frame, ...], str, st
 def snapshot_rows(snapshot: Mapping[str, Any]) -> list[ActionRow]:
     """The open actions of a live process's snapshot (``inspect-trace stacks``) as rows."""
     rows = []
-    for entry in snapshot.get("actions") or []:
+    actions = snapshot.get("actions")
+    for entry in actions if isinstance(actions, list) else ():  # a hostile peer: anything
         if not isinstance(entry, dict):
             continue
         frames = frames_of(entry.get("stack"))

@@ -352,7 +352,8 @@ class TraceReader:
         n = data.count(b"\n", start, end)
         try:
             records = _DECODER.decode_lines(memoryview(data)[start:end])
-        except (msgspec.DecodeError, RecursionError):
+        # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 in a string.
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             records = None
         if records is None or len(records) != n:  # a bad line, or a blank one it skipped
             for line in data[start : end - 1].split(b"\n"):
@@ -395,7 +396,7 @@ class TraceReader:
             return
         try:
             record = _DECODER.decode(line)
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             obj, problem = decode_line(line)
             if problem is None:
                 problem = validate_record(obj)

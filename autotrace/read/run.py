@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from autotrace.read.files import (
@@ -101,6 +102,9 @@ class ProcessTrace:
         try:
             st = os.stat(self.path)
         except OSError:
+            self.gone = True
+            return False
+        if not S_ISREG(st.st_mode):  # replaced by a FIFO or a device: never opened
             self.gone = True
             return False
         if self.path.name.endswith(".gz"):
@@ -312,8 +316,9 @@ def run_view(run: RunTrace, now: float | None = None) -> RunView:
                 },
             )
         )
-    first = {p.pid: order[id(p.running[0])] for p in processes if p.running}
-    processes.sort(key=lambda p: (first.get(p.pid, len(ranked)), _started(run, p)))
+    # By file, not by pid: two files may name one pid (a reused pid, a header without one).
+    first = {p.trace_file: order[id(p.running[0])] for p in processes if p.running}
+    processes.sort(key=lambda p: (first.get(p.trace_file, len(ranked)), _started(run, p)))
     return RunView(
         run_id=run.run_id,
         as_of=now,
@@ -394,13 +399,15 @@ def load_run(directory: Path, run_id: str | None = None) -> RunTrace:
 
 
 def run_of(directory: Path, run_id: str | None = None, path: Path | None = None) -> RunTrace:
-    """The run named ``run_id``, else the run of ``path`` (just that file if it has none)."""
+    """The run named ``run_id``, else the run of ``path``: that file whatever its name or
+    folder, with the other files of its run in ``directory`` (just it if it has no run id)."""
     if not run_id and path is not None:
         header = read_header(path)
-        run_id = header.run_id if header else None
-        if run_id is None:
+        if header is None:
             open_trace(path).close()  # a file that cannot be read is an error, not "no run"
-            run = RunTrace(directory, None, [path])
-            run.refresh()
-            return run
+        if path.parent.resolve() == directory.resolve():
+            path = directory / path.name  # the name discovery lists it under: read once
+        run = RunTrace(directory, header.run_id if header else None, [path])
+        run.refresh()
+        return run
     return load_run(directory, run_id)

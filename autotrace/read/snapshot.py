@@ -86,9 +86,12 @@ def request_snapshot(pid: int, timeout: float = 5.0) -> dict[str, Any]:
     """Ask process ``pid`` for its stacks; SnapshotError (one line) when it cannot answer."""
     answer = _ask(pid, REQUEST, timeout)
     try:
-        return json.loads(answer)  # type: ignore[no-any-return]
-    except ValueError:
+        snap = json.loads(answer)
+    except (ValueError, RecursionError):
         raise SnapshotError(f"process {pid} gave no snapshot (refused or ended)") from None
+    if not isinstance(snap, dict):
+        raise SnapshotError(f"process {pid} gave no snapshot (not a JSON object)")
+    return snap
 
 
 def request_cancel(pid: int, trace_id: str, timeout: float = 15.0) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def request_cancel(pid: int, trace_id: str, timeout: float = 15.0) -> dict[str, 
     for line in answer.splitlines():
         try:
             result = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             break  # cut short: the process ended while writing
     if not isinstance(result, dict) or "ok" not in result:
         raise SnapshotError(f"process {pid} gave no answer (refused or ended)")

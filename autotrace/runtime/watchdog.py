@@ -295,7 +295,7 @@ def snapshot() -> dict[str, Any]:
 
 def stuck_after() -> float:
     """Seconds an action may stay open before it is reported (<= 0: never)."""
-    return config.env_float(config.ENV_STUCK_AFTER, config.DEFAULT_STUCK_AFTER)
+    return config.stuck_after()
 
 
 class Watchdog:
