@@ -19,9 +19,9 @@ ENV_PATCHES = "AUTOTRACE_PATCHES"  # comma list: only these patches
 ENV_EXCLUDE_PATCHES = "AUTOTRACE_EXCLUDE_PATCHES"  # comma list: not these patches
 ENV_STUCK_AFTER = "AUTOTRACE_STUCK_AFTER"  # seconds before an open action counts as stuck
 ENV_ACTIVE = "AUTOTRACE_ACTIVE"  # set by the bootstrap while it sets up (no recursion)
-ENV_EXTRA_PATCHES = "AUTOTRACE_EXTRA_PATCHES"  # comma list of 'module:attr' patches (entry points)
+# Third-party patches (entry points) with their targets: 'module:attr=mod mod,module:attr'.
+ENV_EXTRA_PATCHES = "AUTOTRACE_EXTRA_PATCHES"
 ENV_ENTRY_POINTS = "AUTOTRACE_ENTRY_POINTS"  # "1": the bootstrap reads the entry points itself
-ENV_PATCH_TARGETS = "AUTOTRACE_PATCH_TARGETS"  # 'ref=mod,mod;...': targets known without imports
 ENV_NO_NUMPY = "AUTOTRACE_NO_NUMPY"  # "1": the reader never uses numpy (its pure-Python path)
 INSPECT_TRACE_FILE = "INSPECT_TRACE_FILE"  # inspect's own override, honoured
 # The INSPECT_TRACE_FILE value the agent itself set (so that inspect writes our file):

@@ -11,26 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from autotrace import records
+from autotrace.patches._tool_call import call_detail
 from autotrace.runtime import actions
 from autotrace.startup.patching import Patch, Wrap
-
-VALUE_LIMIT = 60
-DETAIL_LIMIT = 240
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def call_detail(name: str, arguments: Any) -> str:
-    """``name(a=1, b='x')``: each value's repr shortened, the whole line too."""
-    if isinstance(arguments, dict):
-        args = ", ".join(f"{k}={_short(repr(v), VALUE_LIMIT)}" for k, v in arguments.items())
-    elif arguments is None:
-        args = ""
-    else:
-        args = _short(repr(arguments), VALUE_LIMIT)
-    return _short(f"{name}({args})", DETAIL_LIMIT)
 
 
 def _describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

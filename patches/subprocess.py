@@ -30,7 +30,7 @@ import weakref
 from typing import Any
 
 from autotrace import records
-from autotrace.runtime import actions
+from autotrace.runtime import actions, guard
 from autotrace.runtime.redact import redact_argv, redact_text
 from autotrace.startup.patching import Patch, Wrap
 
@@ -275,11 +275,9 @@ def _process_exited(
 
 
 def _guard(fn: Any, *args: Any) -> None:
-    """Run our bookkeeping; an error turns the patch off instead of reaching the program."""
-    try:
-        fn(*args)
-    except Exception as exc:
-        PATCH.fail(f"{fn.__name__} failed: {exc!r}")
+    """Run our bookkeeping (even with the patch off: open actions still end); an error
+    turns the patch off instead of reaching the program."""
+    guard.call(fn, *args, on_error=lambda exc: PATCH.fail(f"{fn.__name__} failed: {exc!r}"))
 
 
 def _on_import(module: Any) -> None:

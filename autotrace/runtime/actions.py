@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from autotrace import records
+from autotrace.runtime import guard
 from autotrace.runtime.redact import redact_text
 from autotrace.runtime.writer import TraceWriter
 
@@ -175,15 +176,17 @@ _watchdog_started = False
 def _start_watchdog() -> None:
     global _watchdog_started
     _watchdog_started = True
-    try:
-        from autotrace.runtime import watchdog
+    guard.call(_import_and_start_watchdog, on_error=_watchdog_failed)
 
-        watchdog.start()
-    except Exception as exc:  # no watchdog, tracing goes on
-        try:
-            sys.stderr.write(f"[autotrace] watchdog not started: {exc!r}\n")
-        except Exception:
-            pass
+
+def _import_and_start_watchdog() -> None:
+    from autotrace.runtime import watchdog
+
+    watchdog.start()
+
+
+def _watchdog_failed(exc: Exception) -> None:  # no watchdog, tracing goes on
+    guard.warn(f"watchdog not started: {exc!r}")
 
 
 def _internal_error(exc: BaseException) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from autotrace import config
 from autotrace.channel import REQUEST, socket_address
-from autotrace.runtime import actions
+from autotrace.runtime import actions, guard
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 STUCK_MESSAGE = "stuck action"
@@ -355,10 +355,7 @@ class Watchdog:
                 elif poller.poll(timeout * 1000):
                     self.serve_one()
         except Exception as exc:  # never let the watchdog disturb the program
-            try:
-                sys.stderr.write(f"[autotrace] watchdog stopped: {exc!r}\n")
-            except Exception:
-                pass
+            guard.warn(f"watchdog stopped: {exc!r}")
         finally:
             self.close()
 

@@ -11,13 +11,13 @@ off with one warning: the program always goes on.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from autotrace import config
+from autotrace.runtime import guard
 
 _RECHECK_SECONDS = 1.0  # how often we look whether our file was deleted under us
 
@@ -136,7 +136,7 @@ class TraceWriter:
             fd = self._open_locked()
             if fd >= 0 and not self._warned_reopen:
                 self._warned_reopen = True
-                _warn(
+                guard.warn(
                     f"trace file {gone} was removed or renamed by another process: "
                     f"writing {self.path} (open actions written again)"
                 )
@@ -189,7 +189,7 @@ class TraceWriter:
         if self.disabled:
             return
         self.disabled = True
-        _warn(f"tracing disabled: {reason}")
+        guard.warn(f"tracing disabled: {reason}")
 
     def close(self) -> None:
         """Close the file (tests); the next record opens it again."""
@@ -201,14 +201,6 @@ class TraceWriter:
                 except OSError:
                     pass
             self._fd, self._pid = -1, -1
-
-
-def _warn(message: str) -> None:
-    try:
-        sys.stderr.write(f"[autotrace] {message}\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
 
 
 def ensure_directory(directory: Path) -> None:

@@ -8,7 +8,7 @@ agent never imports a library itself; uninstalling puts the originals back.
 
 from __future__ import annotations
 
-import sys
+from autotrace.runtime import guard
 
 # Loaded at start-up when a patch targets a module that is already imported (os):
 # typing, dataclasses, inspect, wrapt and the action API are imported only when used.
@@ -126,14 +126,14 @@ class Patch:
         action, describe = row.action or self.name, row.describe
         patch = self
 
+        def fail(exc: Exception) -> None:
+            patch.fail(f"failed describing {row.name}: {exc!r}")
+
         def detail_of(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
             if not patch.enabled or describe is None:
                 return None
-            try:
-                return describe(instance, args, kwargs)
-            except Exception as exc:
-                patch.fail(f"failed describing {row.name}: {exc!r}")
-                return None
+            detail: str | None = guard.call(describe, instance, args, kwargs, on_error=fail)
+            return detail
 
         if inspect.iscoroutinefunction(original):
 
@@ -169,35 +169,52 @@ class Patch:
         """Put every wrapped callable back as it was."""
         while self.installed:
             parent, attribute, original = self.installed.pop()
-            try:
-                if _inherited(parent, attribute) is original:
-                    delattr(parent, attribute)  # it was inherited: inherit it again
-                else:
-                    setattr(parent, attribute, original)
-            except Exception:
-                pass
+            guard.call(_put_back, parent, attribute, original)
         if self.on_remove is not None:
-            try:
-                self.on_remove()
-            except Exception:
-                pass
+            guard.call(self.on_remove)
 
     def fail(self, reason: str) -> None:
         """Turn this patch off: one stderr line, one ``[autotrace]`` record, calls pass through."""
         if not self.enabled:
             return
         self.enabled = False
-        message = f"patch {self.name} disabled: {reason}"
-        try:
-            sys.stderr.write(f"[autotrace] {message}\n")
-        except Exception:
-            pass
-        try:  # never raises: called from inside the program's calls
-            from autotrace.runtime import actions
+        report(f"patch {self.name} disabled: {reason}", patch=self.name)
 
-            actions.agent_message(message, patch=self.name)
-        except Exception:
-            pass
+    def guard(self, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
+        """``fn`` with its errors turning this patch off instead of reaching the program."""
+        name = getattr(fn, "__name__", fn)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not self.enabled:
+                return default
+            return guard.call(
+                fn,
+                *args,
+                on_error=lambda exc: self.fail(f"{name!s} failed: {exc!r}"),
+                default=default,
+                **kwargs,
+            )
+
+        return call
+
+
+def report(message: str, **fields: Any) -> None:
+    """One stderr line and one ``[autotrace]`` record (the agent's own trouble); never raises."""
+    guard.warn(message)
+    guard.call(_record, message, fields)
+
+
+def _record(message: str, fields: dict[str, Any]) -> None:
+    from autotrace.runtime import actions  # the action API only when there is a record
+
+    actions.agent_message(message, **fields)
+
+
+def _put_back(parent: Any, attribute: str, original: Any) -> None:
+    if _inherited(parent, attribute) is original:
+        delattr(parent, attribute)  # it was inherited: inherit it again
+    else:
+        setattr(parent, attribute, original)
 
 
 def _has_path(module: ModuleType, dotted: str) -> bool:
@@ -282,18 +299,3 @@ def _traced_function_type() -> Any:
 
     _TRACED_FUNCTION = FunctionWrapper
     return FunctionWrapper
-
-
-def guarded(patch: Patch, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
-    """``fn`` with its errors turning ``patch`` off instead of reaching the program."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if not patch.enabled:
-            return default
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            patch.fail(f"{getattr(fn, '__name__', fn)!s} failed: {exc!r}")
-            return default
-
-    return call
