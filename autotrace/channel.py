@@ -5,6 +5,7 @@ Shared by the watchdog (runtime, the server) and the snapshot client (read side)
 
 from __future__ import annotations
 
+import os
 import sys
 
 from autotrace import config
@@ -16,4 +17,4 @@ def socket_address(pid: int) -> str | bytes:
     """Where process ``pid`` listens: an abstract socket on Linux, else a file in the trace dir."""
     if sys.platform.startswith("linux"):
         return f"\0autotrace-{pid}"
-    return str(config.trace_dir() / f"trace-{pid}.sock")
+    return os.path.join(config.trace_dir(), f"trace-{pid}.sock")

@@ -1,12 +1,14 @@
 """Settings of the agent, read from the environment: the one place for every variable name.
 
-Kept free of heavy imports: the bootstrap imports this module in every traced process.
+Kept free of heavy imports: the bootstrap imports this module in every traced process,
+so paths are plain strings built with os.path (pathlib would pull in re, fnmatch,
+urllib.parse and ipaddress: milliseconds before the program's first line).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import sys
 
 # Environment variables (the launcher sets them, children inherit them).
 ENV_DIR = "AUTOTRACE_DIR"  # trace directory
@@ -55,18 +57,26 @@ def keep_files() -> int:
     return max(1, int(env_float(ENV_KEEP, DEFAULT_KEEP)))
 
 
-def inspect_trace_dir() -> Path:
-    """inspect's trace directory, so that `inspect trace anomalies` finds our files."""
-    # platformdirs costs ~20 ms to import: only called when a file is first opened.
-    from platformdirs import user_data_path
+def inspect_trace_dir() -> str:
+    """inspect's trace directory, so that `inspect trace anomalies` finds our files.
 
-    return user_data_path("inspect_ai") / "traces"
+    On Linux the XDG rule platformdirs follows ($XDG_DATA_HOME, else ~/.local/share),
+    without importing platformdirs (~20 ms); elsewhere platformdirs itself.
+    """
+    if sys.platform.startswith("linux"):
+        data = os.environ.get("XDG_DATA_HOME", "").strip()
+        if not data:
+            data = os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(data, "inspect_ai", "traces")
+    from platformdirs import user_data_dir
+
+    return os.path.join(user_data_dir("inspect_ai"), "traces")
 
 
-def trace_dir() -> Path:
+def trace_dir() -> str:
     """The directory trace files go to: AUTOTRACE_DIR, else inspect's trace directory."""
     configured = os.environ.get(ENV_DIR)
-    return Path(configured).expanduser() if configured else inspect_trace_dir()
+    return os.path.expanduser(configured) if configured else inspect_trace_dir()
 
 
 def explicit_trace_file() -> str | None:
@@ -80,9 +90,9 @@ def explicit_trace_file() -> str | None:
     return None
 
 
-def trace_file_for(pid: int) -> Path:
+def trace_file_for(pid: int) -> str:
     """The file this process writes: AUTOTRACE_FILE, INSPECT_TRACE_FILE, else trace-<pid>.log."""
     explicit = explicit_trace_file()
     if explicit:
-        return Path(explicit).expanduser()
-    return trace_dir() / f"trace-{pid}.log"
+        return os.path.expanduser(explicit)
+    return os.path.join(trace_dir(), f"trace-{pid}.log")

@@ -230,7 +230,7 @@ def _compress_wrapper(
                 gz_file = log_file.with_suffix(".log.gz")
                 if os.path.abspath(ours) == os.path.abspath(log_file) and gz_file.exists():
                     os.chmod(gz_file, 0o600)  # gzip.open made it with the umask's mode
-                    writer.continue_in_gzip(gz_file)
+                    writer.continue_in_gzip(str(gz_file))
             except Exception as exc:
                 PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
             for line in held:
@@ -253,7 +253,7 @@ def _init_logger_wrapper(
         from autotrace.runtime.writer import ensure_directory
 
         path = config.trace_file_for(os.getpid())
-        ensure_directory(path.parent)
+        ensure_directory(os.path.dirname(path) or os.curdir)
         # Created by us first, so the file is 0600 whoever writes to it first.
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
     except Exception:

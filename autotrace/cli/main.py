@@ -55,7 +55,7 @@ def trace_dir_option(fn: F) -> F:
 
 
 def _directory(trace_dir: Path | None) -> Path:
-    return trace_dir.expanduser() if trace_dir is not None else config.trace_dir()
+    return trace_dir.expanduser() if trace_dir is not None else Path(config.trace_dir())
 
 
 @contextmanager

@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from autotrace import config
 from autotrace.runtime import guard
@@ -38,7 +37,7 @@ class TraceWriter:
     """Appends complete lines to this process's trace file."""
 
     def __init__(self) -> None:
-        self.path: Path | None = None
+        self.path: str | None = None
         self.disabled = False
         self._fd = -1
         self._pid = -1
@@ -100,9 +99,10 @@ class TraceWriter:
         pid = os.getpid()
         try:
             path = config.trace_file_for(pid)
-            ensure_directory(path.parent)
+            directory = os.path.dirname(path) or os.curdir
+            ensure_directory(directory)
             if not config.explicit_trace_file():
-                rotate(path.parent, config.keep_files() - 1)
+                rotate(directory, config.keep_files() - 1)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             self.disable(f"cannot open trace file: {exc}")
@@ -142,7 +142,7 @@ class TraceWriter:
                 )
             return fd
 
-    def continue_in_gzip(self, gz_path: Path) -> None:
+    def continue_in_gzip(self, gz_path: str) -> None:
         """Our file was gzipped to ``gz_path`` and deleted (inspect does so at exit).
 
         Later lines are appended to ``gz_path``, each as its own gzip member: gzip
@@ -203,9 +203,9 @@ class TraceWriter:
             self._fd, self._pid = -1, -1
 
 
-def ensure_directory(directory: Path) -> None:
+def ensure_directory(directory: str) -> None:
     """Create the trace directory 0700 if missing; an existing one's mode is left alone."""
-    if not directory.is_dir():
+    if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
 
 
@@ -219,7 +219,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def rotate(directory: Path, keep: int) -> None:
+def rotate(directory: str, keep: int) -> None:
     """Delete the oldest trace files beyond ``keep``; files of live processes stay.
 
     Many processes may rotate at once: a file that vanished under us is fine.
@@ -246,7 +246,7 @@ def rotate(directory: Path, keep: int) -> None:
             if name.endswith(".log") and pid_text.isdigit() and _pid_alive(int(pid_text)):
                 continue
             try:
-                os.unlink(directory / name)
+                os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
     except OSError:

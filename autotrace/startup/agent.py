@@ -13,9 +13,9 @@ passed in AUTOTRACE_EXTRA_PATCHES).
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 
 from autotrace import config
 from autotrace.startup import hooks, targets
@@ -31,7 +31,7 @@ ENTRY_POINT_GROUP = "autotrace.patches"
 
 _active: dict[str, Patch] = {}
 _deferred: dict[str, _Deferred] = {}
-_lock = threading.RLock()
+_lock = _thread.RLock()
 
 
 def available_patch_names() -> list[str]:
