@@ -217,13 +217,11 @@ def _compress_wrapper(
 
     def compress_then_follow() -> None:
         writer = actions.writer
-        held: list[bytes] = []
         # Lines written while inspect copies the file and deletes it would be lost: hold them.
-        writer.write = held.append  # type: ignore[method-assign,assignment]
+        writer.hold()
         try:
             compress()
         finally:
-            writer.__dict__.pop("write", None)
             try:
                 log_file = Path(handler.baseFilename)  # type: ignore[union-attr]
                 ours = writer.path or config.trace_file_for(os.getpid())
@@ -233,8 +231,7 @@ def _compress_wrapper(
                     writer.continue_in_gzip(str(gz_file))
             except Exception as exc:
                 PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
-            for line in held:
-                writer.write(line)
+            writer.release()
 
     return compress_then_follow
 

@@ -30,7 +30,7 @@ import weakref
 from typing import Any
 
 from autotrace import records
-from autotrace.runtime import actions, guard
+from autotrace.runtime import actions, forks, guard
 from autotrace.runtime.redact import redact_argv, redact_text
 from autotrace.startup.patching import Patch, Wrap
 
@@ -307,4 +307,4 @@ PATCH = Patch(
     on_remove=_on_remove,
 )
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.after_fork_in_child(_after_fork_in_child)

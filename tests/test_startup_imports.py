@@ -27,6 +27,7 @@ OWN = {
     "autotrace.patches",
     "autotrace.patches.os_system",
     "autotrace.runtime",
+    "autotrace.runtime.forks",
     "autotrace.runtime.guard",
     "autotrace.runtime.process_info",
     "autotrace.startup",

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from autotrace import records
-from autotrace.runtime import guard
+from autotrace.runtime import forks, guard
 from autotrace.runtime.redact import redact_text
 from autotrace.runtime.writer import TraceWriter
 
@@ -37,9 +37,8 @@ _current: contextvars.ContextVar[OpenAction | None] = contextvars.ContextVar(
     "autotrace_current_action", default=None
 )
 
-_pid = os.getpid()
 _ids = itertools.count(1)
-_id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
+_id_prefix = f"{os.urandom(4).hex()}-{forks.pid}-"
 _suppressed: contextvars.ContextVar[int] = contextvars.ContextVar("autotrace_suppressed", default=0)
 
 
@@ -95,7 +94,7 @@ class OpenAction:
             action,
             detail,
             self.trace_id,
-            pid=_pid,
+            pid=forks.pid,
             thread=self.thread_name,
             task=self.task_name,
             parent_id=parent_id,
@@ -124,7 +123,7 @@ class OpenAction:
         self.action = action
         self.detail = detail
         self.parent_id = parent_id
-        self.pid = _pid
+        self.pid = forks.pid
         thread = threading.current_thread()
         self.thread_id = thread.ident
         self.thread_name = thread.name
@@ -149,7 +148,7 @@ class OpenAction:
         if self.ended:
             return
         self.ended = True
-        if self.pid != _pid:  # opened before a fork: its enter is in the parent's file
+        if self.pid != forks.pid:  # opened before a fork: its enter is in the parent's file
             open_actions.pop(self.trace_id, None)
             return
         try:
@@ -433,7 +432,7 @@ def trace_message(category: str, message: str, **fields: Any) -> None:
         line = records.message_line(
             f"[{category}] {redact_text(message)}",
             time.time(),
-            {"pid": _pid, "thread": threading.current_thread().name, **fields},
+            {"pid": forks.pid, "thread": threading.current_thread().name, **fields},
         )
         writer.write(line)
     except Exception as internal:
@@ -445,28 +444,26 @@ def agent_message(message: str, **fields: Any) -> None:
     trace_message("autotrace", message, **fields)
 
 
-def _process_header(w: TraceWriter) -> None:
+def _process_header(write_first: Callable[[bytes], None]) -> None:
     """First lines of every (re)opened file: the process record, then still-open actions."""
     from autotrace.runtime import process_info
 
-    fd = w._fd
-    w.write_raw(fd, process_info.header_line(time.time()))
+    write_first(process_info.header_line(time.time()))
     for span in list(open_actions.values()):
-        if span.pid == _pid:
-            w.write_raw(fd, span.enter_line())
+        if span.pid == forks.pid:
+            write_first(span.enter_line())
 
 
 writer.on_open.append(_process_header)
 
 
 def _after_fork_in_child() -> None:
-    global _pid, _id_prefix, _ids, _watchdog_started
-    _pid = os.getpid()
+    global _id_prefix, _ids, _watchdog_started
     _watchdog_started = False  # threads do not survive a fork
-    _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
+    _id_prefix = f"{os.urandom(4).hex()}-{forks.pid}-"
     _ids = itertools.count(1)
     open_actions.clear()
     writer.after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.after_fork_in_child(_after_fork_in_child)

@@ -31,7 +31,7 @@ from typing import Any
 
 from autotrace import config
 from autotrace.channel import REQUEST, socket_address
-from autotrace.runtime import actions, guard
+from autotrace.runtime import actions, forks, guard
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 STUCK_MESSAGE = "stuck action"
@@ -406,12 +406,8 @@ def _after_fork_in_child() -> None:
     global _watchdog, _lock
     _lock = threading.Lock()
     dog, _watchdog = _watchdog, None
-    if dog is not None and dog._sock is not None:
-        try:
-            dog._sock.close()
-        except OSError:
-            pass
-        dog._sock = None
+    if dog is not None:
+        dog.close()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.after_fork_in_child(_after_fork_in_child)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import _thread
 import importlib.machinery
-import os
 import sys
+
+from autotrace.runtime import forks
 
 TYPE_CHECKING = False  # typing costs milliseconds: imported by type checkers only
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def _new_lock_in_child() -> None:
     _lock = _thread.RLock()
 
 
-os.register_at_fork(after_in_child=_new_lock_in_child)
+forks.after_fork_in_child(_new_lock_in_child)
 _resolving = _thread._local()
 
 
