@@ -305,6 +305,7 @@ PATCH = Patch(
     ],
     on_import=_on_import,
     on_remove=_on_remove,
+    plain_functions=True,  # every program imports subprocess: no wrapt (tens of ms) for it
 )
 
 forks.after_fork_in_child(_after_fork_in_child)

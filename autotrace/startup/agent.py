@@ -145,7 +145,7 @@ def _wrapt_is_importing() -> bool:
 
 
 def _install_when_wrapt_is_ready(patch: Patch) -> None:
-    if not patch.wraps:  # custom hooks only (os.system at start-up): wrapt is not needed
+    if not patch.needs_wrapt():  # os.system at start-up, subprocess: no wrapt
         _install_reported(patch)
         return
     if _wrapt_is_importing():

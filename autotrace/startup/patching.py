@@ -58,7 +58,10 @@ class Patch:
 
     ``modules``: extra modules to watch besides those named by wraps (for
     ``on_import``, the custom install called after the wraps of that module).
-    A patch without wraps is installed without importing wrapt.
+    A patch without wraps is installed without importing wrapt; so is one with
+    ``plain_functions`` (for modules every program imports early, such as subprocess):
+    each of its targets that is a plain synchronous Python function is replaced by a
+    plain function (see ``_function_stand_in``), others fall back to wrapt.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Patch:
         on_import: Callable[[ModuleType], None] | None = None,
         on_remove: Callable[[], None] | None = None,
         enabled: bool = True,
+        plain_functions: bool = False,
     ) -> None:
         self.name = name
         self.description = description
@@ -78,10 +82,15 @@ class Patch:
         self.on_import = on_import
         self.on_remove = on_remove
         self.enabled = enabled
+        self.plain_functions = plain_functions
         self.installed: list[tuple[Any, str, Any]] = []
 
     def __repr__(self) -> str:
         return f"Patch({self.name!r}, enabled={self.enabled})"
+
+    def needs_wrapt(self) -> bool:
+        """Whether installing this patch may import wrapt (it has wraps, not all plain)."""
+        return bool(self.wraps) and not self.plain_functions
 
     def target_modules(self) -> list[str]:
         """Every module whose import installs part of this patch."""
@@ -104,17 +113,18 @@ class Patch:
             self.fail(f"could not be installed on {module.__name__}: {exc!r}")
 
     def _wrap(self, module: ModuleType, row: Wrap) -> None:
-        import wrapt  # only now: a target module is being imported anyway
-
-        parent, attribute, original = wrapt.resolve_path(module, row.name)
+        parent, attribute, original = _resolve_path(module, row.name)
         stored = vars(parent).get(attribute, original) if isinstance(parent, type) else original
         # wrapt 2's FunctionWrapper is not an instance of wrapt.ObjectProxy, so the mark
         # alone says "ours"; the stored attribute too, for a class reached through two modules.
         if any(getattr(found, "_self_autotrace", False) is True for found in (original, stored)):
             return  # already ours (installed twice, or the class reached through two modules)
         wrapper = row.wrapper or self._action_wrapper(row, original)
-        proxy = _traced_function_type()(original, wrapper)
-        proxy._self_autotrace = True  # type: ignore[attr-defined]
+        if self.plain_functions and _is_plain_function(stored):
+            proxy = _function_stand_in(stored, wrapper, isinstance(parent, type))
+        else:
+            proxy = _traced_function_type()(original, wrapper)  # imports wrapt only now
+        proxy._self_autotrace = True
         setattr(parent, attribute, proxy)
         self.installed.append((parent, attribute, stored))
 
@@ -215,6 +225,65 @@ def _put_back(parent: Any, attribute: str, original: Any) -> None:
         delattr(parent, attribute)  # it was inherited: inherit it again
     else:
         setattr(parent, attribute, original)
+
+
+def _resolve_path(module: ModuleType, dotted: str) -> tuple[Any, str, Any]:
+    """(parent, attribute, original) of ``Class.method`` in ``module``, as wrapt resolves it:
+    on a class, the attribute as stored on the first class of the MRO that has it."""
+    parent: Any = module
+    path = dotted.split(".")
+    original = getattr(parent, path[0])
+    attribute = path[0]
+    for attribute in path[1:]:
+        parent = original
+        original = getattr(parent, attribute)
+        if isinstance(parent, type):
+            original = next(
+                (vars(c)[attribute] for c in parent.__mro__ if attribute in vars(c)), original
+            )
+    return parent, attribute, original
+
+
+def _plain() -> None:
+    pass
+
+
+_FUNCTION = type(_plain)
+# Generators and coroutines: a plain stand-in would change what inspect says of them.
+_NOT_PLAIN_FLAGS = (
+    0x20 | 0x80 | 0x100 | 0x200
+)  # GENERATOR, COROUTINE, ITERABLE_COROUTINE, ASYNC_GENERATOR
+
+
+def _is_plain_function(obj: Any) -> bool:
+    return type(obj) is _FUNCTION and not obj.__code__.co_flags & _NOT_PLAIN_FLAGS
+
+
+def _function_stand_in(original: Any, wrapper: Wrapper, method: bool) -> Any:
+    """A plain function that calls ``wrapper(wrapped, instance, args, kwargs)`` as wrapt would.
+
+    Stored where the original was, it is what the original is: a function (so it binds
+    as a method, pickles by its qualified name, and ``type()`` is unchanged), with the
+    original's names and doc, and ``__wrapped__`` for ``inspect.signature``.
+    """
+    if method:
+
+        def stand_in(*args: Any, **kwargs: Any) -> Any:
+            if not args:  # called on the class without self: let the original complain
+                return wrapper(original, None, args, kwargs)
+            instance = args[0]
+            return wrapper(original.__get__(instance, type(instance)), instance, args[1:], kwargs)
+
+    else:
+
+        def stand_in(*args: Any, **kwargs: Any) -> Any:
+            return wrapper(original, None, args, kwargs)
+
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(stand_in, name, getattr(original, name))
+    stand_in.__dict__.update(original.__dict__)
+    stand_in.__wrapped__ = original  # type: ignore[attr-defined]
+    return stand_in
 
 
 def _has_path(module: ModuleType, dotted: str) -> bool:
