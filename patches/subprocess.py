@@ -27,12 +27,15 @@ import os
 import shlex
 import threading
 import weakref
-from typing import Any
 
 from autotrace import records
 from autotrace.runtime import actions, forks, guard
 from autotrace.runtime.redact import redact_argv, redact_text
 from autotrace.startup.patching import Patch, Wrap
+
+TYPE_CHECKING = False  # typing costs milliseconds: every program imports subprocess
+if TYPE_CHECKING:
+    from typing import Any
 
 DETAIL_WIDTH = 300  # a command line is cut here
 DOCKER_PROGRAMS = frozenset({"docker", "docker-compose", "podman"})

@@ -9,23 +9,26 @@ here; a patch only names the action and its detail.
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect as _inspect
 import itertools
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, TypeVar
 
 from autotrace import records
 from autotrace.runtime import forks, guard
 from autotrace.runtime.redact import redact_text
 from autotrace.runtime.writer import TraceWriter
 
-F = TypeVar("F", bound=Callable[..., Any])
+# typing, inspect and functools cost milliseconds to import, before a process's first
+# action: for type checkers only (and the decorator form imports what it needs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 writer = TraceWriter()
 
@@ -284,8 +287,11 @@ class trace_action:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
+        import functools
+        import inspect
+
         action, detail, extra = self.action, self.detail, self.extra
-        if _inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_traced(*args: Any, **kwargs: Any) -> Any:

@@ -18,20 +18,23 @@ of a local variable. Frames of autotrace and wrapt are left out.
 
 from __future__ import annotations
 
-import json
 import os
 import select
-import socket
-import struct
 import sys
 import threading
 import time
-from types import FrameType
-from typing import Any
 
 from autotrace import config
 from autotrace.channel import REQUEST, socket_address
 from autotrace.runtime import actions, forks, guard
+
+# socket, json, struct and typing are imported by the watchdog thread when it needs
+# them, not on the path of the program's first action.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from types import FrameType
+    from typing import Any
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 STUCK_MESSAGE = "stuck action"
@@ -296,6 +299,8 @@ class Watchdog:
 
     def _listen(self) -> None:
         try:
+            import socket
+
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             address = socket_address(os.getpid())
             if isinstance(address, str) and not address.startswith("\0"):
@@ -327,6 +332,8 @@ class Watchdog:
                 request = conn.recv(64)
                 if not request.startswith(REQUEST.strip()):
                     return
+                import json
+
                 snap = snapshot()
                 actions.agent_message(
                     f"{SNAPSHOT_MESSAGE}: {len(snap['actions'])} open actions, "
@@ -370,6 +377,9 @@ class Watchdog:
 
 def _same_user(conn: socket.socket) -> bool:
     """Only the same user (or root) may read this process's stacks."""
+    import socket
+    import struct
+
     peercred = getattr(socket, "SO_PEERCRED", None)
     if peercred is None:
         return True  # the socket file is 0600 there
