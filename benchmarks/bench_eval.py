@@ -34,14 +34,17 @@ TESTS = HERE.parent / "tests"
 BIN = Path(sys.executable).parent
 GOAL = 0.01  # added wall time, against inspect's own trace alone
 
-# Runs the eval and prints its wall time and peak RSS (the largest process it waited on).
+# Runs the eval and prints its wall time, CPU time (user + system, children included:
+# less sensitive than wall time to other load on a shared machine) and peak RSS (the
+# largest process it waited on).
 _WRAPPER = """
 import json, resource, subprocess, sys, time
 started = time.perf_counter()
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
 wall = time.perf_counter() - started
-print(json.dumps({"code": code, "wall": wall,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                  "rss_mb": usage.ru_maxrss / 1024}))
 """
 
 VARIANTS = ("untraced", "inspect trace", "inspect trace + autotrace")
@@ -164,17 +167,21 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
         f"{args.rounds} rounds, medians"
     )
     base = statistics.median(r["wall"] for r in results["inspect trace"])
+    base_cpu = statistics.median(r["cpu"] for r in results["inspect trace"])
     rows: list[dict[str, object]] = []
     for variant in VARIANTS:
         walls = [r["wall"] for r in results[variant]]
         wall = statistics.median(walls)
         rss = statistics.median(r["rss_mb"] for r in results[variant])
+        cpu = statistics.median(r["cpu"] for r in results[variant])
         last = results[variant][-1]
         print(
             f"  {variant:28} wall {wall:7.2f} s ({', '.join(f'{w:.2f}' for w in walls)})"
-            f"  {wall / base - 1:+6.1%} vs inspect trace   peak RSS {rss:6.1f} MB"
+            f"  {wall / base - 1:+6.1%}   CPU {cpu:6.2f} s {cpu / base_cpu - 1:+6.1%}"
+            f"   peak RSS {rss:6.1f} MB"
             f"   trace files {last['trace_bytes'] / 1e3:.0f} kB, enters {last['actions']}"
         )
+    print("  (+x%: against inspect's own trace alone, the same rounds)")
     ours = statistics.median(r["wall"] for r in results["inspect trace + autotrace"])
     rows.append(
         {

@@ -176,7 +176,7 @@ def _sources(work: Path, suite: Suite) -> Path:
     return root
 
 
-def _outcomes(report: Path) -> dict[str, str]:
+def outcomes_of(report: Path) -> dict[str, str]:
     """test id -> passed / failed / error / skipped, from a JUnit XML report."""
     outcomes: dict[str, str] = {}
     if not report.exists():
@@ -255,7 +255,7 @@ def run_suite(suite: Suite, work: Path, traced: bool) -> Run:
             code = done.returncode
         except subprocess.TimeoutExpired:
             code = -1
-    return Run(_outcomes(report), time.perf_counter() - started, code)
+    return Run(outcomes_of(report), time.perf_counter() - started, code)
 
 
 def compare(suite: Suite, plain: Run, traced: Run) -> dict[str, object]:
