@@ -47,6 +47,7 @@ class Suite:
     deps: list[str] = dataclasses.field(default_factory=list)
     pytest_args: list[str] = dataclasses.field(default_factory=list)
     timeout: float = 3600.0
+    dev_group: str | None = None  # also install this dependency group of the sdist's pyproject
 
 
 SUITES: dict[str, Suite] = {
@@ -120,12 +121,47 @@ class Run:
     returncode: int
 
 
+def _group(work: Path, suite: Suite) -> list[str]:
+    """The requirements of the sdist's dependency group ``suite.dev_group`` (PEP 735)."""
+    if suite.dev_group is None:
+        return []
+    import tomllib
+
+    with open(_sources(work, suite) / "pyproject.toml", "rb") as f:
+        groups = tomllib.load(f).get("dependency-groups", {})
+    return [r for r in groups.get(suite.dev_group, []) if isinstance(r, str)]
+
+
+def _install_one(python: Path, requirement: str) -> bool:
+    """Install one test requirement; a pinned version the index lacks is retried unpinned."""
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    if subprocess.run([*pip, requirement], capture_output=True).returncode == 0:
+        return True
+    name = requirement.split(";")[0]
+    for cut in "=<>!~ ":
+        name = name.split(cut)[0]
+    return name != requirement and subprocess.run([*pip, name], capture_output=True).returncode == 0
+
+
 def _venv(work: Path, suite: Suite) -> Path:
     """The suite's own venv (created once): the library, its test deps and this project."""
     directory = work / "venvs" / suite.name
     python = directory / "bin" / "python"
     marker = directory / "ready"
-    if marker.exists():
+    if marker.exists():  # this tree's agent, as it is now
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--force-reinstall",
+                str(REPO),
+            ],
+            check=True,
+        )
         return python
     shutil.rmtree(directory, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
@@ -134,10 +170,15 @@ def _venv(work: Path, suite: Suite) -> Path:
         packages.append(f"{suite.dist}=={suite.version}")
     pip = [str(python), "-m", "pip", "install", "-q", *packages]
     subprocess.run(pip, check=True)
-    for dep in suite.deps:  # one by one: a test dependency missing from the index is skipped
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", dep], capture_output=True)
-        if done.returncode != 0:
+    # One by one: a test dependency the index lacks is reported and left out (both runs alike).
+    for dep in [*_group(work, suite), *suite.deps]:
+        if not _install_one(python, dep):
             print(f"  [{suite.name}] test dependency {dep} not installed", file=sys.stderr)
+    # Our own package last: the suite's pins must not replace what the agent needs.
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(REPO)],
+        check=True,
+    )
     marker.write_text("ok\n")
     return python
 
