@@ -279,16 +279,26 @@ def run_suite(suite: Suite, work: Path, traced: bool) -> Run:
             code = done.returncode
         except subprocess.TimeoutExpired:
             code = -1
-    return Run(outcomes_of(report), time.perf_counter() - started, code)
+    seconds = time.perf_counter() - started
+    report.with_suffix(".run.json").write_text(json.dumps({"seconds": seconds, "code": code}))
+    return Run(outcomes_of(report), seconds, code)
+
+
+def reuse_suite(suite: Suite, work: Path, traced: bool) -> Run:
+    """The result of the last run (its report and timing), without running again."""
+    report = work / "reports" / f"{suite.name}-{'traced' if traced else 'plain'}.xml"
+    facts = json.loads(report.with_suffix(".run.json").read_text())
+    return Run(outcomes_of(report), facts["seconds"], facts["code"])
 
 
 def compare(suite: Suite, plain: Run, traced: Run) -> dict[str, object]:
-    """One row of the table: counts both ways, the tests whose outcome differs, time ratio."""
-    differ = sorted(
-        t
-        for t in set(plain.outcomes) | set(traced.outcomes)
-        if plain.outcomes.get(t) != traced.outcomes.get(t)
-    )
+    """One row of the table: counts both ways, the tests whose outcome differs, time ratio.
+
+    A test that ran one way only (a run that ended early: a crash, a timeout) is counted
+    apart from the differences in outcome of the tests both runs ran.
+    """
+    both = set(plain.outcomes) & set(traced.outcomes)
+    differ = sorted(t for t in both if plain.outcomes[t] != traced.outcomes[t])
 
     def counts(run: Run) -> str:
         values = list(run.outcomes.values())
@@ -297,7 +307,9 @@ def compare(suite: Suite, plain: Run, traced: Run) -> dict[str, object]:
     return {
         "suite": suite.name,
         "version": suite.version or sys.version.split()[0],
-        "tests": len(set(plain.outcomes) | set(traced.outcomes)),
+        "tests": len(both),
+        "only_plain": len(set(plain.outcomes) - both),
+        "only_traced": len(set(traced.outcomes) - both),
         "plain": counts(plain),
         "traced": counts(traced),
         "exit": f"{plain.returncode}/{traced.returncode}",
@@ -310,17 +322,21 @@ def compare(suite: Suite, plain: Run, traced: Run) -> dict[str, object]:
 
 def print_table(rows: list[dict[str, object]]) -> None:
     print(
-        "| suite | version | tests | plain p/f/e/s | traced p/f/e/s | exit plain/traced "
-        "| differences | wall traced / plain |"
+        "| suite | version | tests run both ways | plain p/f/e/s | traced p/f/e/s "
+        "| exit plain/traced | ran one way only (plain/traced) | differences "
+        "| wall traced / plain |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         differ = row["differences"]
         assert isinstance(differ, list)
-        shown = "none" if not differ else f"{len(differ)}: " + ", ".join(differ[:3])
+        names = [test.rsplit(".", 1)[-1].rsplit("::", 1)[-1] for test in differ]
+        shown = "none" if not differ else f"{len(differ)}: " + ", ".join(names[:3])
+        shown += ", ..." if len(differ) > 3 else ""
         print(
             f"| {row['suite']} | {row['version']} | {row['tests']} | {row['plain']} "
-            f"| {row['traced']} | {row['exit']} | {shown} "
+            f"| {row['traced']} | {row['exit']} | {row['only_plain']}/{row['only_traced']} "
+            f"| {shown} "
             f"| {row['traced_s']} s / {row['plain_s']} s = {row['ratio']} |"
         )
 
@@ -331,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="venvs, sdists, reports")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
+    parser.add_argument(
+        "--reuse", action="store_true", help="compare the last runs' reports, run nothing"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for suite in SUITES.values():
@@ -342,10 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.suite or list(SUITES):
         suite = SUITES[name]
-        print(f"[{name}] plain ...", file=sys.stderr, flush=True)
-        plain = run_suite(suite, args.work, traced=False)
-        print(f"[{name}] traced ...", file=sys.stderr, flush=True)
-        traced = run_suite(suite, args.work, traced=True)
+        if args.reuse:
+            plain = reuse_suite(suite, args.work, traced=False)
+            traced = reuse_suite(suite, args.work, traced=True)
+        else:
+            print(f"[{name}] plain ...", file=sys.stderr, flush=True)
+            plain = run_suite(suite, args.work, traced=False)
+            print(f"[{name}] traced ...", file=sys.stderr, flush=True)
+            traced = run_suite(suite, args.work, traced=True)
         rows.append(compare(suite, plain, traced))
     print_table(rows)
     if args.json:
