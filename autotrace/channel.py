@@ -7,11 +7,14 @@ own user (or root), the client trusts only the process it asked for.
 
 from __future__ import annotations
 
-import socket
-import struct
+import os
 import sys
 
 from autotrace import config
+
+TYPE_CHECKING = False  # typing costs milliseconds at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 REQUEST = b"stacks\n"
 CANCEL_VERB = b"cancel "  # followed by the trace id and a newline
@@ -22,7 +25,7 @@ def socket_address(pid: int) -> str | bytes:
     """Where process ``pid`` listens: an abstract socket on Linux, else a file in the trace dir."""
     if sys.platform.startswith("linux"):
         return f"\0autotrace-{pid}"
-    return str(config.trace_dir() / f"trace-{pid}.sock")
+    return os.path.join(config.trace_dir(), f"trace-{pid}.sock")
 
 
 def cancel_request(trace_id: str) -> bytes:
@@ -30,8 +33,11 @@ def cancel_request(trace_id: str) -> bytes:
     return CANCEL_VERB + trace_id.encode("ascii", "replace") + b"\n"
 
 
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
     """(pid, uid, gid) of the process at the other end, or None where the OS cannot say."""
+    import socket  # only when the channel is used: never at start-up
+    import struct
+
     peercred = getattr(socket, "SO_PEERCRED", None)
     if peercred is None:
         return None

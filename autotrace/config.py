@@ -1,14 +1,14 @@
 """Settings of the agent, read from the environment: the one place for every variable name.
 
-Kept free of heavy imports: the bootstrap imports this module in every traced process.
+Kept free of heavy imports: the bootstrap imports this module in every traced process,
+so paths are plain strings built with os.path (pathlib would pull in re, fnmatch,
+urllib.parse and ipaddress: milliseconds before the program's first line).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-from pathlib import Path
 
 # Environment variables (the launcher sets them, children inherit them).
 ENV_DIR = "AUTOTRACE_DIR"  # trace directory
@@ -21,9 +21,9 @@ ENV_PATCHES = "AUTOTRACE_PATCHES"  # comma list: only these patches
 ENV_EXCLUDE_PATCHES = "AUTOTRACE_EXCLUDE_PATCHES"  # comma list: not these patches
 ENV_STUCK_AFTER = "AUTOTRACE_STUCK_AFTER"  # seconds before an open action counts as stuck
 ENV_ACTIVE = "AUTOTRACE_ACTIVE"  # set by the bootstrap while it sets up (no recursion)
-ENV_EXTRA_PATCHES = "AUTOTRACE_EXTRA_PATCHES"  # comma list of 'module:attr' patches (entry points)
+# Third-party patches (entry points) with their targets: 'module:attr=mod mod,module:attr'.
+ENV_EXTRA_PATCHES = "AUTOTRACE_EXTRA_PATCHES"
 ENV_ENTRY_POINTS = "AUTOTRACE_ENTRY_POINTS"  # "1": the bootstrap reads the entry points itself
-ENV_PATCH_TARGETS = "AUTOTRACE_PATCH_TARGETS"  # 'ref=mod,mod;...': targets known without imports
 INSPECT_TRACE_FILE = "INSPECT_TRACE_FILE"  # inspect's own override, honoured
 # The INSPECT_TRACE_FILE value the agent itself set (so that inspect writes our file):
 # a child that inherits that value ignores it and picks its own per-process file.
@@ -48,7 +48,7 @@ _warned: set[str] = set()  # variables already warned about in this process
 
 
 def env_float(
-    name: str, default: float, *, minimum: float = 0.0, maximum: float = math.inf
+    name: str, default: float, *, minimum: float = 0.0, maximum: float = float("inf")
 ) -> float:
     """A finite number in [``minimum``, ``maximum``] from the environment, else
     ``default``: unset or empty silently; malformed (``nan``, ``inf``, ``-1``, ``ten``)
@@ -57,7 +57,7 @@ def env_float(
     value = _env_number(name)
     if value is None:
         return default
-    if math.isfinite(value) and minimum <= value <= maximum:
+    if _finite(value) and minimum <= value <= maximum:
         return value
     _warn_once(name, f"a number in [{minimum:.10g}, {maximum:.10g}]", default)
     return default
@@ -73,7 +73,7 @@ def keep_files() -> int:
     value = _env_number(ENV_KEEP)
     if value is None:
         return DEFAULT_KEEP
-    if math.isfinite(value) and value >= 1 and value.is_integer():
+    if _finite(value) and value >= 1 and value.is_integer():
         return int(value)
     _warn_once(ENV_KEEP, "a whole number >= 1", DEFAULT_KEEP)
     return DEFAULT_KEEP
@@ -87,7 +87,7 @@ def _env_number(name: str) -> float | None:
     try:
         return float(raw)
     except ValueError:
-        return math.nan
+        return float("nan")
 
 
 def _warn_once(name: str, expected: str, default: float) -> None:
@@ -102,18 +102,26 @@ def _warn_once(name: str, expected: str, default: float) -> None:
         pass
 
 
-def inspect_trace_dir() -> Path:
-    """inspect's trace directory, so that `inspect trace anomalies` finds our files."""
-    # platformdirs costs ~20 ms to import: only called when a file is first opened.
-    from platformdirs import user_data_path
+def inspect_trace_dir() -> str:
+    """inspect's trace directory, so that `inspect trace anomalies` finds our files.
 
-    return user_data_path("inspect_ai") / "traces"
+    On Linux the XDG rule platformdirs follows ($XDG_DATA_HOME, else ~/.local/share),
+    without importing platformdirs (~20 ms); elsewhere platformdirs itself.
+    """
+    if sys.platform.startswith("linux"):
+        data = os.environ.get("XDG_DATA_HOME", "").strip()
+        if not data:
+            data = os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(data, "inspect_ai", "traces")
+    from platformdirs import user_data_dir
+
+    return os.path.join(user_data_dir("inspect_ai"), "traces")
 
 
-def trace_dir() -> Path:
+def trace_dir() -> str:
     """The directory trace files go to: AUTOTRACE_DIR, else inspect's trace directory."""
     configured = os.environ.get(ENV_DIR)
-    return Path(configured).expanduser() if configured else inspect_trace_dir()
+    return os.path.expanduser(configured) if configured else inspect_trace_dir()
 
 
 def explicit_trace_file() -> str | None:
@@ -127,12 +135,12 @@ def explicit_trace_file() -> str | None:
     return None
 
 
-def trace_file_for(pid: int) -> Path:
+def trace_file_for(pid: int) -> str:
     """The file this process writes: AUTOTRACE_FILE, INSPECT_TRACE_FILE, else trace-<pid>.log."""
     explicit = explicit_trace_file()
     if explicit:
-        return Path(explicit).expanduser()
-    return trace_dir() / f"trace-{pid}.log"
+        return os.path.expanduser(explicit)
+    return os.path.join(trace_dir(), f"trace-{pid}.log")
 
 
 def make_private_dirs(directory: str | os.PathLike[str]) -> None:
@@ -155,3 +163,8 @@ def make_private_dirs(directory: str | os.PathLike[str]) -> None:
         except FileExistsError:  # made meanwhile by another process: its mode stays
             continue
         os.chmod(path, 0o700)
+
+
+def _finite(value: float) -> bool:
+    """Neither infinite nor NaN (math.isfinite without importing math at start-up)."""
+    return value - value == 0

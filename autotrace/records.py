@@ -9,14 +9,18 @@ and json.dumps of a dict costs several times more.
 
 from __future__ import annotations
 
-import datetime
-import json
 import sys
-import traceback
+import time
 from _json import encode_basestring_ascii as _quote  # C, escapes to pure ASCII
-from typing import Any
 
 from autotrace.redact import redact_text, redact_value
+
+# Every traced process imports this module before its first record: json (for values
+# other than str, numbers and lists or dicts of them), traceback (for error records),
+# datetime and typing cost milliseconds, so they are imported only where needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 LEVEL = "TRACE"
 SOURCE = "autotrace"
@@ -44,9 +48,20 @@ _ts_cache: tuple[int, str, str] = (-1, "", "")
 
 
 def _ts_parts(sec: int) -> tuple[int, str, str]:
+    """Date and time, and the UTC offset, of a whole second in local time."""
     global _ts_cache
-    whole = datetime.datetime.fromtimestamp(sec).astimezone().isoformat()
-    _ts_cache = (sec, whole[:19], whole[19:])  # one assignment: safe across threads
+    local = time.localtime(sec)
+    offset = local.tm_gmtoff
+    if offset is None or offset % 60:  # no offset known, or one with seconds: as datetime
+        import datetime
+
+        whole = datetime.datetime.fromtimestamp(sec).astimezone().isoformat()
+        _ts_cache = (sec, whole[:19], whole[19:])
+        return _ts_cache
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    # one assignment: safe across threads
+    _ts_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", local), f"{sign}{hours:02d}:{minutes:02d}")
     return _ts_cache
 
 
@@ -121,6 +136,12 @@ def _value(value: Any) -> str:
         return str(value)
     if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
         return repr(value)
+    if type(value) is list or type(value) is tuple:
+        return "[" + ", ".join(map(_value, value)) + "]"
+    if type(value) is dict and all(type(k) is str for k in value):
+        return "{" + ", ".join(f"{_quote(k)}: {_value(v)}" for k, v in value.items()) + "}"
+    import json
+
     return json.dumps(value, default=str, ensure_ascii=True)
 
 
@@ -227,7 +248,7 @@ def message_line(message: str, now: float, fields: dict[str, Any] | None = None)
             (k, redact_value(v, k)) for k, v in fields.items() if k not in record and k != "action"
         )
     record["source"] = SOURCE
-    return (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode("ascii")
+    return (_value(record) + "\n").encode("ascii")
 
 
 def error_text(exc: BaseException) -> str:
@@ -243,6 +264,8 @@ def error_text(exc: BaseException) -> str:
 def stacktrace_text(exc: BaseException) -> str:
     """The formatted traceback of ``exc``, redacted."""
     try:
+        import traceback
+
         return redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     except Exception:
         return ""

@@ -48,7 +48,7 @@ def _clients() -> tuple[Any, Any]:
 
 def wrapper_overhead(n: int, repeats: int) -> dict[str, tuple[float, float]]:
     """operation -> (patched stub us, bare stub us)."""
-    from autotrace.patches import botocore as botocore_patch
+    from autotrace.patches import _s3
     from autotrace.startup.patching import Patch, Wrap
 
     s3, dynamodb = _clients()
@@ -68,7 +68,7 @@ def wrapper_overhead(n: int, repeats: int) -> dict[str, tuple[float, float]]:
         for op, c in bare.items()
     }
     patch = Patch(name="bench-botocore", description="")
-    wrapper = botocore_patch.api_call_wrapper(patch, False)  # the botocore patch's own
+    wrapper = _s3.api_call_wrapper(patch, False)  # the botocore patch's own
     patch.wraps.append(Wrap(module.__name__, "Stub._make_api_call", wrapper=wrapper))
     patch.install_module(module)
     try:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from autotrace import records
-from autotrace.patches.botocore import human_size, s3_url
+from autotrace.patches._s3 import human_size, s3_url
 from autotrace.runtime import actions
-from autotrace.startup.patching import Patch, Wrap, guarded
+from autotrace.startup.patching import Patch, Wrap
 
 _in_transfer: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "autotrace_aioboto3_transfer", default=False
@@ -49,7 +49,7 @@ def _transfer(name: str) -> Any:
     ) -> Any:
         if _in_transfer.get() or not PATCH.enabled:
             return await wrapped(*args, **kwargs)
-        detail = guarded(PATCH, _describe)(name, instance, args, kwargs)
+        detail = PATCH.guard(_describe)(name, instance, args, kwargs)
         if detail is None:
             return await wrapped(*args, **kwargs)
         token = _in_transfer.set(True)

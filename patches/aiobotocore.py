@@ -6,7 +6,7 @@ coroutine function (it stays one), with the same operation filter and detail.
 
 from __future__ import annotations
 
-from autotrace.patches.botocore import api_call_wrapper
+from autotrace.patches._s3 import api_call_wrapper
 from autotrace.startup.patching import Patch, Wrap
 
 PATCH = Patch(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autotrace import config, records
+from autotrace.patches._tool_call import call_detail
 from autotrace.runtime import actions
 from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.startup.patching import Patch, Wrap
@@ -42,9 +43,6 @@ DOCKER_SANDBOX_MODULE = "inspect_ai.util._sandbox.docker.docker"
 OLD_LOG_MODULE = "inspect_ai.log._file"  # releases before the recorders package
 JSON_RECORDER_MODULE = "inspect_ai.log._recorders.json"
 
-DETAIL_WIDTH = 200  # a Tool Call detail is cut here
-VALUE_WIDTH = 60  # and each argument value here
-
 # Native actions whose inside is the very same work our patches would trace again
 # (inspect's subprocess() is one process; an MCP call_tool is the mcp patch's Tool Call).
 SAME_WORK_INSIDE = {"Subprocess": "", "MCPServer": "call_tool"}
@@ -53,24 +51,6 @@ NATIVE_PARENT_MESSAGE = f"{records.MESSAGE_PREFIX} native action parent"
 
 
 # --- details -------------------------------------------------------------------------
-
-
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def function_call(function: str, arguments: Any) -> str:
-    """``bash(cmd='ls')``: a tool call as its readers think of it, masked, then shortened."""
-    from autotrace.redact import redact_text
-
-    if isinstance(arguments, dict):
-        parts = [
-            _short(redact_text(f"{key}={value!r}"), len(str(key)) + 1 + VALUE_WIDTH)
-            for key, value in arguments.items()
-        ]
-    else:
-        parts = [_short(redact_text(repr(arguments)), VALUE_WIDTH)] if arguments else []
-    return _short(f"{function}({', '.join(parts)})", DETAIL_WIDTH)
 
 
 def _tool_call_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -284,24 +264,21 @@ def _compress_wrapper(
 
     def compress_then_follow() -> None:
         writer = actions.writer
-        held: list[bytes] = []
         # Lines written while inspect copies the file and deletes it would be lost: hold them.
-        writer.write = held.append  # type: ignore[method-assign,assignment]
+        writer.hold()
         try:
             compress()
         finally:
-            writer.__dict__.pop("write", None)
             try:
                 log_file = Path(handler.baseFilename)  # type: ignore[union-attr]
                 ours = writer.path or config.trace_file_for(os.getpid())
                 gz_file = log_file.with_suffix(".log.gz")
                 if os.path.abspath(ours) == os.path.abspath(log_file) and gz_file.exists():
                     os.chmod(gz_file, 0o600)  # gzip.open made it with the umask's mode
-                    writer.continue_in_gzip(gz_file)
+                    writer.continue_in_gzip(str(gz_file))
             except Exception as exc:
                 PATCH.fail(f"could not follow inspect's compressed trace file: {exc!r}")
-            for line in held:
-                writer.write(line)
+            writer.release()
 
     return compress_then_follow
 
@@ -353,7 +330,7 @@ def _describe_tool_call(instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
     call = _tool_call_of(args, kwargs)
     if call is None:
         return "unknown tool"
-    return function_call(str(call.function), getattr(call, "arguments", None))
+    return call_detail(str(call.function), getattr(call, "arguments", None))
 
 
 def _describe_sandbox_exec(
@@ -377,30 +354,24 @@ def _describe_log_write(
     return describe
 
 
+def _describe_sandbox_guarded(instance: Any, args: Any, kwargs: Any) -> str | None:
+    detail: str | None = PATCH.guard(_describe_sandbox_exec)(instance, args, kwargs)
+    return detail
+
+
 def _sandbox_wrapper(action: str) -> Wrapper:
     """Sandbox exec as one action; the process it starts is the same work (suppressed)."""
 
     async def wrapper(
         wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        detail = _guarded_detail(_describe_sandbox_exec, instance, args, kwargs)
+        detail = _describe_sandbox_guarded(instance, args, kwargs)
         if detail is None:
             return await wrapped(*args, **kwargs)
         with actions.trace_action(action, detail), actions.suppress_tracing():
             return await wrapped(*args, **kwargs)
 
     return wrapper
-
-
-def _guarded_detail(describe: Any, instance: Any, args: Any, kwargs: Any) -> str | None:
-    if not PATCH.enabled:
-        return None
-    try:
-        detail: str | None = describe(instance, args, kwargs)
-        return detail
-    except Exception as exc:
-        PATCH.fail(f"failed describing a call: {exc!r}")
-        return None
 
 
 @hide_from_warnings  # run_subtask stands between the program and its subtask

@@ -10,30 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from autotrace import records
-from autotrace.redact import redact_text
+from autotrace.patches._tool_call import call_detail
 from autotrace.runtime import actions
 from autotrace.startup.patching import Patch, Wrap
-
-VALUE_LIMIT = 60
-DETAIL_LIMIT = 240
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def call_detail(name: str, arguments: Any) -> str:
-    """``name(a=1, b='x')``: each argument masked, then shortened, then the whole line."""
-    if isinstance(arguments, dict):
-        args = ", ".join(
-            _short(redact_text(f"{k}={v!r}"), len(str(k)) + 1 + VALUE_LIMIT)
-            for k, v in arguments.items()
-        )
-    elif arguments is None:
-        args = ""
-    else:
-        args = _short(redact_text(repr(arguments)), VALUE_LIMIT)
-    return _short(f"{name}({args})", DETAIL_LIMIT)
 
 
 def _describe(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

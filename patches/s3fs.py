@@ -17,18 +17,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from autotrace import records
-from autotrace.patches.botocore import body_size, fs_url, human_size
+from autotrace.patches._s3 import arg, body_size, fs_url, human_size
 from autotrace.runtime import actions
 from autotrace.runtime.invisible import hide_from_warnings
-from autotrace.startup.patching import Patch, Wrap, guarded
+from autotrace.startup.patching import Patch, Wrap
 
 # id(S3File) -> its action, from __init__ to close (an id: a file's hash is its content
 # in read mode, and a weak key may already be gone when a collected file closes).
 _file_actions: dict[int, actions.OpenAction] = {}
-
-
-def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
 
 
 def _sized(detail: str, size: int | None) -> str:
@@ -36,12 +32,12 @@ def _sized(detail: str, size: int | None) -> str:
 
 
 def _describe_pipe_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    url = fs_url(_arg(args, kwargs, 0, "path"))
-    return _sized(f"pipe_file {url}", body_size(_arg(args, kwargs, 1, "data")))
+    url = fs_url(arg(args, kwargs, 0, "path"))
+    return _sized(f"pipe_file {url}", body_size(arg(args, kwargs, 1, "data")))
 
 
 def _describe_put_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    lpath, url = _arg(args, kwargs, 0, "lpath"), fs_url(_arg(args, kwargs, 1, "rpath"))
+    lpath, url = arg(args, kwargs, 0, "lpath"), fs_url(arg(args, kwargs, 1, "rpath"))
     try:
         size: int | None = os.path.getsize(lpath) if os.path.isfile(lpath) else None
     except (OSError, TypeError, ValueError):
@@ -50,13 +46,13 @@ def _describe_put_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, A
 
 
 def _describe_cp_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    source, target = _arg(args, kwargs, 0, "path1"), _arg(args, kwargs, 1, "path2")
+    source, target = arg(args, kwargs, 0, "path1"), arg(args, kwargs, 1, "path2")
     return f"cp_file {fs_url(target)} from {fs_url(source)}"
 
 
 def _describe_rm(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    path = _arg(args, kwargs, 0, "path")
-    recursive = " (recursive)" if _arg(args, kwargs, 1, "recursive") else ""
+    path = arg(args, kwargs, 0, "path")
+    recursive = " (recursive)" if arg(args, kwargs, 1, "recursive") else ""
     if isinstance(path, (list, tuple)):
         if len(path) == 1:
             return f"rm {fs_url(path[0])}{recursive}"
@@ -66,7 +62,7 @@ def _describe_rm(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 
 def _describe_rm_file(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    return f"rm_file {fs_url(_arg(args, kwargs, 0, 'path'))}"
+    return f"rm_file {fs_url(arg(args, kwargs, 0, 'path'))}"
 
 
 # -- the hop to fsspec's loop thread --------------------------------------------------
@@ -98,10 +94,10 @@ def _sync_with_parent(
 
 
 def _file_detail(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    mode = _arg(args, kwargs, 2, "mode") or "rb"
+    mode = arg(args, kwargs, 2, "mode") or "rb"
     if not isinstance(mode, str) or not any(flag in mode for flag in "wax"):
         return None
-    return f"open {fs_url(_arg(args, kwargs, 1, 'path'))} ({mode})"
+    return f"open {fs_url(arg(args, kwargs, 1, 'path'))} ({mode})"
 
 
 def _forget_file(key: int) -> None:
@@ -113,14 +109,14 @@ def _forget_file(key: int) -> None:
 def _file_init(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    detail = guarded(PATCH, _file_detail)(args, kwargs)
+    detail = PATCH.guard(_file_detail)(args, kwargs)
     span = actions.start_action(records.S3, detail) if detail is not None else None
     if span is None:
         return wrapped(*args, **kwargs)
     result = actions.call_under(span, wrapped, args, kwargs)
     key = id(instance)
     _file_actions[key] = span
-    finalizer = guarded(PATCH, weakref.finalize)(instance, _forget_file, key)
+    finalizer = PATCH.guard(weakref.finalize)(instance, _forget_file, key)
     if finalizer:
         finalizer.atexit = False  # a file still open at exit was never committed: stay open
     return result

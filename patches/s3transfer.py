@@ -17,21 +17,17 @@ from collections.abc import Callable
 from typing import Any
 
 from autotrace import records
-from autotrace.patches.botocore import human_size, s3_url
+from autotrace.patches._s3 import arg, human_size, s3_url
 from autotrace.runtime import actions
-from autotrace.startup.patching import Patch, Wrap, guarded
+from autotrace.startup.patching import Patch, Wrap
 
 # Task -> the action that was current where the task was created.
 _task_parents: weakref.WeakKeyDictionary[Any, actions.OpenAction] = weakref.WeakKeyDictionary()
 
 
-def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name)
-
-
 def _describe_upload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    fileobj = _arg(args, kwargs, 0, "fileobj")
-    url = s3_url(_arg(args, kwargs, 1, "bucket"), _arg(args, kwargs, 2, "key"))
+    fileobj = arg(args, kwargs, 0, "fileobj")
+    url = s3_url(arg(args, kwargs, 1, "bucket"), arg(args, kwargs, 2, "key"))
     if isinstance(fileobj, (str, os.PathLike)):
         try:
             return f"upload_file {url} ({human_size(os.path.getsize(fileobj))})"
@@ -41,15 +37,15 @@ def _describe_upload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 
 
 def _describe_copy(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    source = _arg(args, kwargs, 0, "copy_source")
-    url = s3_url(_arg(args, kwargs, 1, "bucket"), _arg(args, kwargs, 2, "key"))
+    source = arg(args, kwargs, 0, "copy_source")
+    url = s3_url(arg(args, kwargs, 1, "bucket"), arg(args, kwargs, 2, "key"))
     if isinstance(source, dict):
         return f"copy {url} from {s3_url(source.get('Bucket'), source.get('Key'))}"
     return f"copy {url}"
 
 
 def _describe_delete(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    return f"delete {s3_url(_arg(args, kwargs, 0, 'bucket'), _arg(args, kwargs, 1, 'key'))}"
+    return f"delete {s3_url(arg(args, kwargs, 0, 'bucket'), arg(args, kwargs, 1, 'key'))}"
 
 
 def _end_when_done(span: actions.OpenAction, future: Any) -> None:
@@ -71,7 +67,7 @@ def _end_when_done(span: actions.OpenAction, future: Any) -> None:
         else:
             done.end()
 
-    coordinator.add_done_callback(guarded(PATCH, finish))
+    coordinator.add_done_callback(PATCH.guard(finish))
     if coordinator.done():
         finish()
 
@@ -82,12 +78,12 @@ def _transfer_wrapper(describe: Callable[[tuple[Any, ...], dict[str, Any]], str]
     ) -> Any:
         if not PATCH.enabled:
             return wrapped(*args, **kwargs)
-        detail = guarded(PATCH, describe)(args, kwargs)
+        detail = PATCH.guard(describe)(args, kwargs)
         span = actions.start_action(records.S3, detail) if detail is not None else None
         if span is None:
             return wrapped(*args, **kwargs)
         future = actions.call_under(span, wrapped, args, kwargs)
-        if guarded(PATCH, _end_when_done, default=False)(span, future) is False:
+        if PATCH.guard(_end_when_done, default=False)(span, future) is False:
             span.end()  # could not watch the future: the action covers the submission only
         return future
 

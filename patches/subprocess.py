@@ -32,12 +32,15 @@ import os
 import shlex
 import threading
 import weakref
-from typing import Any
 
 from autotrace import records
 from autotrace.redact import redact_argv, redact_text
-from autotrace.runtime import actions, invisible
+from autotrace.runtime import actions, forks, guard, invisible
 from autotrace.startup.patching import Patch, Wrap
+
+TYPE_CHECKING = False  # typing costs milliseconds: every program imports subprocess
+if TYPE_CHECKING:
+    from typing import Any
 
 DETAIL_WIDTH = 300  # a command line is cut here
 DOCKER_PROGRAMS = records.DOCKER_PROGRAMS
@@ -279,10 +282,7 @@ def _process_exited(
 
 def _guard(fn: Any, *args: Any) -> None:
     """Run our bookkeeping for one Popen; an error skips that Popen, the patch stays on."""
-    try:
-        fn(*args)
-    except Exception as exc:
-        PATCH.skip(f"{fn.__name__} failed: {exc!r}")
+    guard.call(fn, *args, on_error=lambda exc: PATCH.skip(f"{fn.__name__} failed: {exc!r}"))
 
 
 def _on_import(module: Any) -> None:
@@ -310,6 +310,7 @@ PATCH = Patch(
     ],
     on_import=_on_import,
     on_remove=_on_remove,
+    plain_functions=True,  # every program imports subprocess: no wrapt (tens of ms) for it
 )
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.after_fork_in_child(_after_fork_in_child)

@@ -25,6 +25,9 @@ A step is ``{"do": <behaviour>, ...options}``:
 - ``"error"``: answer with HTTP ``"status"`` (default 500) and an error body in the
   provider's format, ``"message"`` optional.
 - ``"times": N`` on any step repeats it for N requests.
+- ``"until_tool_result": true`` on a step with ``"tool_calls"``: a request that already
+  carries a tool result (an agent loop's second turn) gets the plain answer instead, so
+  one default step serves many concurrent samples (benchmarks/bench_eval.py).
 
 Every response that carries an answer includes ``usage`` (inspect needs it).
 
@@ -188,6 +191,8 @@ class LLMServer:
     def _next_step(self, record: dict[str, Any]) -> Step:
         with self._lock:
             step = self._steps.pop(0) if self._steps else dict(self.default)
+            if step.get("until_tool_result") and record.get("tool_result"):
+                step = {k: v for k, v in step.items() if k != "tool_calls"}
             record["behaviour"] = step.get("do", "reply")
             self.requests.append(record)
             self._lock.notify_all()
@@ -218,6 +223,21 @@ class LLMServer:
 
 
 # -- response bodies ---------------------------------------------------------------------
+
+
+def _has_tool_result(body: dict[str, Any]) -> bool:
+    """Whether a request carries a tool's result (chat, responses or messages API)."""
+    for item in list(body.get("messages") or []) + list(body.get("input") or []):
+        if not isinstance(item, dict):
+            continue
+        if item.get("role") == "tool" or item.get("type") == "function_call_output":
+            return True
+        content = item.get("content")
+        if isinstance(content, list) and any(
+            isinstance(c, dict) and c.get("type") == "tool_result" for c in content
+        ):
+            return True
+    return False
 
 
 def _tool_calls(step: Step, n: int) -> list[dict[str, Any]]:
@@ -298,6 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model"),
             "stream": bool(body.get("stream")),
             "time": time.time(),
+            "tool_result": _has_tool_result(body),
         }
         step = self.llm._next_step(record)
         self._body = body

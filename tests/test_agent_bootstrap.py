@@ -32,7 +32,7 @@ HEAVY_MODULES = {
     "autotrace.runtime.actions",
     "autotrace.runtime.writer",
     "autotrace.records",
-    "autotrace.redact",
+    "autotrace.runtime.redact",
     "dataclasses",
     "inspect",
     "subprocess",
@@ -43,7 +43,7 @@ def _env(trace_dir: Path, *path: str, **extra: str) -> dict[str, str]:
     env = untraced_env()
     env["PYTHONPATH"] = os.pathsep.join(path)
     env[config.ENV_DIR] = str(trace_dir)
-    env["XDG_CACHE_HOME"] = str(trace_dir.parent / "cache")  # the patch-target cache
+    env["XDG_CACHE_HOME"] = str(trace_dir.parent / "cache")  # must stay untouched
     env.update(extra)
     return env
 
@@ -218,8 +218,7 @@ def test_broken_patch_is_reported_once_and_the_program_goes_on(tmp_path: Path, k
         trace_dir,
         BOOTSTRAP_DIR,
         str(lib),
-        AUTOTRACE_EXTRA_PATCHES="brokenpatch:PATCH",
-        AUTOTRACE_PATCH_TARGETS="brokenpatch:PATCH=colorsys",
+        AUTOTRACE_EXTRA_PATCHES="brokenpatch:PATCH=colorsys",
     )
     code = """
         import colorsys, subprocess
@@ -245,14 +244,39 @@ def test_entry_points_are_read_only_when_asked(tmp_path: Path) -> None:
     assert (plain.stdout.strip(), asked.stdout.strip()) == ("False", "True")
 
 
-def test_first_process_without_launcher_caches_the_patch_targets(tmp_path: Path) -> None:
-    code = "import os, sys; print('autotrace.patches.openai' in sys.modules, bool(os.environ.get('AUTOTRACE_PATCH_TARGETS')))"
+def test_example_activation_imports_no_patch_before_its_target(tmp_path: Path) -> None:
+    # The static table names the targets: no patch is imported to learn them, nothing cached.
+    code = "import sys; print(sorted(m for m in sys.modules if m.startswith('autotrace.patches.')))"
     env = _env(tmp_path / "t", EXAMPLE_DIR)
-    first = _python(code, env)
-    second = _python(code, env)
-    assert first.stdout.split() == ["True", "True"]  # imported the patches to learn them
-    assert second.stdout.split() == ["False", "True"]  # read them from the cache
-    assert (tmp_path / "cache" / "autotrace" / "patch-targets").stat().st_mode & 0o077 == 0
+    result = _python(code, env)
+    assert result.stdout.strip() == "['autotrace.patches.os_system']", result.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_third_party_patch_without_targets_is_loaded_at_start_up(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "colorpatch.py").write_text(
+        textwrap.dedent(
+            """
+            from autotrace.startup.patching import Patch, Wrap
+            PATCH = Patch(
+                name="color",
+                description="colorsys conversions",
+                wraps=[Wrap("colorsys", "rgb_to_hsv", action="Color", describe=lambda i, a, k: "hsv")],
+            )
+            """
+        )
+    )
+    trace_dir = tmp_path / "t"
+    env = _env(trace_dir, BOOTSTRAP_DIR, str(lib), AUTOTRACE_EXTRA_PATCHES="colorpatch:PATCH")
+    result = _python("import colorsys; colorsys.rgb_to_hsv(1, 0, 0)", env)
+    assert result.returncode == 0 and "[autotrace]" not in result.stderr, result.stderr
+    (records,) = _files(trace_dir).values()
+    assert [(r["action"], r["event"]) for r in records if "action" in r] == [
+        ("Color", "enter"),
+        ("Color", "exit"),
+    ]
 
 
 def test_program_that_imports_wrapt_first_is_still_traced(tmp_path: Path) -> None:

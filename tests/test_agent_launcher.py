@@ -68,9 +68,9 @@ def test_run_passes_settings_as_environment(tmp_path: Path) -> None:
     assert settings[config.ENV_EXCLUDE_PATCHES] == "botocore"
     assert settings[config.ENV_STUCK_AFTER] == "5.0"
     assert settings[config.ENV_RUN_ID]
-    targets = agent.parse_targets(settings[config.ENV_PATCH_TARGETS])
-    assert targets["subprocess"] == ["subprocess", "asyncio.base_subprocess"]
-    assert "botocore" not in targets
+    # Shipped patches' targets come from the static table: nothing else is passed.
+    assert "AUTOTRACE_PATCH_TARGETS" not in settings
+    assert config.ENV_EXTRA_PATCHES not in settings
 
 
 def test_missing_command_is_one_line_and_127(tmp_path: Path) -> None:

@@ -198,3 +198,52 @@ def test_writer_recovers_when_file_is_rotated_away(trace_dir: Path) -> None:
     records = read_records(path)
     assert records[0]["message"].startswith("[autotrace] process start")
     assert [r["detail"] for r in records if "action" in r] == ["second", "second"]
+
+
+def test_held_lines_are_written_in_order_after_the_file_moved_to_gzip(trace_dir: Path) -> None:
+    import gzip
+
+    from autotrace.runtime import writer as writer_module
+
+    writer = actions.writer
+    writer.write(b'{"n": 0}\n')
+    assert writer.state == writer_module.OPEN and writer.path is not None
+    log = Path(writer.path)
+    writer.hold()
+    writer.write(b'{"n": 1}\n')  # while someone else moves the file
+    gz = log.with_suffix(".log.gz")
+    gz.write_bytes(gzip.compress(log.read_bytes()))
+    log.unlink()
+    writer.continue_in_gzip(str(gz))
+    assert writer.state == writer_module.HOLDING  # still holding until released
+    writer.write(b'{"n": 2}\n')
+    writer.release()
+    writer.write(b'{"n": 3}\n')
+    assert writer.state == writer_module.GZIP
+    assert "write" not in vars(writer)  # behaviour follows state, no method swapped in
+    lines = gzip.decompress(gz.read_bytes()).splitlines()
+    assert lines[-4:] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+
+
+def test_fork_registry_updates_the_pid_and_runs_each_hook_once_in_the_child() -> None:
+    code = textwrap.dedent(
+        """
+        import os
+        from autotrace.runtime import forks
+        calls = []
+        forks.after_fork_in_child(lambda: calls.append(os.getpid()))
+        hook = lambda: calls.append("again")
+        forks.after_fork_in_child(hook)
+        forks.after_fork_in_child(hook)
+        pid = os.fork()
+        if pid == 0:
+            ok = forks.pid == os.getpid() and calls == [os.getpid(), "again"]
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), calls)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=_child_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "0 []", done.stderr

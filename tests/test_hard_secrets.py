@@ -208,7 +208,7 @@ def test_trace_files_are_0600_and_a_created_directory_0700(trace_dir: Path) -> N
         pass
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o700
     assert writer.path is not None
-    assert stat.S_IMODE(writer.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(writer.path).stat().st_mode) == 0o600
 
 
 def test_an_existing_directory_keeps_its_permissions(trace_dir: Path) -> None:
@@ -219,8 +219,8 @@ def test_an_existing_directory_keeps_its_permissions(trace_dir: Path) -> None:
     with trace_action("Tool Call", "one"):
         pass
     assert stat.S_IMODE(trace_dir.stat().st_mode) == 0o755
-    assert writer.path is not None and writer.path.parent == trace_dir
-    assert stat.S_IMODE(writer.path.stat().st_mode) == 0o600
+    assert writer.path is not None and Path(writer.path).parent == trace_dir
+    assert stat.S_IMODE(Path(writer.path).stat().st_mode) == 0o600
 
 
 def test_every_directory_the_writer_creates_is_0700_parents_included(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def test_a_file_cut_at_any_byte_keeps_every_complete_line(
             pass
     source = writer.path
     assert source is not None
-    data = source.read_bytes()
+    data = Path(source).read_bytes()
     rng = random.Random(SEED)
     cuts = 0
     for trial in range(KILL_TRIALS):

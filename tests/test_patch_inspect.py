@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autotrace.patches.inspect_ai import function_call
+from autotrace.patches._tool_call import call_detail as function_call
 
 ROOT = Path(__file__).parent.parent
 SCENARIOS = Path(__file__).parent / "inspect_tasks" / "scenarios.py"

@@ -7,7 +7,7 @@ import io
 import boto3
 import pytest
 
-from autotrace.patches.botocore import (
+from autotrace.patches._s3 import (
     body_size,
     describe_api_call,
     fs_url,

@@ -51,11 +51,10 @@ def test_names_that_hold_no_secret(name: str) -> None:
 
 
 def test_mask_first_then_shorten_in_tool_call_details() -> None:
-    from autotrace.patches.inspect_ai import function_call
-    from autotrace.patches.mcp import call_detail
+    from autotrace.patches._tool_call import call_detail
 
     key = "sk-proj-" + "A1b2C3d4" * 8
-    for detail in (call_detail("f", {"key": key}), function_call("f", {"key": key})):
+    for detail in (call_detail("f", {"key": key}), call_detail("f", key)):
         assert key[:12] not in detail and MASK in detail
 
 

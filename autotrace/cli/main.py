@@ -100,7 +100,7 @@ def trace_dir_option(fn: F) -> F:
 
 
 def _directory(trace_dir: str | Path | None) -> Path:
-    return Path(trace_dir).expanduser() if trace_dir is not None else config.trace_dir()
+    return Path(trace_dir).expanduser() if trace_dir is not None else Path(config.trace_dir())
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import click
 from autotrace import config
 from autotrace.cli import options
 from autotrace.cli.render import visible
-from autotrace.startup import agent, bootstrap
+from autotrace.startup import agent, bootstrap, targets
 
 BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(bootstrap.__file__))
 
@@ -68,16 +68,11 @@ def _environment(
         raise click.ClickException(
             f"unknown patch {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
-    selected = [
-        entry
-        for entry in catalog
-        if (not only or entry["name"] in only) and entry["name"] not in excluded
-    ]
+    chosen = set(targets.select(known, only, excluded))
     env = dict(os.environ)
     for name in (
         config.ENV_ACTIVE,
         config.ENV_PARENT_PID,
-        config.ENV_PATCH_TARGETS,
         config.ENV_ENTRY_POINTS,
         config.ENV_EXTRA_PATCHES,
         config.ENV_PATCHES,
@@ -98,17 +93,18 @@ def _environment(
         stuck_after = config.stuck_after()
     if stuck_after is not None:
         env[config.ENV_STUCK_AFTER] = repr(stuck_after)
-    extra = [entry["ref"] for entry in selected if entry["source"] == "entry point"]
-    if extra:
-        env[config.ENV_EXTRA_PATCHES] = ",".join(extra)
-    # Each patch's targets, so that no traced process imports a patch before it is needed.
-    targets: dict[str, list[str]] = {}
-    for entry in selected:
+    # Third-party patches with their targets, so that no traced process imports a patch
+    # before the program imports one of its targets (shipped ones: autotrace.startup.targets).
+    extra: dict[str, list[str]] = {}
+    for entry in catalog:
+        if entry["source"] != "entry point" or entry["name"] not in chosen:
+            continue
         try:
-            targets[entry["ref"]] = list(agent.load_patch(entry["ref"]).target_modules())
+            extra[entry["ref"]] = list(agent.load_patch(entry["ref"]).target_modules())
         except Exception as exc:
             click.echo(f"[autotrace] patch {entry['name']} cannot be loaded: {exc!r}", err=True)
-    env[config.ENV_PATCH_TARGETS] = agent.format_targets(targets)
+    if extra:
+        env[config.ENV_EXTRA_PATCHES] = targets.format_extra(extra)
     python_path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = BOOTSTRAP_DIR + (os.pathsep + python_path if python_path else "")
     return env
@@ -180,7 +176,7 @@ def _start_otlp_exporter(env: dict[str, str], endpoint: str | None) -> None:
         otlp.settings(endpoint)  # bad settings fail here, before the command runs
     except otlp.ExportError as exc:
         raise click.ClickException(str(exc)) from None
-    directory = Path(env[config.ENV_DIR]) if config.ENV_DIR in env else config.trace_dir()
+    directory = Path(env[config.ENV_DIR] if config.ENV_DIR in env else config.trace_dir())
     try:
         otlp.start_background(env[config.ENV_RUN_ID], directory, endpoint)
     except OSError as exc:

@@ -9,23 +9,26 @@ here; a patch only names the action and its detail.
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect as _inspect
 import itertools
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, TypeVar
 
 from autotrace import records
 from autotrace.redact import redact_text
-from autotrace.runtime import invisible, origins
+from autotrace.runtime import forks, guard, invisible, origins
 from autotrace.runtime.writer import TraceWriter
 
-F = TypeVar("F", bound=Callable[..., Any])
+# typing, inspect and functools cost milliseconds to import, before a process's first
+# action: for type checkers only (and the decorator form imports what it needs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 writer = TraceWriter()
 
@@ -38,9 +41,8 @@ _current: contextvars.ContextVar[OpenAction | None] = contextvars.ContextVar(
 )
 
 _waiting_caller = origins.current
-_pid = os.getpid()
 _ids = itertools.count(1)
-_id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
+_id_prefix = f"{os.urandom(4).hex()}-{forks.pid}-"
 _suppressed: contextvars.ContextVar[int] = contextvars.ContextVar("autotrace_suppressed", default=0)
 
 
@@ -99,7 +101,7 @@ class OpenAction:
             action,
             detail,
             self.trace_id,
-            pid=_pid,
+            pid=forks.pid,
             thread=self.thread_name,
             task=self.task_name,
             parent_id=parent_id,
@@ -129,7 +131,7 @@ class OpenAction:
         self.action = action
         self.detail = detail
         self.parent_id = parent_id
-        self.pid = _pid
+        self.pid = forks.pid
         self.thread_id = threading.get_ident()
         self.thread_name = invisible.thread_name()
         self.task_name, self.task = _task_name()
@@ -156,7 +158,7 @@ class OpenAction:
         if self.ended:
             return
         self.ended = True
-        if self.pid != _pid:  # opened before a fork: its enter is in the parent's file
+        if self.pid != forks.pid:  # opened before a fork: its enter is in the parent's file
             open_actions.pop(self.trace_id, None)
             return
         try:
@@ -193,20 +195,23 @@ _watchdog_loop: Any = None
 
 
 def _start_watchdog() -> None:
-    global _watchdog_started, _watchdog_loop
+    global _watchdog_started
     if _watchdog_started and _watchdog_loop is None:
         return
     _watchdog_started = True
-    try:
-        from autotrace.runtime import watchdog
+    guard.call(_import_and_start_watchdog, on_error=_watchdog_failed)
 
-        dog = watchdog.start()
-        _watchdog_loop = dog.loop if dog is not None else None
-    except Exception as exc:  # no watchdog, tracing goes on
-        try:
-            sys.stderr.write(f"[autotrace] watchdog not started: {exc!r}\n")
-        except Exception:
-            pass
+
+def _import_and_start_watchdog() -> None:
+    global _watchdog_loop
+    from autotrace.runtime import watchdog
+
+    dog = watchdog.start()
+    _watchdog_loop = dog.loop if dog is not None else None
+
+
+def _watchdog_failed(exc: Exception) -> None:  # no watchdog, tracing goes on
+    guard.warn(f"watchdog not started: {exc!r}")
 
 
 def end_quietly(span: OpenAction | None, exc: BaseException | None = None, **extra: Any) -> None:
@@ -316,8 +321,11 @@ class trace_action:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
+        import functools
+        import inspect
+
         action, detail, extra = self.action, self.detail, self.extra
-        if _inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_traced(*args: Any, **kwargs: Any) -> Any:
@@ -471,7 +479,7 @@ def trace_message(category: str, message: str, **fields: Any) -> None:
         line = records.message_line(
             f"[{category}] {message}",  # redacted, with the fields, by message_line
             time.time(),
-            {"pid": _pid, "thread": invisible.thread_name(), **fields},
+            {"pid": forks.pid, "thread": invisible.thread_name(), **fields},
         )
         writer.write(line)
     except Exception as internal:
@@ -483,29 +491,27 @@ def agent_message(message: str, **fields: Any) -> None:
     trace_message("autotrace", message, **fields)
 
 
-def _process_header(w: TraceWriter) -> None:
+def _process_header(write_first: Callable[[bytes], None]) -> None:
     """First lines of every (re)opened file: the process record, then still-open actions."""
     from autotrace.runtime import process_info
 
-    fd = w._fd
-    w.write_raw(fd, process_info.header_line(time.time()))
+    write_first(process_info.header_line(time.time()))
     for span in list(open_actions.values()):
-        if span.pid == _pid:
+        if span.pid == forks.pid:
             line = span.enter_line()
             if line:
-                w.write_raw(fd, line)
+                write_first(line)
 
 
 writer.on_open.append(_process_header)
 
 
 def _after_fork_in_child() -> None:
-    global _pid, _id_prefix, _ids
-    _pid = os.getpid()
-    _id_prefix = f"{os.urandom(4).hex()}-{_pid}-"
+    global _id_prefix, _ids
+    _id_prefix = f"{os.urandom(4).hex()}-{forks.pid}-"
     _ids = itertools.count(1)
     open_actions.clear()
     writer.after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.after_fork_in_child(_after_fork_in_child)

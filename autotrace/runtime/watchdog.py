@@ -21,18 +21,22 @@ of a local variable. Frames of autotrace and wrapt are left out.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 import threading
 import time
-from types import FrameType
-from typing import Any
 
 from autotrace import config
 from autotrace.channel import CANCEL_VERB, MAX_REQUEST, REQUEST, peer_credentials, socket_address
-from autotrace.runtime import actions, invisible, origins
+from autotrace.runtime import actions, forks, invisible, origins
+
+# socket, json, struct and typing are imported by the watchdog thread when it needs
+# them, not on the path of the program's first action.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from types import FrameType
+    from typing import Any
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 LINGER = 0.05  # seconds the thread stays once no action is open (back-to-back actions reuse it)
@@ -352,6 +356,8 @@ class Watchdog:
     def _listen(self) -> None:
         self._listened = True
         try:
+            import socket
+
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             address = socket_address(os.getpid())
             if isinstance(address, str) and not address.startswith("\0"):
@@ -386,6 +392,8 @@ class Watchdog:
                     return
                 if not request.startswith(REQUEST.strip()):
                     return
+                import json
+
                 snap = snapshot()
                 actions.agent_message(
                     f"{SNAPSHOT_MESSAGE}: {len(snap['actions'])} open actions, "
@@ -444,6 +452,8 @@ def _answer_cancel(conn: socket.socket, request: bytes) -> None:
     """Answer ``cancel <trace_id>``: JSON lines, a first one once acted on, then the outcome."""
     trace_id = request[len(CANCEL_VERB) :].strip().decode("ascii", "replace")
 
+    import json
+
     def send(answer: dict[str, Any]) -> None:
         try:
             conn.sendall(json.dumps(answer, default=str).encode() + b"\n")
@@ -497,4 +507,4 @@ def _after_fork_in_child() -> None:
         dog._next_age.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forks.after_fork_in_child(_after_fork_in_child)

@@ -11,52 +11,62 @@ off with one warning: the program always goes on.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from autotrace import config
+from autotrace.runtime import forks, guard
 
 _RECHECK_SECONDS = 1.0  # how often we look whether our file was deleted under us
 
-# This process's pid, kept current by a fork hook: os.getpid() is a system call, and
-# write() compares it on every line.
-_process_pid = os.getpid()
-
-
-def _update_pid_after_fork() -> None:
-    global _process_pid
-    _process_pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_update_pid_after_fork)
+# The writer's states. A line goes: CLOSED -> opened, then written (OPEN); in a forked
+# child the file is the parent's, so OPEN with another pid counts as CLOSED.
+CLOSED = "closed"  # no file yet (or closed by a test): the next line opens it
+OPEN = "open"  # plain appends to trace-<pid>.log
+GZIP = "gzip"  # the file was gzipped away (inspect at exit): each line a gzip member
+HOLDING = "holding"  # the file is being moved by someone else: lines wait in memory
+DISABLED = "disabled"  # tracing is off in this process, after one warning
 
 
 class TraceWriter:
-    """Appends complete lines to this process's trace file."""
+    """Appends complete lines to this process's trace file.
+
+    Its behaviour follows ``state`` (one of the constants above), changed only by its
+    own methods: ``hold``/``release`` around someone else moving the file,
+    ``continue_in_gzip``, ``after_fork_in_child``, ``disable`` and ``close``.
+    """
 
     def __init__(self) -> None:
-        self.path: Path | None = None
-        self.disabled = False
+        self.path: str | None = None
+        self.state = CLOSED
+        self.disabled = False  # state is DISABLED (read on every action: a plain attribute)
         self._fd = -1
-        self._pid = -1
+        self._pid = -1  # the pid that opened _fd (a forked child must not write to it)
         self._checked_at = 0.0
         self._lock = threading.Lock()  # only around open/reopen, never around write()
         self._warned_reopen = False
-        # Called with the writer after (re)opening, to write the header and open actions.
-        self.on_open: list[Callable[[TraceWriter], None]] = []
+        self._held: list[bytes] = []
+        self._state_after_hold = CLOSED
+        # Called after (re)opening with a function that writes a line to the new file
+        # (the process header, the open actions), before any other line reaches it.
+        self.on_open: list[Callable[[Callable[[bytes], None]], None]] = []
 
     def write(self, line: bytes) -> None:
         """Append one complete line; never raises."""
-        if self.disabled:
-            return
-        fd = self._fd
-        if fd < 0 or self._pid != _process_pid:
+        state = self.state
+        if state is OPEN and self._pid == forks.pid:
+            self._append(self._fd, line)
+        elif state is CLOSED or state is OPEN:  # not open yet, or opened before a fork
             fd = self._open()
-            if fd < 0:
-                return
+            if fd >= 0:
+                self._append(fd, line)
+        elif state is GZIP:
+            self._append_gzip_member(line)
+        elif state is HOLDING:
+            self._held.append(line)
+
+    def _append(self, fd: int, line: bytes) -> None:
         try:
             now = time.monotonic()
             if now - self._checked_at > _RECHECK_SECONDS:
@@ -68,6 +78,16 @@ class TraceWriter:
             written = os.write(fd, line)
             if written != len(line):  # short write: only on a full disk
                 raise OSError(28, "No space left on device (short write)")
+        except OSError as exc:
+            self.disable(f"cannot write {self.path}: {exc.strerror or exc}")
+
+    def _append_gzip_member(self, line: bytes) -> None:
+        if self._pid != forks.pid:
+            return
+        try:
+            import gzip
+
+            os.write(self._fd, gzip.compress(line, mtime=0))
         except OSError as exc:
             self.disable(f"cannot write {self.path}: {exc.strerror or exc}")
 
@@ -84,147 +104,139 @@ class TraceWriter:
             return True
         return (at_path.st_ino, at_path.st_dev) != (st.st_ino, st.st_dev)
 
-    def write_raw(self, fd: int, line: bytes) -> None:
-        """Write to an already opened descriptor (used by on_open callbacks)."""
-        os.write(fd, line)
-
-    def ensure_open(self) -> Path | None:
+    def ensure_open(self) -> str | None:
         """Open the file now if it is not open (header first); its path, or None if off.
 
         For another writer that is about to append to the same file (inspect's handler):
         our process header is then its first line.
         """
-        if self.disabled:
+        if self.disabled or self._open() < 0:
             return None
-        if self._fd < 0 or self._pid != _process_pid:
-            if self._open() < 0:
-                return None
         return self.path
 
     def _open(self) -> int:
         with self._lock:
-            if self.disabled:
+            if self.state is not CLOSED and self.state is not OPEN:
                 return -1
-            if self._fd >= 0 and self._pid == os.getpid():
+            if self.state is OPEN and self._pid == forks.pid:
                 return self._fd
             return self._open_locked()
 
     def _open_locked(self) -> int:
-        pid = os.getpid()
+        pid = forks.pid
         try:
             path = config.trace_file_for(pid)
-            ensure_directory(path.parent)
+            directory = os.path.dirname(path) or os.curdir
+            ensure_directory(directory)
             if not config.explicit_trace_file():
-                rotate(path.parent, config.keep_files() - 1)
+                rotate(directory, config.keep_files() - 1)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             self.disable(f"cannot open trace file: {exc}")
             return -1
-        except Exception as exc:  # config or platformdirs trouble: never break the program
+        except Exception as exc:  # config trouble: never break the program
             self.disable(f"cannot open trace file: {exc!r}")
             return -1
         # write() uses the descriptor without the lock once _pid matches: publish the
         # pid only after the header and the repeated enters, or a thread could write
         # its enter directly and have it repeated by the callback too.
-        self.path, self._fd, self._pid = path, fd, -1
+        self.path, self._fd, self._pid, self.state = path, fd, -1, OPEN
         self._checked_at = time.monotonic()
+
+        def write_first(line: bytes) -> None:
+            os.write(fd, line)
+
         for callback in list(self.on_open):
-            try:
-                callback(self)
-            except Exception:
-                pass
+            guard.call(callback, write_first)
         self._pid = pid
         return fd
 
     def _reopen(self) -> int:
         with self._lock:
-            old = self._fd
-            self._fd = -1
-            if old >= 0:
-                try:
-                    os.close(old)
-                except OSError:
-                    pass
+            self._close_fd()
             gone = self.path
             fd = self._open_locked()
             if fd >= 0 and not self._warned_reopen:
                 self._warned_reopen = True
-                _warn(
+                guard.warn(
                     f"trace file {gone} was removed or renamed by another process: "
                     f"writing {self.path} (open actions written again)"
                 )
             return fd
 
-    def continue_in_gzip(self, gz_path: Path) -> None:
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def hold(self) -> None:
+        """Keep lines in memory from now on (another party is about to move the file)."""
+        with self._lock:
+            if self.state is DISABLED or self.state is HOLDING:
+                return
+            self._state_after_hold, self.state = self.state, HOLDING
+
+    def release(self) -> None:
+        """Write the held lines, in order, and go on as before ``hold`` (or as set since)."""
+        with self._lock:
+            if self.state is not HOLDING:
+                return
+            self.state = self._state_after_hold
+            held, self._held = self._held, []
+        for line in held:
+            self.write(line)
+
+    def continue_in_gzip(self, gz_path: str) -> None:
         """Our file was gzipped to ``gz_path`` and deleted (inspect does so at exit).
 
         Later lines are appended to ``gz_path``, each as its own gzip member: gzip
         readers (inspect's and ours) read concatenated members as one stream.
         """
         with self._lock:
-            if self._fd >= 0:
-                try:
-                    os.close(self._fd)
-                except OSError:
-                    pass
-            self._fd = -1
+            if self.state is DISABLED:
+                return
+            self._close_fd()
             try:
                 fd = os.open(gz_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError as exc:
-                self.disable(f"cannot append to {gz_path}: {exc.strerror or exc}")
+                self._disable_locked(f"cannot append to {gz_path}: {exc.strerror or exc}")
                 return
-            self.path, self._fd, self._pid = gz_path, fd, os.getpid()
-            self.write = self._write_gzip_member  # type: ignore[method-assign]
-
-    def _write_gzip_member(self, line: bytes) -> None:
-        if self.disabled or self._pid != os.getpid():
-            return
-        try:
-            import gzip
-
-            os.write(self._fd, gzip.compress(line, mtime=0))
-        except OSError as exc:
-            self.disable(f"cannot write {self.path}: {exc.strerror or exc}")
+            self.path, self._fd, self._pid = gz_path, fd, forks.pid
+            if self.state is HOLDING:
+                self._state_after_hold = GZIP
+            else:
+                self.state = GZIP
 
     def after_fork_in_child(self) -> None:
         """The child of a fork writes its own file: forget the parent's descriptor."""
-        self.__dict__.pop("write", None)
         self._lock = threading.Lock()
-        if self._fd >= 0:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-        self._fd, self._pid, self.path = -1, -1, None
+        self._close_fd()
+        self._pid, self.path, self._held = -1, None, []
+        if self.state is not DISABLED:
+            self.state = CLOSED
 
     def disable(self, reason: str) -> None:
         """Turn tracing off for this process with one warning on stderr."""
-        if self.disabled:
+        self._disable_locked(reason)  # a plain assignment: safe without the lock
+
+    def _disable_locked(self, reason: str) -> None:
+        if self.state is DISABLED:
             return
-        self.disabled = True
-        _warn(f"tracing disabled: {reason}")
+        self.state, self.disabled = DISABLED, True
+        guard.warn(f"tracing disabled: {reason}")
 
     def close(self) -> None:
-        """Close the file (tests); the next record opens it again."""
-        self.__dict__.pop("write", None)  # back from continue_in_gzip
+        """Close the file and start over, enabled (tests); the next record opens a file."""
         with self._lock:
-            if self._fd >= 0:
-                try:
-                    os.close(self._fd)
-                except OSError:
-                    pass
-            self._fd, self._pid = -1, -1
+            self._close_fd()
+            self._pid, self._held = -1, []
+            self.state, self.disabled = CLOSED, False
 
 
-def _warn(message: str) -> None:
-    try:
-        sys.stderr.write(f"[autotrace] {message}\n")
-        sys.stderr.flush()
-    except Exception:
-        pass
-
-
-def ensure_directory(directory: Path) -> None:
+def ensure_directory(directory: str) -> None:
     """Create the trace directory 0700 if missing; an existing one's mode is left alone."""
     config.make_private_dirs(directory)
 
@@ -239,7 +251,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def rotate(directory: Path, keep: int) -> None:
+def rotate(directory: str, keep: int) -> None:
     """Delete the oldest trace files beyond ``keep``; files of live processes stay.
 
     Many processes may rotate at once: a file that vanished under us is fine.
@@ -266,7 +278,7 @@ def rotate(directory: Path, keep: int) -> None:
             if name.endswith(".log") and pid_text.isdigit() and _pid_alive(int(pid_text)):
                 continue
             try:
-                os.unlink(directory / name)
+                os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
     except OSError:

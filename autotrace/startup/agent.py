@@ -1,25 +1,25 @@
 """Activation: register one post-import hook per patch target. Called by the bootstrap.
 
 Kept light (no wrapt, rich, click, typing, importlib.metadata): it runs at start-up of
-every traced process. A patch module is not even imported at start-up when its target
-modules are known from AUTOTRACE_PATCH_TARGETS (the launcher sets it, and the first
-process of a run that had to import the patches sets it for its children): the hook
-loads the patch on the first import of one of its targets.
+every traced process. The target modules of the shipped patches come from the static
+table in ``autotrace.startup.targets``: a patch module is imported only when the program
+first imports one of its targets, and nothing is read from or written to disk.
 
 Patches are named by a reference: a shipped patch by its module name in
 ``autotrace.patches`` ("subprocess"), a third-party one as "module:attr" (from the
-entry-point group ``autotrace.patches``, resolved by the launcher and passed in
-AUTOTRACE_EXTRA_PATCHES).
+entry-point group ``autotrace.patches``, resolved with its targets by the launcher and
+passed in AUTOTRACE_EXTRA_PATCHES).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 
 from autotrace import config
-from autotrace.startup import hooks
+from autotrace.startup import hooks, targets
+from autotrace.startup.patching import report
 
 TYPE_CHECKING = False  # typing costs milliseconds at start-up
 if TYPE_CHECKING:
@@ -31,22 +31,12 @@ ENTRY_POINT_GROUP = "autotrace.patches"
 
 _active: dict[str, Patch] = {}
 _deferred: dict[str, _Deferred] = {}
-_lock = threading.RLock()
+_lock = _thread.RLock()
 
 
 def available_patch_names() -> list[str]:
-    """Names of the patch modules shipped in autotrace.patches."""
-    from autotrace import patches
-
-    names = set()
-    for directory in patches.__path__:
-        try:
-            for entry in os.listdir(directory):
-                if entry.endswith(".py") and not entry.startswith("_"):
-                    names.add(entry[:-3])
-        except OSError:
-            continue
-    return sorted(names)
+    """Names of the patches shipped in autotrace.patches."""
+    return sorted(targets.SHIPPED)
 
 
 def entry_point_patches() -> dict[str, str]:
@@ -74,129 +64,40 @@ def load_patch(name: str) -> Patch:
     return importlib.import_module(f"autotrace.patches.{name}").PATCH  # type: ignore[no-any-return]
 
 
-def selected_patch_names() -> list[str]:
-    """Shipped patches filtered by AUTOTRACE_PATCHES / AUTOTRACE_EXCLUDE_PATCHES."""
-    shipped = available_patch_names()
-    only = config.env_list(config.ENV_PATCHES)
-    excluded = set(config.env_list(config.ENV_EXCLUDE_PATCHES))
-    names = [name for name in only if name in shipped] if only else shipped
-    return [name for name in names if name not in excluded]
+def selected_targets() -> dict[str, list[str]]:
+    """Every patch this process installs, with its target modules: {ref: modules}.
 
-
-def selected_patch_refs() -> list[str]:
-    """Every patch this process installs: shipped names, then 'module:attr' references."""
-    refs = selected_patch_names()
-    refs += config.env_list(config.ENV_EXTRA_PATCHES)
-    if config.env_flag(config.ENV_ENTRY_POINTS):
-        only = config.env_list(config.ENV_PATCHES)
-        excluded = set(config.env_list(config.ENV_EXCLUDE_PATCHES))
-        try:
-            for name, ref in entry_point_patches().items():
-                if (not only or name in only) and name not in excluded:
-                    refs.append(ref)
-        except Exception as exc:
-            _report(f"entry points of {ENTRY_POINT_GROUP} could not be read: {exc!r}")
-    return list(dict.fromkeys(refs))
-
-
-def parse_targets(text: str) -> dict[str, list[str]]:
-    """AUTOTRACE_PATCH_TARGETS ('ref=mod,mod;ref=mod') as a dict."""
-    table: dict[str, list[str]] = {}
-    for item in text.split(";"):
-        ref, sep, modules = item.partition("=")
-        if sep and ref.strip():
-            table[ref.strip()] = [m.strip() for m in modules.split(",") if m.strip()]
-    return table
-
-
-def format_targets(table: dict[str, list[str]]) -> str:
-    """The inverse of ``parse_targets``."""
-    return ";".join(f"{ref}={','.join(modules)}" for ref, modules in table.items())
-
-
-def patch_targets(refs: list[str]) -> dict[str, list[str]]:
-    """The target modules of each reference, from the cheapest source that has them.
-
-    AUTOTRACE_PATCH_TARGETS (set by the launcher or a parent), else the user cache of the
-    shipped patches (valid while their files are unchanged), else importing the patch.
-    What was learnt goes into the variable, so children need neither. A reference that
-    cannot be loaded is reported and left out.
+    Shipped patches from the static table, filtered by AUTOTRACE_PATCHES /
+    AUTOTRACE_EXCLUDE_PATCHES; then the third-party ones of AUTOTRACE_EXTRA_PATCHES (and
+    of the entry points when AUTOTRACE_ENTRY_POINTS=1). A third-party patch whose targets
+    are not given is loaded to learn them; one that cannot be loaded is reported.
     """
-    known = parse_targets(os.environ.get(config.ENV_PATCH_TARGETS, ""))
-    table: dict[str, list[str]] = {}
-    learnt = imported = False
-    cache: dict[str, list[str]] | None = None
-    for ref in refs:
-        if ref in known:
-            table[ref] = known[ref]
-            continue
-        if ":" not in ref:
-            if cache is None:
-                cache = _read_cache()
-            if ref in cache:
-                table[ref] = known[ref] = cache[ref]
-                learnt = True
-                continue
+    only = config.env_list(config.ENV_PATCHES)
+    excluded = config.env_list(config.ENV_EXCLUDE_PATCHES)
+    table = {
+        name: list(targets.SHIPPED[name])
+        for name in targets.select(available_patch_names(), only, excluded)
+    }
+    extra = targets.parse_extra(os.environ.get(config.ENV_EXTRA_PATCHES, ""))
+    if config.env_flag(config.ENV_ENTRY_POINTS):
         try:
-            patch = load_patch(ref)
-            table[ref] = known[ref] = list(patch.target_modules())
-            learnt = True
-            imported = imported or ":" not in ref
+            found = entry_point_patches()
         except Exception as exc:
-            _report(f"patch {ref} disabled: could not be loaded: {exc!r}", patch=ref)
-    if learnt:
-        os.environ[config.ENV_PATCH_TARGETS] = format_targets(known)
-    if imported:
-        _write_cache({ref: targets for ref, targets in known.items() if ":" not in ref})
-    return table
-
-
-def _cache_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "autotrace", "patch-targets")
-
-
-def _cache_key() -> str:
-    """What the cached table depends on: our version and every shipped patch file."""
-    from autotrace import __version__, patches
-
-    parts = [__version__]
-    for directory in patches.__path__:
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
+            report(f"entry points of {ENTRY_POINT_GROUP} could not be read: {exc!r}")
+            found = {}
+        for name in targets.select(found, only, excluded):
+            extra.setdefault(found[name], [])
+    for ref, modules in extra.items():
+        if ref in table:
             continue
-        for name in names:
-            if name.endswith(".py"):
-                st = os.stat(os.path.join(directory, name))
-                parts.append(f"{directory}/{name}:{st.st_mtime_ns}:{st.st_size}")
-    return "|".join(parts)
-
-
-def _read_cache() -> dict[str, list[str]]:
-    """The cached target table of the shipped patches, or {} when missing or stale."""
-    try:
-        with open(_cache_path(), encoding="utf-8") as f:
-            key, _, table = f.read().partition("\n")
-        if key == _cache_key():
-            return parse_targets(table.strip())
-    except Exception:
-        pass
-    return {}
-
-
-def _write_cache(table: dict[str, list[str]]) -> None:
-    """Store the table for the next first process (atomic replace); errors are ignored."""
-    try:
-        path = _cache_path()
-        config.make_private_dirs(os.path.dirname(path))
-        temporary = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(f"{_cache_key()}\n{format_targets(table)}\n")
-        os.replace(temporary, path)
-    except Exception:
-        pass
+        if not modules:
+            try:
+                modules = list(load_patch(ref).target_modules())
+            except Exception as exc:
+                report(f"patch {ref} disabled: could not be loaded: {exc!r}", patch=ref)
+                continue
+        table[ref] = modules
+    return table
 
 
 class _Deferred:
@@ -227,7 +128,7 @@ class _Deferred:
         try:
             patch = load_patch(self.ref)
         except Exception as exc:
-            _report(f"patch {self.ref} disabled: could not be loaded: {exc!r}", patch=self.ref)
+            report(f"patch {self.ref} disabled: could not be loaded: {exc!r}", patch=self.ref)
             return
         _install_when_wrapt_is_ready(patch)
 
@@ -244,7 +145,7 @@ def _wrapt_is_importing() -> bool:
 
 
 def _install_when_wrapt_is_ready(patch: Patch) -> None:
-    if not patch.wraps:  # custom hooks only (os.system at start-up): wrapt is not needed
+    if not patch.needs_wrapt():  # os.system at start-up, subprocess: no wrapt
         _install_reported(patch)
         return
     if _wrapt_is_importing():
@@ -254,7 +155,7 @@ def _install_when_wrapt_is_ready(patch: Patch) -> None:
     try:
         import wrapt  # noqa: F401  (its import may queue other patches, installed below)
     except Exception as exc:
-        _report(f"patch {patch.name} disabled: wrapt cannot be imported: {exc!r}", patch=patch.name)
+        report(f"patch {patch.name} disabled: wrapt cannot be imported: {exc!r}", patch=patch.name)
         return
     _install_reported(patch)
     _install_waiting()
@@ -278,7 +179,7 @@ def _install_reported(patch: Patch) -> None:
         # imported; a module being imported now gets it from hooks._fire.
         install_patch(patch)
     except Exception as exc:
-        _report(f"patch {patch.name} disabled: {exc!r}", patch=patch.name)
+        report(f"patch {patch.name} disabled: {exc!r}", patch=patch.name)
 
 
 def install_patch(patch: Patch) -> None:
@@ -307,15 +208,15 @@ def activate() -> None:
     A patch is loaded when one of its target modules is imported (at once if one already is).
     """
     try:
-        table = patch_targets(selected_patch_refs())
+        table = selected_targets()
     except Exception as exc:
-        _report(f"no patch installed: {exc!r}")
+        report(f"no patch installed: {exc!r}")
         return
     if table:
         # The program may import wrapt itself, and a target in the middle of it.
         hooks.when_imported("wrapt", _install_waiting)
-    for ref, targets in table.items():
-        deferred = _Deferred(ref, targets)
+    for ref, modules in table.items():
+        deferred = _Deferred(ref, modules)
         with _lock:
             if ref in _deferred:
                 continue
@@ -323,18 +224,4 @@ def activate() -> None:
         try:
             deferred.register()
         except Exception as exc:
-            _report(f"patch {ref} disabled: {exc!r}", patch=ref)
-
-
-def _report(message: str, **fields: object) -> None:
-    """One stderr line and one ``[autotrace]`` record; never raises."""
-    try:
-        sys.stderr.write(f"[autotrace] {message}\n")
-    except Exception:
-        pass
-    try:
-        from autotrace.runtime import actions
-
-        actions.agent_message(message, **fields)
-    except Exception:
-        pass
+            report(f"patch {ref} disabled: {exc!r}", patch=ref)

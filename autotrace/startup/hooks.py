@@ -8,10 +8,11 @@ looks at names it watches; the callback (a patch installer) imports wrapt then.
 
 from __future__ import annotations
 
+import _thread
 import importlib.machinery
-import os
 import sys
-import threading
+
+from autotrace.runtime import forks
 
 TYPE_CHECKING = False  # typing costs milliseconds: imported by type checkers only
 if TYPE_CHECKING:
@@ -22,18 +23,18 @@ if TYPE_CHECKING:
     Callback = Callable[[ModuleType], None]
 
 _hooks: dict[str, list[Callback]] = {}
-_lock = threading.RLock()
+_lock = _thread.RLock()
 
 
 def _new_lock_in_child() -> None:
     # A thread of the parent may have held the lock at fork time: that thread does
     # not exist in the child, so the child's first watched import would wait forever.
     global _lock
-    _lock = threading.RLock()
+    _lock = _thread.RLock()
 
 
-os.register_at_fork(after_in_child=_new_lock_in_child)
-_resolving = threading.local()
+forks.after_fork_in_child(_new_lock_in_child)
+_resolving = _thread._local()
 
 
 class _HookLoader:

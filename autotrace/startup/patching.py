@@ -8,7 +8,7 @@ agent never imports a library itself; uninstalling puts the originals back.
 
 from __future__ import annotations
 
-import sys
+from autotrace.runtime import guard
 
 # Loaded at start-up when a patch targets a module that is already imported (os):
 # typing, dataclasses, inspect, wrapt and the action API are imported only when used.
@@ -58,7 +58,10 @@ class Patch:
 
     ``modules``: extra modules to watch besides those named by wraps (for
     ``on_import``, the custom install called after the wraps of that module).
-    A patch without wraps is installed without importing wrapt.
+    A patch without wraps is installed without importing wrapt; so is one with
+    ``plain_functions`` (for modules every program imports early, such as subprocess):
+    each of its targets that is a plain synchronous Python function is replaced by a
+    plain function (see ``_function_stand_in``), others fall back to wrapt.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Patch:
         on_import: Callable[[ModuleType], None] | None = None,
         on_remove: Callable[[], None] | None = None,
         enabled: bool = True,
+        plain_functions: bool = False,
     ) -> None:
         self.name = name
         self.description = description
@@ -78,11 +82,16 @@ class Patch:
         self.on_import = on_import
         self.on_remove = on_remove
         self.enabled = enabled
+        self.plain_functions = plain_functions
         self.installed: list[tuple[Any, str, Any]] = []
         self.skipped = 0  # calls passed through untraced because of an odd object
 
     def __repr__(self) -> str:
         return f"Patch({self.name!r}, enabled={self.enabled})"
+
+    def needs_wrapt(self) -> bool:
+        """Whether installing this patch may import wrapt (it has wraps, not all plain)."""
+        return bool(self.wraps) and not self.plain_functions
 
     def target_modules(self) -> list[str]:
         """Every module whose import installs part of this patch."""
@@ -105,9 +114,7 @@ class Patch:
             self.fail(f"could not be installed on {module.__name__}: {exc!r}")
 
     def _wrap(self, module: ModuleType, row: Wrap) -> None:
-        import wrapt  # only now: a target module is being imported anyway
-
-        parent, attribute, original = wrapt.resolve_path(module, row.name)
+        parent, attribute, original = _resolve_path(module, row.name)
         stored = vars(parent).get(attribute, original) if isinstance(parent, type) else original
         # wrapt 2's FunctionWrapper is not an instance of wrapt.ObjectProxy, so the mark
         # alone says "ours"; the stored attribute too, for a class reached through two modules.
@@ -117,8 +124,11 @@ class Patch:
 
         # The wrapper stands between the program and the library: warnings skip it.
         wrapper = hide_from_warnings(row.wrapper or self._action_wrapper(row, original))
-        proxy = _traced_function_type()(original, wrapper)
-        proxy._self_autotrace = True  # type: ignore[attr-defined]
+        if self.plain_functions and _is_plain_function(stored):
+            proxy = _function_stand_in(stored, wrapper, isinstance(parent, type))
+        else:
+            proxy = _traced_function_type()(original, wrapper)  # imports wrapt only now
+        proxy._self_autotrace = True
         setattr(parent, attribute, proxy)
         self.installed.append((parent, attribute, stored))
 
@@ -130,14 +140,15 @@ class Patch:
         action, describe = row.action or self.name, row.describe
         patch = self
 
+        def skip(exc: Exception) -> None:
+            patch.skip(f"could not describe a {row.name} call: {exc!r}")
+
         def detail_of(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
             if not patch.enabled or describe is None:
                 return None
-            try:
-                return describe(instance, args, kwargs)
-            except Exception as exc:  # an odd object: this call only goes untraced
-                patch.skip(f"could not describe a {row.name} call: {exc!r}")
-                return None
+            # An odd object: this call only goes untraced, the patch stays on.
+            detail: str | None = guard.call(describe, instance, args, kwargs, on_error=skip)
+            return detail
 
         if inspect.iscoroutinefunction(original):
 
@@ -173,18 +184,9 @@ class Patch:
         """Put every wrapped callable back as it was."""
         while self.installed:
             parent, attribute, original = self.installed.pop()
-            try:
-                if _inherited(parent, attribute) is original:
-                    delattr(parent, attribute)  # it was inherited: inherit it again
-                else:
-                    setattr(parent, attribute, original)
-            except Exception:
-                pass
+            guard.call(_put_back, parent, attribute, original)
         if self.on_remove is not None:
-            try:
-                self.on_remove()
-            except Exception:
-                pass
+            guard.call(self.on_remove)
 
     def skip(self, reason: str) -> None:
         """One call goes through untraced (an odd object, such as a Popen without a pid);
@@ -204,17 +206,102 @@ class Patch:
         if not self.enabled:
             return
         self.enabled = False
-        message = f"patch {self.name} disabled: {reason}"
-        try:
-            sys.stderr.write(f"[autotrace] {message}\n")
-        except Exception:
-            pass
-        try:  # never raises: called from inside the program's calls
-            from autotrace.runtime import actions
+        report(f"patch {self.name} disabled: {reason}", patch=self.name)
 
-            actions.agent_message(message, patch=self.name)
-        except Exception:
-            pass
+    def guard(self, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
+        """``fn`` with its errors turning this patch off instead of reaching the program."""
+        name = getattr(fn, "__name__", fn)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not self.enabled:
+                return default
+            return guard.call(
+                fn,
+                *args,
+                on_error=lambda exc: self.fail(f"{name!s} failed: {exc!r}"),
+                default=default,
+                **kwargs,
+            )
+
+        return call
+
+
+def report(message: str, **fields: Any) -> None:
+    """One stderr line and one ``[autotrace]`` record (the agent's own trouble); never raises."""
+    guard.warn(message)
+    guard.call(_record, message, fields)
+
+
+def _record(message: str, fields: dict[str, Any]) -> None:
+    from autotrace.runtime import actions  # the action API only when there is a record
+
+    actions.agent_message(message, **fields)
+
+
+def _put_back(parent: Any, attribute: str, original: Any) -> None:
+    if _inherited(parent, attribute) is original:
+        delattr(parent, attribute)  # it was inherited: inherit it again
+    else:
+        setattr(parent, attribute, original)
+
+
+def _resolve_path(module: ModuleType, dotted: str) -> tuple[Any, str, Any]:
+    """(parent, attribute, original) of ``Class.method`` in ``module``, as wrapt resolves it:
+    on a class, the attribute as stored on the first class of the MRO that has it."""
+    parent: Any = module
+    path = dotted.split(".")
+    original = getattr(parent, path[0])
+    attribute = path[0]
+    for attribute in path[1:]:
+        parent = original
+        original = getattr(parent, attribute)
+        if isinstance(parent, type):
+            original = next(
+                (vars(c)[attribute] for c in parent.__mro__ if attribute in vars(c)), original
+            )
+    return parent, attribute, original
+
+
+def _plain() -> None:
+    pass
+
+
+_FUNCTION = type(_plain)
+# Generators and coroutines: a plain stand-in would change what inspect says of them.
+_NOT_PLAIN_FLAGS = (
+    0x20 | 0x80 | 0x100 | 0x200
+)  # GENERATOR, COROUTINE, ITERABLE_COROUTINE, ASYNC_GENERATOR
+
+
+def _is_plain_function(obj: Any) -> bool:
+    return type(obj) is _FUNCTION and not obj.__code__.co_flags & _NOT_PLAIN_FLAGS
+
+
+def _function_stand_in(original: Any, wrapper: Wrapper, method: bool) -> Any:
+    """A plain function that calls ``wrapper(wrapped, instance, args, kwargs)`` as wrapt would.
+
+    Stored where the original was, it is what the original is: a function (so it binds
+    as a method, pickles by its qualified name, and ``type()`` is unchanged), with the
+    original's names and doc, and ``__wrapped__`` for ``inspect.signature``.
+    """
+    if method:
+
+        def stand_in(*args: Any, **kwargs: Any) -> Any:
+            if not args:  # called on the class without self: let the original complain
+                return wrapper(original, None, args, kwargs)
+            instance = args[0]
+            return wrapper(original.__get__(instance, type(instance)), instance, args[1:], kwargs)
+
+    else:
+
+        def stand_in(*args: Any, **kwargs: Any) -> Any:
+            return wrapper(original, None, args, kwargs)
+
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(stand_in, name, getattr(original, name))
+    stand_in.__dict__.update(original.__dict__)
+    stand_in.__wrapped__ = original  # type: ignore[attr-defined]
+    return stand_in
 
 
 def _has_path(module: ModuleType, dotted: str) -> bool:
@@ -299,18 +386,3 @@ def _traced_function_type() -> Any:
 
     _TRACED_FUNCTION = FunctionWrapper
     return FunctionWrapper
-
-
-def guarded(patch: Patch, fn: Callable[..., Any], default: Any = None) -> Callable[..., Any]:
-    """``fn`` with its errors turning ``patch`` off instead of reaching the program."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if not patch.enabled:
-            return default
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            patch.fail(f"{getattr(fn, '__name__', fn)!s} failed: {exc!r}")
-            return default
-
-    return call

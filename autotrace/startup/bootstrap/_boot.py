@@ -35,25 +35,25 @@ def chain_only(bootstrap_file: str) -> bool:
 
 
 def _activate() -> None:
+    from autotrace.runtime import guard
+
+    guard.call(_activate_agent, on_error=lambda exc: guard.warn(f"agent not started: {exc!r}"))
+
+
+def _activate_agent() -> None:
+    from autotrace import config
+
+    if config.env_flag(config.ENV_DISABLE) or os.environ.get(config.ENV_ACTIVE):
+        return
+    os.environ[config.ENV_ACTIVE] = str(os.getpid())
     try:
-        from autotrace import config
+        from autotrace.runtime import process_info
+        from autotrace.startup import agent
 
-        if config.env_flag(config.ENV_DISABLE) or os.environ.get(config.ENV_ACTIVE):
-            return
-        os.environ[config.ENV_ACTIVE] = str(os.getpid())
-        try:
-            from autotrace.runtime import process_info
-            from autotrace.startup import agent
-
-            process_info.claim()
-            agent.activate()
-        finally:
-            os.environ.pop(config.ENV_ACTIVE, None)
-    except Exception as exc:  # never break the program
-        try:
-            sys.stderr.write(f"[autotrace] agent not started: {exc!r}\n")
-        except Exception:
-            pass
+        process_info.claim()
+        agent.activate()
+    finally:
+        os.environ.pop(config.ENV_ACTIVE, None)
 
 
 def _chain_sitecustomize(own_dir: str) -> bool:

@@ -1,0 +1,200 @@
+"""Cost on a real evaluation: wall time and peak memory of `inspect eval`, three ways.
+
+    python benchmarks/bench_eval.py [--samples 200] [--rounds 3]
+
+A real ``inspect eval`` (benchmarks/eval/subprocess_tools.py: each sample's model asks
+for a tool that starts two child processes, then answers) against the local model
+server (tests/llm_server.py as its own process, inspect's ``openai`` provider pointed
+at it, offline), run in the same session, interleaved round by round:
+
+- ``untraced``: inspect's own trace handler off (INSPECT_TRACE_LEVEL=CRITICAL);
+- ``inspect trace``: inspect as it comes, its own trace file on;
+- ``inspect trace + autotrace``: the same under ``inspect-trace run``.
+
+Each eval runs from a small wrapper that reports the eval's peak RSS
+(``RUSAGE_CHILDREN``) and wall time. Medians over the rounds; the goal is under 1%
+added wall time against inspect's own trace alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent / "tests"
+BIN = Path(sys.executable).parent
+GOAL = 0.01  # added wall time, against inspect's own trace alone
+
+# Runs the eval and prints its wall time, CPU time (user + system, children included:
+# less sensitive than wall time to other load on a shared machine) and peak RSS (the
+# largest process it waited on).
+_WRAPPER = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"code": code, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                  "rss_mb": usage.ru_maxrss / 1024}))
+"""
+
+VARIANTS = ("untraced", "inspect trace", "inspect trace + autotrace")
+
+
+def _server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The model server: a tool call on each sample's first turn, the answer after it."""
+    port_file = directory / "llm-port"
+    default = {
+        "do": "reply",
+        "text": "done",
+        "tool_calls": [{"name": "run_commands", "arguments": {"n": 7}}],
+        "until_tool_result": True,
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(TESTS / "llm_server.py"),
+            "--port-file",
+            str(port_file),
+            "--default",
+            json.dumps(default),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (port_file.exists() and port_file.read_text().strip()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("the model server did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
+
+
+def _run(variant: str, url: str, work: Path, samples: int, index: int) -> dict[str, Any]:
+    data_home = work / f"data-{index}"  # inspect's trace directory (and ours) lives here
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
+    env.pop("PYTHONPATH", None)
+    env.update(
+        OPENAI_BASE_URL=url,
+        OPENAI_API_KEY="sk-bench-not-a-key",
+        XDG_DATA_HOME=str(data_home),
+        INSPECT_LOG_DIR=str(work / f"logs-{index}"),
+    )
+    command = [
+        str(BIN / "inspect"),
+        "eval",
+        "subprocess_tools.py",
+        "--model",
+        "openai/test",
+        "-T",
+        f"samples={samples}",
+        "--display",
+        "none",
+        "--log-level",
+        "warning",
+    ]
+    if variant == "untraced":
+        env["INSPECT_TRACE_LEVEL"] = "CRITICAL"
+    elif variant == "inspect trace + autotrace":
+        command = [str(BIN / "inspect-trace"), "run", "--", *command]
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *command],
+        cwd=HERE / "eval",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    traces = list((data_home / "inspect_ai" / "traces").glob("trace-*"))
+    result["trace_bytes"] = sum(p.stat().st_size for p in traces)
+    result["actions"] = _count_actions(traces)
+    return result
+
+
+def _count_actions(paths: list[Path]) -> dict[str, int]:
+    """How many action enters each file holds, by source (ours or inspect's)."""
+    import gzip
+
+    counts = {"autotrace": 0, "inspect": 0}
+    for path in paths:
+        opener: Any = gzip.open if path.name.endswith(".gz") else open
+        try:
+            with opener(path, "rt", errors="replace") as f:
+                for line in f:
+                    if '"event": "enter"' in line or '"event":"enter"' in line:
+                        counts["autotrace" if '"source": "autotrace"' in line else "inspect"] += 1
+        except (OSError, EOFError):
+            continue
+    return counts
+
+
+def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, object]]:
+    """Run the rounds, print the table; rows for benchmarks/run.py."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=50 if quick else 200)
+    parser.add_argument("--rounds", type=int, default=1 if quick else 3)
+    args = parser.parse_args([] if argv is None else argv)
+    results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        server, url = _server(work)
+        try:
+            index = 0
+            _run("inspect trace", url, work, 5, index)  # warm caches (bytecode, page cache)
+            for _ in range(args.rounds):
+                for variant in VARIANTS:  # interleaved: machine load hits each alike
+                    index += 1
+                    result = _run(variant, url, work, args.samples, index)
+                    if result["code"] != 0:
+                        raise RuntimeError(f"{variant}: inspect eval exited {result['code']}")
+                    results[variant].append(result)
+        finally:
+            server.terminate()
+            server.wait(10)
+    print(
+        f"inspect eval, {args.samples} samples (one tool call, two child processes each), "
+        f"{args.rounds} rounds, medians"
+    )
+    base = statistics.median(r["wall"] for r in results["inspect trace"])
+    base_cpu = statistics.median(r["cpu"] for r in results["inspect trace"])
+    rows: list[dict[str, object]] = []
+    for variant in VARIANTS:
+        walls = [r["wall"] for r in results[variant]]
+        wall = statistics.median(walls)
+        rss = statistics.median(r["rss_mb"] for r in results[variant])
+        cpu = statistics.median(r["cpu"] for r in results[variant])
+        last = results[variant][-1]
+        print(
+            f"  {variant:28} wall {wall:7.2f} s ({', '.join(f'{w:.2f}' for w in walls)})"
+            f"  {wall / base - 1:+6.1%}   CPU {cpu:6.2f} s {cpu / base_cpu - 1:+6.1%}"
+            f"   peak RSS {rss:6.1f} MB"
+            f"   trace files {last['trace_bytes'] / 1e3:.0f} kB, enters {last['actions']}"
+        )
+    print("  (+x%: against inspect's own trace alone, the same rounds)")
+    ours = statistics.median(r["wall"] for r in results["inspect trace + autotrace"])
+    rows.append(
+        {
+            "name": f"inspect eval {args.samples} samples with tool subprocesses (median wall)",
+            "ours": f"{ours:.2f} s",
+            "baseline": f"{base:.2f} s (inspect trace alone)",
+            "ratio": f"{ours / base:.3f}",
+            "target": f"<= +{GOAL:.0%}",
+            "ok": ours / base - 1 <= GOAL,
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
