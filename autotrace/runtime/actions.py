@@ -18,7 +18,11 @@ import time
 from autotrace import records
 from autotrace.redact import redact_text
 from autotrace.runtime import forks, guard, invisible, origins
-from autotrace.runtime.writer import TraceWriter
+from autotrace.runtime.registry import agent_message as agent_message
+from autotrace.runtime.registry import internal_error as _internal_error
+from autotrace.runtime.registry import open_actions as open_actions
+from autotrace.runtime.registry import trace_message as trace_message
+from autotrace.runtime.registry import writer as writer
 
 # typing, inspect and functools cost milliseconds to import, before a process's first
 # action: for type checkers only (and the decorator form imports what it needs).
@@ -30,11 +34,6 @@ if TYPE_CHECKING:
 
     F = TypeVar("F", bound=Callable[..., Any])
 
-writer = TraceWriter()
-
-# trace_id -> OpenAction, for the watchdog and live views. Plain dict operations
-# are atomic under the GIL, so no lock is taken on the hot path.
-open_actions: dict[str, OpenAction] = {}
 
 _current: contextvars.ContextVar[OpenAction | None] = contextvars.ContextVar(
     "autotrace_current_action", default=None
@@ -238,10 +237,6 @@ def note_child_process(pid: int) -> None:
         and span.child_pid is None
     ):
         span.child_pid = pid
-
-
-def _internal_error(exc: BaseException) -> None:
-    writer.disable(f"internal error: {exc!r}")
 
 
 def current_action() -> OpenAction | None:
@@ -469,26 +464,6 @@ class suppress_tracing:
             _suppressed.reset(self._token)
         except ValueError:
             _suppressed.set(0)
-
-
-def trace_message(category: str, message: str, **fields: Any) -> None:
-    """Write a non-action record ``[category] message`` (as inspect's trace_message does)."""
-    if writer.disabled:
-        return
-    try:
-        line = records.message_line(
-            f"[{category}] {message}",  # redacted, with the fields, by message_line
-            time.time(),
-            {"pid": forks.pid, "thread": invisible.thread_name(), **fields},
-        )
-        writer.write(line)
-    except Exception as internal:
-        _internal_error(internal)
-
-
-def agent_message(message: str, **fields: Any) -> None:
-    """A record of the agent itself (``[autotrace] ...``): process start, stacks, patch errors."""
-    trace_message("autotrace", message, **fields)
 
 
 def _process_header(write_first: Callable[[bytes], None]) -> None:

@@ -25,9 +25,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autotrace.runtime import actions
+from autotrace.runtime import registry
+
+if TYPE_CHECKING:
+    from autotrace.runtime.actions import OpenAction
 
 GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 SETTLE = 4.0  # seconds the answer waits for the action to end
@@ -53,7 +56,7 @@ def cancel_action(trace_id: str, progress: Progress | None = None) -> dict[str, 
     ``progress`` gets a first answer as soon as the request is acted on: a program that
     ends right after its action ends may not live to send the final one.
     """
-    span = actions.open_actions.get(trace_id)
+    span = registry.open_actions.get(trace_id)
     if span is None or span.ended or span.pid != os.getpid():
         return {"ok": False, "message": f"no open action {trace_id} in process {os.getpid()}"}
     what = f"{span.action}: {span.detail}"
@@ -86,12 +89,12 @@ def cancel_action(trace_id: str, progress: Progress | None = None) -> dict[str, 
 
 def _record(what: str, trace_id: str, message: str, ok: bool) -> None:
     """One ``[autotrace] cancel`` record: what was asked, and what was done."""
-    actions.agent_message(
+    registry.agent_message(
         f"cancel: {what}: {message}", event_kind="cancel", trace_id=trace_id, ok=ok
     )
 
 
-def _wait_ended(span: actions.OpenAction, seconds: float) -> bool:
+def _wait_ended(span: OpenAction, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not span.ended and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -115,7 +118,7 @@ def _alive(pid: int) -> bool:
     return info is None
 
 
-def _terminate_child(span: actions.OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
+def _terminate_child(span: OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
     pid = span.child_pid
     assert pid is not None
     span.ended_by = ENDED_BY
@@ -146,7 +149,7 @@ def _terminate_child(span: actions.OpenAction, acted: Callable[[str], None]) -> 
     }
 
 
-def _cancel_task(span: actions.OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
+def _cancel_task(span: OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
     task = span.task
     try:
         loop = task.get_loop()
@@ -175,7 +178,7 @@ def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
     )
 
 
-def _raise_in_thread(span: actions.OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
+def _raise_in_thread(span: OpenAction, acted: Callable[[str], None]) -> dict[str, Any]:
     thread_id = span.thread_id
     assert thread_id is not None
     name = span.thread_name

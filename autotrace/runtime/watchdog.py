@@ -28,7 +28,7 @@ import time
 
 from autotrace import config
 from autotrace.channel import CANCEL_VERB, MAX_REQUEST, REQUEST, peer_credentials, socket_address
-from autotrace.runtime import actions, forks, invisible, origins
+from autotrace.runtime import forks, invisible, origins, registry
 
 # socket, json, struct and typing are imported by the watchdog thread when it needs
 # them, not on the path of the program's first action.
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import socket
     from types import FrameType
     from typing import Any
+
+    from autotrace.runtime.actions import OpenAction
 
 MAX_FRAMES = 40  # innermost frames kept per stack
 LINGER = 0.05  # seconds the thread stays once no action is open (back-to-back actions reuse it)
@@ -147,7 +149,7 @@ def _task_behind(future: Any) -> Any:
     return None
 
 
-def action_frames(span: actions.OpenAction) -> tuple[list[FrameType], str]:
+def action_frames(span: OpenAction) -> tuple[list[FrameType], str]:
     """Where an open action waits, and how that was found ('task', 'thread' or 'none')."""
     thread = thread_frames(span.thread_id)
     task = span.task
@@ -207,7 +209,7 @@ def format_frame(entry: dict[str, Any]) -> str:
 MAX_HOPS = 4  # callers followed back across hand-overs (a worker of a worker of ...)
 
 
-def caller_frames(span: actions.OpenAction) -> tuple[list[FrameType], str | None]:
+def caller_frames(span: OpenAction) -> tuple[list[FrameType], str | None]:
     """The frames of whoever waits for ``span``'s work in another thread (outermost caller
     first), and that thread's name; ([], None) when the work was not handed over."""
     worker = thread_frames(span.thread_id)
@@ -230,7 +232,7 @@ def caller_frames(span: actions.OpenAction) -> tuple[list[FrameType], str | None
     return frames, name
 
 
-def action_stack(span: actions.OpenAction, now_mono: float | None = None) -> dict[str, Any]:
+def action_stack(span: OpenAction, now_mono: float | None = None) -> dict[str, Any]:
     """An open action with its stack, as the stuck record and the snapshot carry it."""
     frames, source = action_frames(span)
     stack = _entries(frames)
@@ -266,7 +268,7 @@ def snapshot() -> dict[str, Any]:
     """Every open action of this process with its stack, and every thread's stack."""
     now = time.monotonic()
     pid = os.getpid()
-    spans = [s for s in list(actions.open_actions.values()) if s.pid == pid]
+    spans = [s for s in list(registry.open_actions.values()) if s.pid == pid]
     spans.sort(key=lambda s: s.start_mono)
     ours = invisible.our_thread_idents()
     names = {t.ident: t for t in threading.enumerate()}
@@ -288,7 +290,7 @@ def snapshot() -> dict[str, Any]:
     return {
         "pid": pid,
         "time": time.time(),
-        "trace_file": str(actions.writer.path) if actions.writer.path else None,
+        "trace_file": str(registry.writer.path) if registry.writer.path else None,
         "actions": [action_stack(s, now) for s in spans],
         "threads": threads,
     }
@@ -323,7 +325,7 @@ class Watchdog:
         wake = now + threshold
         due = self._next_age
         pid = os.getpid()
-        for span in list(actions.open_actions.values()):
+        for span in list(registry.open_actions.values()):
             if span.pid != pid or span.ended:
                 continue
             next_age = due.get(span.trace_id, threshold)
@@ -334,13 +336,13 @@ class Watchdog:
                     next_age *= 2
                 due[span.trace_id] = next_age
             wake = min(wake, span.start_mono + next_age)
-        if len(due) > 2 * len(actions.open_actions) + 16:
-            self._next_age = {k: v for k, v in due.items() if k in actions.open_actions}
+        if len(due) > 2 * len(registry.open_actions) + 16:
+            self._next_age = {k: v for k, v in due.items() if k in registry.open_actions}
         # A floor on the sleep bounds the wake-ups when many actions end just short
         # of the threshold; a report is at most threshold/10 (1 s at most) late.
         return max(min(1.0, threshold / 10), wake - now)
 
-    def report(self, span: actions.OpenAction, now: float) -> None:
+    def report(self, span: OpenAction, now: float) -> None:
         """Write one ``[autotrace] stuck action`` record for ``span``."""
         entry = action_stack(span, now)
         message = (
@@ -348,7 +350,7 @@ class Watchdog:
             + (f", called from {entry['caller_where']}" if entry.get("caller_where") else "")
             + (f", waiting at {entry['where']}" if entry["where"] else "")
         )
-        actions.agent_message(message, event_kind="stack", **entry)
+        registry.agent_message(message, event_kind="stack", **entry)
         self.reports += 1
 
     # The listener lives in the same thread: poll() on its socket is the sleep.
@@ -395,7 +397,7 @@ class Watchdog:
                 import json
 
                 snap = snapshot()
-                actions.agent_message(
+                registry.agent_message(
                     f"{SNAPSHOT_MESSAGE}: {len(snap['actions'])} open actions, "
                     f"{len(snap['threads'])} threads",
                     event_kind="snapshot",
@@ -470,7 +472,7 @@ def _answer_cancel(conn: socket.socket, request: bytes) -> None:
 
 
 def _has_work() -> bool:
-    return bool(actions.open_actions)
+    return bool(registry.open_actions)
 
 
 _lock = threading.Lock()
