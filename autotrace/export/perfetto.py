@@ -136,7 +136,7 @@ def trace_events(spans: RunSpans) -> Iterator[dict[str, Any]]:
         if i in spans.stacks:
             where, frames = spans.stacks[i]
             args["where"] = where
-            args["stack"] = [f"{f.file}:{f.line} in {f.function}" for f in frames]
+            args["stack"] = [f.location() for f in frames]
         if i == spans.culprit:
             args["culprit"] = True
         event = {

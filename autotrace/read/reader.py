@@ -70,6 +70,13 @@ class Record(msgspec.Struct, gc=False):
     task: str | None = None
     parent_id: str | None = None
     child_pid: int | None = None
+    source: str | None = None  # "autotrace" on ours; absent on inspect's own records
+    # the extras our patches write (any type: inspect ignores them, so a reader does too)
+    returncode: Any = None
+    ended_by: Any = None
+    closed_by: Any = None
+    bytes: Any = None
+    stream: Any = None
     # the watchdog's records ("[autotrace] ..."): decoded loosely, checked where used
     event_kind: Any = None
     stack: Any = None
@@ -79,6 +86,7 @@ class Record(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(Record)
 _FIELDS = Record.__struct_fields__
+EXTRAS = ("child_pid", "returncode", "ended_by", "closed_by", "bytes", "stream")
 
 
 @dataclass
@@ -165,7 +173,14 @@ def _str_or_none(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-_OURS = {"pid": int, "thread": str, "task": str, "parent_id": str, "child_pid": int}
+_OURS = {
+    "pid": int,
+    "thread": str,
+    "task": str,
+    "parent_id": str,
+    "child_pid": int,
+    "source": str,
+}
 _ACTION_KEYS = (
     "action",
     "event",
@@ -177,7 +192,16 @@ _ACTION_KEYS = (
     "error_type",
     "stacktrace",
 )
-_LOOSE_KEYS = ("timestamp", "level", "message", "event_kind", "stack", "where", "actions")
+_LOOSE_KEYS = (
+    "timestamp",
+    "level",
+    "message",
+    "event_kind",
+    "stack",
+    "where",
+    "actions",
+    *EXTRAS[1:],
+)
 
 
 def _record_of(obj: dict[str, Any]) -> Record:
@@ -236,6 +260,9 @@ class TraceReader:
     ``on_record``, when given, is called with every valid record in file order as it is
     read (before it is paired and whatever the filter): for readers that need every
     record, not only the anomalies (an exporter, a timeline).
+
+    ``offset`` is where in the file the first byte fed lies (a follower that resumes
+    from a saved offset); ``line_offset`` is where the next whole line starts.
     """
 
     def __init__(
@@ -243,11 +270,12 @@ class TraceReader:
         name: str = "",
         filter: str | None = None,
         on_record: Callable[[Record], None] | None = None,
+        offset: int = 0,
     ) -> None:
         self.name = name
         self.filter = filter.lower() if filter else None
         self.on_record = on_record
-        self.offset = 0  # bytes fed so far
+        self.offset = offset  # bytes fed so far (from the start of the file)
         self.lines = 0
         self.problems = ReadProblems()
         self.running: dict[str, Record] = {}
@@ -259,6 +287,12 @@ class TraceReader:
         self._tail: list[bytes] = []
         self._tail_size = 0
         self._skipping = False  # inside a line longer than MAX_LINE: dropped
+
+    @property
+    def line_offset(self) -> int:
+        """The offset of the first byte not yet read as part of a whole line (where a
+        reader could resume; inside a dropped over-long line, its end is not known yet)."""
+        return self.offset - self._tail_size
 
     # -- input -----------------------------------------------------------------------
 

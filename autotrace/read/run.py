@@ -103,6 +103,8 @@ class ProcessTrace:
         except OSError:
             self.gone = True
             return False
+        if self.header is None:  # first: ``on_record`` may ask for the process's pid
+            self.header = read_header(self.path)
         if self.path.name.endswith(".gz"):
             # Compressed at exit (by inspect); members may still be appended: no seeking
             # in gzip, so a grown file is read again from the start.
@@ -379,28 +381,39 @@ def default_run(directory: Path) -> str | None:
     return None
 
 
-def load_run(directory: Path, run_id: str | None = None) -> RunTrace:
-    """Read every file of ``run_id`` (default: the run of the newest file) in ``directory``."""
+def load_run(
+    directory: Path, run_id: str | None = None, on_record: OnRecord | None = None
+) -> RunTrace:
+    """Read every file of ``run_id`` (default: the run of the newest file) in ``directory``
+    (``on_record``: see ``ProcessTrace``)."""
     if not directory.is_dir():
         raise TraceReadError(f"no trace directory at {directory}")
     run_id = run_id or default_run(directory)
     if run_id is None:
         raise TraceReadError(f"no trace file with a run id in {directory}")
-    run = RunTrace(directory, run_id)
+    run = RunTrace(directory, run_id, on_record=on_record)
     run.refresh()
     if not run.processes:
         raise TraceReadError(f"no trace file of run {run_id} in {directory}")
     return run
 
 
-def run_of(directory: Path, run_id: str | None = None, path: Path | None = None) -> RunTrace:
-    """The run named ``run_id``, else the run of ``path`` (just that file if it has none)."""
+def run_of(
+    directory: Path,
+    run_id: str | None = None,
+    path: Path | None = None,
+    on_record: OnRecord | None = None,
+    *,
+    whole_run: bool = True,
+) -> RunTrace:
+    """The run named ``run_id``, else the run of ``path`` (just that file if it has none,
+    or when ``whole_run`` is off); ``on_record``: see ``ProcessTrace``."""
     if not run_id and path is not None:
-        header = read_header(path)
+        header = read_header(path) if whole_run else None
         run_id = header.run_id if header else None
         if run_id is None:
             open_trace(path).close()  # a file that cannot be read is an error, not "no run"
-            run = RunTrace(directory, None, [path])
+            run = RunTrace(directory, None, [path], on_record=on_record)
             run.refresh()
             return run
-    return load_run(directory, run_id)
+    return load_run(directory, run_id, on_record)
