@@ -104,6 +104,16 @@ def _number(value: float | None) -> float | None:
 
 
 def _extras(record: Record) -> dict[str, Any]:
+    """The extras a record carries (most carry none: checked first, at little cost)."""
+    if (
+        record.child_pid is None
+        and record.returncode is None
+        and record.ended_by is None
+        and record.closed_by is None
+        and record.bytes is None
+        and record.stream is None
+    ):
+        return {}
     return {key: value for key in EXTRAS if (value := getattr(record, key)) is not None}
 
 
