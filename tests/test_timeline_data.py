@@ -164,6 +164,26 @@ def test_infinite_or_nan_times_make_records_invalid_as_anomalies_reads_them(
     assert "m-2" in timeline.render_page(spans)
 
 
+def test_a_lone_surrogate_in_a_record_is_written_to_the_page_and_the_perfetto_file(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "traces"
+    directory.mkdir()
+    me, t = os.getpid(), time.time()
+    line = enter("Model", "odd", "m-1", me, t).replace(b'"detail": "odd"', b'"detail": "a\\ud800b"')
+    (directory / f"trace-{me}.log").write_bytes(header(me, None, ["python"], t) + line)
+    [span] = list(read_spans(directory))
+    assert span.detail == "a\ud800b"  # as Python's json reads it (msgspec refuses the line)
+    page, out = tmp_path / "page.html", tmp_path / "out.json"
+    runner = CliRunner()
+    for args in (["timeline", "-o", str(page)], ["export", "--format", "perfetto", "-o", str(out)]):
+        result = runner.invoke(main, [*args, "--trace-dir", str(directory)])
+        assert result.exit_code == 0, result.output
+    assert "a?b" in page.read_text(encoding="utf-8")
+    [slice_] = [e for e in json.loads(out.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert slice_["args"]["detail"] == "a\ud800b"
+
+
 def test_embedded_json_cannot_end_its_script_element() -> None:
     hostile = "</script><script>alert(1)</script><!-- \u2028\u2029 & <b>"
     text = timeline.embed_json({"s": hostile})
