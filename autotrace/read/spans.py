@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from msgspec import UNSET
 
-from autotrace.read.files import Header, epoch
+from autotrace.read.files import epoch
 from autotrace.read.model import Frame, frames_of
 from autotrace.read.reader import EXTRAS, ReadProblems, Record
 from autotrace.read.run import ProcessTrace, run_of, run_view
@@ -238,7 +238,6 @@ class Process:
     parent_pid: int | None
     argv: list[str]
     state: str  # running | exited | dead
-    header: Header | None
     trace_file: str
     started: float | None
     last_write: float
@@ -462,7 +461,6 @@ def read_spans(
                 parent_pid=trace.parent_pid,
                 argv=trace.argv,
                 state=state,
-                header=trace.header,
                 trace_file=str(trace.path),
                 started=trace.started,
                 last_write=trace.last_write,
