@@ -25,7 +25,6 @@ from autotrace.export.spans import ProcessInfo
 from autotrace.read.files import (
     HEADER_SCAN,
     TraceReadError,
-    epoch,
     list_trace_files,
     open_trace,
     pid_from_name,
@@ -70,7 +69,6 @@ class FollowedFile:
         except OSError:  # compressed since (inspect does at exit): look again unless read so
             self.done = done and was_compressed
         self.first_seen = time.time()
-        self.last_time: float | None = None  # epoch of the last record read
         self._stream: IO[bytes] | None = None
         self._compressed = False
         header = read_header(path)
@@ -162,8 +160,6 @@ class FollowedFile:
     def _taken(self) -> list[Record]:
         out = self._records[:]
         self._records.clear()
-        if out:
-            self.last_time = epoch(out[-1].timestamp) or self.last_time
         return out
 
 

@@ -377,7 +377,7 @@ def _step(p: Pipeline, sender: Sender, now: float) -> bool:
                 # Its process is gone and its file read to the end: what is still open
                 # was abandoned.
                 sender.send(p.mapper.records(f.key, f.finish(), now))
-                end = f.last_time or _mtime(f)
+                end = _mtime(f)  # its last write, where `anomalies` ends it too
                 sender.send(p.mapper.abandon(f.key, end))
                 f.done = True
                 f.close()
