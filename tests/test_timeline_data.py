@@ -184,6 +184,21 @@ def test_a_lone_surrogate_in_a_record_is_written_to_the_page_and_the_perfetto_fi
     assert slice_["args"]["detail"] == "a\ud800b"
 
 
+def test_records_the_reader_counts_as_invalid_never_become_spans(tmp_path: Path) -> None:
+    directory = tmp_path / "traces"
+    directory.mkdir()
+    me, t = os.getpid(), time.time()
+    (directory / f"trace-{me}.log").write_bytes(
+        header(me, None, ["python"], t)
+        + enter("Model", "ok", "m-1", me, t)
+        + enter("Model", "odd", "m-2", me, t).replace(b'"enter"', b'"paused"')
+        + enter("Model", "no id", "m-3", me, t).replace(b'"trace_id": "m-3", ', b"")
+    )
+    spans = read_spans(directory)
+    assert [s.trace_id for s in spans] == ["m-1"]
+    assert (spans.problems.unknown_event, spans.problems.invalid) == (1, 1)
+
+
 def test_embedded_json_cannot_end_its_script_element() -> None:
     hostile = "</script><script>alert(1)</script><!-- \u2028\u2029 & <b>"
     text = timeline.embed_json({"s": hostile})

@@ -243,6 +243,12 @@ def decode_line(line: bytes) -> tuple[Any, str | None]:
         return None, "garbage"
 
 
+def _checked(record: Record) -> bool:
+    """Whether a decoded record passes what the struct cannot check (``_add`` counts
+    the others): an action record has a ``trace_id`` and one of inspect's events."""
+    return record.action is UNSET or (record.trace_id is not UNSET and record.event in EVENTS)
+
+
 class TraceReader:
     """Reads one trace file incrementally; ``feed`` bytes, then ask for what it found.
 
@@ -380,7 +386,8 @@ class TraceReader:
         self.lines += n
         if self.on_record is not None:
             for record in records:
-                self.on_record(record)
+                if _checked(record):
+                    self.on_record(record)
                 self._add(record)
             return
         # _add, inlined for the common records (this loop runs once per line).
@@ -423,7 +430,7 @@ class TraceReader:
                 self.problems.note(kind, f"{kind.replace('_', ' ')}: {line[:60]!r}")
                 return
             record = _record_of(obj)
-        if self.on_record is not None:
+        if self.on_record is not None and _checked(record):
             self.on_record(record)
         self._add(record)
 
