@@ -32,7 +32,7 @@ HEAVY_MODULES = {
     "autotrace.runtime.actions",
     "autotrace.runtime.writer",
     "autotrace.records",
-    "autotrace.runtime.redact",
+    "autotrace.redact",
     "dataclasses",
     "inspect",
     "subprocess",

@@ -471,3 +471,45 @@ def test_no_secret_of_inspect_native_records_goes_out(tmp_path: Path) -> None:
     )
     assert "sk-proj-0123456789" not in sent
     assert "OPENAI_API_KEY=***" in span.attributes["process.command_line"]
+
+
+def test_the_exporter_and_the_timeline_see_the_same_actions(tmp_path: Path) -> None:
+    """One span model (autotrace.read.spans): the OTLP spans and the timeline's spans of the
+    same files have the same actions, times, outcomes and parents."""
+    from autotrace.read.spans import read_spans
+
+    pid = dead_pid()
+    w = FileWriter(tmp_path, pid)
+    outer = w.enter("Subtask", "solve", "o-1")
+    for i in range(5):
+        step = w.enter("Tool Call", f"step({i})", f"s-{i}", parent="o-1")
+        w.end(step, ("exit", "error", "timeout", "cancel", "exit")[i], 0.25 * (i + 1))
+    w.enter("Subprocess", "sleep 600", "h-1", parent="o-1", child_pid=4)  # abandoned
+    w.end(outer, "exit", 3.0)  # an end whose action stays the same span
+    memory, _ = export(tmp_path)
+    sent = {
+        s.attributes["autotrace.trace_id"]: (
+            s.start_time,
+            s.end_time,
+            s.attributes["autotrace.outcome"],
+            s.parent.span_id if s.parent else None,
+        )
+        for s in memory.get_finished_spans()
+        if not s.attributes.get("logfire.span_type")
+    }
+    timeline = read_spans(tmp_path, RUN)
+    by_index = {s.index: s for s in timeline}
+    drawn = {
+        s.trace_id: (
+            int(s.start * 1e9),
+            int(timeline.end_of(s.index) * 1e9) if s.end is None else int(s.end * 1e9),
+            s.outcome,
+            action_span_id(RUN, by_index[s.parent].trace_id) if s.parent is not None else None,
+        )
+        for s in timeline
+    }
+    assert set(sent) == set(drawn) == {"o-1", "h-1", *(f"s-{i}" for i in range(5))}
+    for trace_id, (start, end, outcome, parent) in drawn.items():
+        assert sent[trace_id][0] == start and sent[trace_id][2] == outcome, trace_id
+        assert sent[trace_id][3] == parent, trace_id
+        assert abs(sent[trace_id][1] - end) <= 1_000, trace_id  # the abandoned: last write

@@ -32,8 +32,8 @@ from test_e2e_inspect import (  # noqa: F401  (llm_process: a pytest fixture)
 )
 from test_otlp_export import exporters_of
 
-from autotrace.export.follow import find_header
 from autotrace.export.spans import action_span_id, run_trace_id
+from autotrace.read.files import read_header
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +43,9 @@ VISIBLE_WITHIN = 5.0  # seconds from `enter` written to the pending span read ba
 
 def maybe_run_id(directory: Path) -> str | None:
     for path in directory.glob("trace-*.log*"):
-        header = find_header(path)
-        if header and header.get("run_id"):
-            return str(header["run_id"])
+        header = read_header(path)
+        if header and header.run_id:
+            return header.run_id
     return None
 
 

@@ -7,6 +7,7 @@ AUTOTRACE_OLD_INSPECT_VENV names the directory, default under the temp dir). It 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,13 +27,23 @@ pytestmark = pytest.mark.slow
 OLD_INSPECT = "0.3.40"
 ROOT = Path(__file__).parent.parent
 TASKS = Path(__file__).parent / "inspect_tasks"
-PACKAGES = [f"inspect-ai=={OLD_INSPECT}", "openai", "wrapt", "platformdirs", "click", "rich"]
+PACKAGES = [
+    f"inspect-ai=={OLD_INSPECT}",
+    "openai",
+    "wrapt",
+    "platformdirs",
+    "click",
+    "rich",
+    "msgspec",
+]
 
 
 @pytest.fixture(scope="module")
 def old_venv() -> Path:
     """A venv with inspect 0.3.40 and this project; built once, reused after."""
-    default = Path(tempfile.gettempdir()) / f"autotrace-venv-inspect-{OLD_INSPECT}"
+    # One venv per checkout: it installs this checkout's project (editable).
+    checkout = hashlib.blake2b(str(ROOT).encode(), digest_size=4).hexdigest()
+    default = Path(tempfile.gettempdir()) / f"autotrace-venv-inspect-{OLD_INSPECT}-{checkout}"
     venv = Path(os.environ.get("AUTOTRACE_OLD_INSPECT_VENV", default))
     done = venv / ".autotrace-complete"
     if not done.exists():

@@ -62,7 +62,7 @@ def hung_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         if spans.culprit is None or len(spans.processes) < 2:
             return False
         culprit = spans.span(spans.culprit)
-        return culprit.detail == "sleep 600" and bool(culprit.stack)
+        return culprit.detail == "sleep 600" and bool(culprit.frames)
 
     try:
         wait_for(stuck_culprit, timeout=60.0, what="the child's sleep 600 reported stuck")

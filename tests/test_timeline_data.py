@@ -7,14 +7,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from test_diag_run import RUN, dead_pid, header, run_dir, stuck  # noqa: F401
 
-from autotrace import records, timeline_page
-from autotrace.cli import main
+from autotrace import records
+from autotrace.cli import timeline
+from autotrace.cli.main import main
 from autotrace.export import perfetto
 from autotrace.read.spans import read_spans
 
@@ -87,7 +87,7 @@ def test_spans_pair_each_enter_with_its_end_keeping_outcome_parent_and_stack(
     assert by_id["lost-1"].end - by_id["lost-1"].start == pytest.approx(0.5)
     culprit = spans.span(spans.culprit)  # type: ignore[arg-type]
     assert culprit.trace_id == "p-2" and culprit.where == "/work/eval.py:7 in hang"
-    assert [(f.file, f.line, f.function) for f in culprit.stack] == [("/work/eval.py", 7, "hang")]
+    assert [(f.file, f.line, f.function) for f in culprit.frames] == [("/work/eval.py", 7, "hang")]
     [report] = spans.stuck
     assert report.span == culprit.index
     assert spans.processes[0].argv == ["python", "eval.py"]
@@ -134,12 +134,14 @@ def test_records_are_redacted_again_for_the_page(tmp_path: Path) -> None:
         + enter("Model", f"generate key={secret}", "m-1", me, t)
     )
     spans = read_spans(directory)
-    page = timeline_page.render_page(spans)
+    page = timeline.render_page(spans)
     assert secret not in page and "hunter2hunter2" not in page
     assert "generate key=" in page and "--api-key" in page
 
 
-def test_infinite_or_nan_times_fall_back_to_the_record_timestamps(tmp_path: Path) -> None:
+def test_infinite_or_nan_times_make_records_invalid_as_anomalies_reads_them(
+    tmp_path: Path,
+) -> None:
     directory = tmp_path / "traces"
     directory.mkdir()
     me, t = os.getpid(), time.time()
@@ -152,17 +154,54 @@ def test_infinite_or_nan_times_fall_back_to_the_record_timestamps(tmp_path: Path
         + end("exit", "Model", "inf", "m-1", me, t + 1, 1.0).replace(
             b'"duration": 1.0', b'"duration": NaN'
         )
+        + enter("Model", "fine", "m-2", me, t + 2)
     )
     spans = read_spans(directory)
-    [span] = list(spans)
-    assert span.outcome == "exit" and span.end is not None
-    assert span.start == pytest.approx(t, abs=1) and span.end == pytest.approx(t + 1, abs=1)
-    assert "m-1" in timeline_page.render_page(spans)
+    # One reader for every verb: a time that is not finite makes the record invalid
+    # (counted, never drawn), so the page and `anomalies` see the same actions.
+    assert [s.trace_id for s in spans] == ["m-2"]
+    assert spans.problems.total() == 2
+    assert "m-2" in timeline.render_page(spans)
+
+
+def test_a_lone_surrogate_in_a_record_is_written_to_the_page_and_the_perfetto_file(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "traces"
+    directory.mkdir()
+    me, t = os.getpid(), time.time()
+    line = enter("Model", "odd", "m-1", me, t).replace(b'"detail": "odd"', b'"detail": "a\\ud800b"')
+    (directory / f"trace-{me}.log").write_bytes(header(me, None, ["python"], t) + line)
+    [span] = list(read_spans(directory))
+    assert span.detail == "a\ud800b"  # as Python's json reads it (msgspec refuses the line)
+    page, out = tmp_path / "page.html", tmp_path / "out.json"
+    runner = CliRunner()
+    for args in (["timeline", "-o", str(page)], ["export", "--format", "perfetto", "-o", str(out)]):
+        result = runner.invoke(main, [*args, "--trace-dir", str(directory)])
+        assert result.exit_code == 0, result.output
+    assert "a?b" in page.read_text(encoding="utf-8")
+    [slice_] = [e for e in json.loads(out.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert slice_["args"]["detail"] == "a\ud800b"
+
+
+def test_records_the_reader_counts_as_invalid_never_become_spans(tmp_path: Path) -> None:
+    directory = tmp_path / "traces"
+    directory.mkdir()
+    me, t = os.getpid(), time.time()
+    (directory / f"trace-{me}.log").write_bytes(
+        header(me, None, ["python"], t)
+        + enter("Model", "ok", "m-1", me, t)
+        + enter("Model", "odd", "m-2", me, t).replace(b'"enter"', b'"paused"')
+        + enter("Model", "no id", "m-3", me, t).replace(b'"trace_id": "m-3", ', b"")
+    )
+    spans = read_spans(directory)
+    assert [s.trace_id for s in spans] == ["m-1"]
+    assert (spans.problems.unknown_event, spans.problems.invalid) == (1, 1)
 
 
 def test_embedded_json_cannot_end_its_script_element() -> None:
     hostile = "</script><script>alert(1)</script><!-- \u2028\u2029 & <b>"
-    text = timeline_page.embed_json({"s": hostile})
+    text = timeline.embed_json({"s": hostile})
     for forbidden in ("<", ">", "&", "\u2028", "\u2029"):
         assert forbidden not in text
     assert json.loads(text) == {"s": hostile}
@@ -184,7 +223,7 @@ def _many(directory: Path, count: int) -> None:
 def test_page_keeps_the_telling_actions_when_capped(tmp_path: Path) -> None:
     _many(tmp_path, 1000)
     spans = read_spans(tmp_path)
-    data = timeline_page.page_data(spans, max_bars=30)
+    data = timeline.page_data(spans, max_bars=30)
     assert data["total"] == 1001
     bars = data["bars"]
     details = {data["strings"][d] for d in bars["detail"]}
@@ -200,7 +239,7 @@ def test_page_keeps_the_telling_actions_when_capped(tmp_path: Path) -> None:
 
 
 def test_page_is_self_contained(one_process: Path) -> None:
-    page = timeline_page.render_page(read_spans(one_process))
+    page = timeline.render_page(read_spans(one_process))
     assert "default-src 'none'" in page  # the page may load nothing, even if text got in
     for needle in ("http://", "https://", "src=", "<link", "@import"):
         assert needle not in page.replace('img-src data:"', "")
@@ -322,12 +361,12 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
             unwritable.output
             == f"Error: cannot write {tmp_path / 'no' / 'x'}: No such file or directory\n"
         )
-    otlp = runner.invoke(main, ["export", "--trace-dir", str(tmp_path)])
+    otlp = runner.invoke(main, ["export", "--trace-dir", str(tmp_path / "none")])
     assert otlp.exit_code == 1
-    assert otlp.output == "Error: --format otlp is not available in this build\n"
+    assert otlp.output == f"Error: no trace directory at {tmp_path / 'none'}\n"
 
 
-def test_a_run_read_by_two_processes_gives_the_same_actions(tmp_path: Path) -> None:
+def test_open_and_failed_spans_are_the_rows_anomalies_run_shows(tmp_path: Path) -> None:
     directory = tmp_path / "traces"
     directory.mkdir()
     me, t = os.getpid(), time.time() - 100
@@ -342,24 +381,27 @@ def test_a_run_read_by_two_processes_gives_the_same_actions(tmp_path: Path) -> N
                 body.append(end(event, "Tool Call", "x", tid, pid, t + i + 0.5, 0.5, error=None))
         body.append(stuck(f"{pid}-49", f"/p{n}.py", n + 1, "wait", t + 60))
         (directory / f"trace-{pid}.log").write_bytes(b"".join(body))
-
-    def seen(spans: Any) -> tuple[set, str, list]:
-        by_index = {s.index: s for s in spans}
-        rows = {
-            (s.trace_id, s.action, s.detail, s.start, s.end, s.outcome, s.pid, s.thread)
-            + (by_index[s.parent].trace_id if s.parent is not None else None, s.where)
-            for s in spans
-        }
-        stuck = sorted((r.time, by_index[r.span].trace_id, r.where) for r in spans.stuck)
-        return rows, spans.span(spans.culprit).trace_id, stuck
-
-    serial = read_spans(directory, workers=1)
-    parallel = read_spans(directory, workers=2)
-    assert len(serial) == len(parallel) == 1200
-    assert seen(serial) == seen(parallel)
-    assert [p.spawned_by is not None for p in serial.processes] == [
-        p.spawned_by is not None for p in parallel.processes
-    ]
+    spans = read_spans(directory)
+    assert len(spans) == 1200
+    result = CliRunner().invoke(
+        main, ["anomalies", "--run", "--json", "--trace-dir", str(directory)]
+    )
+    shown = json.loads(result.output)
+    running = {(s.trace_id, s.pid) for s in spans if s.outcome in ("running", "abandoned")}
+    assert running == {(r["trace_id"], r["pid"]) for r in shown["running"]}
+    assert {s.trace_id for s in spans if s.outcome == "error"} == {
+        r["trace_id"] for r in shown["errors"]
+    }
+    culprit = spans.span(spans.culprit)  # type: ignore[arg-type]
+    assert (culprit.trace_id, culprit.pid) == (
+        shown["running"][0]["trace_id"],
+        shown["running"][0]["pid"],
+    )
+    assert culprit.where == shown["running"][0]["where"]
+    by_index = {s.index: s for s in spans}
+    for s in spans:  # parents within the file, as the records name them
+        if s.parent is not None:
+            assert by_index[s.parent].trace_id == s.parent_id
 
 
 def test_perfetto_links_a_child_process_to_the_subprocess_that_started_it(

@@ -273,7 +273,7 @@ def timeline_command(
 ) -> None:
     """Write a run (default: the newest) or one TRACE_FILE as a self-contained HTML timeline:
     a lane per process, a bar per action coloured and labelled by outcome, the culprit selected."""
-    from autotrace import timeline_page
+    from autotrace.cli import timeline
     from autotrace.read.spans import read_spans
 
     directory, path, whole = _spans_source(trace_file, run_id, trace_dir)
@@ -281,9 +281,7 @@ def timeline_command(
         with _read_errors():
             spans = read_spans(directory, run_id or None, path, whole_run=whole)
         try:
-            stats = timeline_page.write_page(
-                spans, output, max_bars=max_bars or timeline_page.MAX_BARS
-            )
+            stats = timeline.write_page(spans, output, max_bars=max_bars or timeline.MAX_BARS)
         except OSError as exc:
             raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
         _report(spans.problems.summary(str(path or directory)))
@@ -430,14 +428,19 @@ def _export_otlp(
     if paths and run_id is not None:
         raise click.UsageError("give FILE... or --run, not both")
     if not paths:
-        from autotrace.read.run import default_run, load_run
+        from autotrace.read.run import RunTrace, default_run
 
-        if follow:  # the run's files may not exist yet
-            run_id = run_id or default_run(directory)
-            if not run_id:
-                raise click.ClickException(f"no trace file with a run id in {directory}")
-        else:
-            run_id = load_run(directory, run_id or None).run_id
+        if not follow and not directory.is_dir():
+            raise click.ClickException(f"no trace directory at {directory}")
+        run_id = run_id or default_run(directory)
+        if not run_id:
+            raise click.ClickException(f"no trace file with a run id in {directory}")
+        if not follow:  # following, the run's files may not exist yet
+            run = RunTrace(directory, run_id)
+            with _read_errors():
+                run.discover()  # its files found (the exporter reads them, once)
+            if not run.processes:
+                raise click.ClickException(f"no trace file of run {run_id} in {directory}")
     try:
         summary = otlp.export(
             paths=paths,

@@ -3,14 +3,15 @@
 A file is read from where the last successful export stopped. The follower keeps a
 file open while its process lives, so a file that rotation deletes or inspect replaces
 by its ``.gz`` at exit is still read to its end; a file first seen compressed is read
-through gzip, skipping what was exported before. Offsets (bytes of the uncompressed
+through gzip, skipping what was exported before. The bytes go to the read side's
+``TraceReader`` (the reader of every verb), fed from the saved offset; its records reach
+the exporter through its ``on_record`` hook. Offsets (bytes of the uncompressed
 text, always at a line boundary) are saved with the exporter's state in a small 0600
 file in the trace directory, so a restarted exporter resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -20,17 +21,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-# The only imports from the read side (the exporter's one seam with the reader).
-from autotrace.diagnose import PROCESS_START, process_alive, trace_files
-from autotrace.export.spans import ProcessInfo, epoch
-from autotrace.reader import ReadProblems, TraceReadError, open_trace, validate_record
+from autotrace.export.spans import ProcessInfo
+from autotrace.read.files import (
+    HEADER_SCAN,
+    TraceReadError,
+    list_trace_files,
+    open_trace,
+    pid_from_name,
+    read_header,
+)
+from autotrace.read.reader import ReadProblems, Record, TraceReader
+from autotrace.read.run import process_alive
 
-__all__ = ["FollowedFile", "RunFollower", "StateFile", "find_header", "process_alive"]
+__all__ = ["FollowedFile", "RunFollower", "StateFile", "process_alive"]
 
 CHUNK = 1 << 20  # bytes read from one file per turn: bounds the records (and spans) in memory
-MAX_LINE = 32 << 20  # a longer line is skipped
 CHILD_WAIT = 3.0  # seconds a child's file waits for the action that spawned it to be read
-HEADER_SCAN = 256 << 10  # bytes searched for a file's process record
 
 
 def first_timestamp(path: Path) -> str:
@@ -43,28 +49,8 @@ def first_timestamp(path: Path) -> str:
     return value if isinstance(value, str) else ""
 
 
-def find_header(path: Path) -> dict[str, Any] | None:
-    """The ``[autotrace] process start`` record of a file: usually its first line, but
-    inspect's own handler may write to the same file before the agent does."""
-    try:
-        with open_trace(path) as stream:
-            head = stream.read(HEADER_SCAN)
-    except (TraceReadError, OSError, EOFError, zlib.error):
-        return None
-    for line in head.split(b"\n"):
-        if b'"event_kind": "process"' not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("message") == PROCESS_START:
-            return record
-    return None
-
-
 class FollowedFile:
-    """One trace file, read from ``offset`` on."""
+    """One trace file, read from ``offset`` on by a ``TraceReader`` (whole records only)."""
 
     def __init__(
         self,
@@ -76,32 +62,35 @@ class FollowedFile:
     ) -> None:
         self.plain = path.with_name(path.name[: -len(".gz")]) if path.name.endswith(".gz") else path
         self.key = str(self.plain)
-        self.offset = offset
+        self._records: list[Record] = []
+        self.reader = TraceReader(self.plain.name, on_record=self._records.append, offset=offset)
         try:  # read to the end and its process gone (unless it grew since)
             self.done = done and self.plain.stat().st_size <= offset
         except OSError:  # compressed since (inspect does at exit): look again unless read so
             self.done = done and was_compressed
         self.first_seen = time.time()
-        self.last_time: float | None = None  # epoch of the last record read
-        self.problems = ReadProblems()
         self._stream: IO[bytes] | None = None
         self._compressed = False
-        self._carry = b""  # a compressed stream's partial last line
-        header = find_header(path) or {}
-        pid = header.get("pid")
-        if not isinstance(pid, int):
-            digits = self.plain.name[len("trace-") :].split(".", 1)[0]
-            pid = int(digits) if self.plain.name.startswith("trace-") and digits.isdigit() else None
-        parent = header.get("parent_pid")
-        argv = header.get("argv")
-        self.started = epoch(header.get("timestamp"))
+        header = read_header(path)
+        pid = header.pid if header is not None else None
+        self.started = header.started if header is not None else None
         self.info = ProcessInfo(
             key=self.key,
-            pid=pid,
-            run_id=str(header.get("run_id") or run_id),
-            parent_pid=parent if isinstance(parent, int) else None,
-            argv=[str(a) for a in argv] if isinstance(argv, list) else [],
+            pid=pid if pid is not None else pid_from_name(self.plain.name),
+            run_id=(header.run_id if header is not None else None) or run_id,
+            parent_pid=header.parent_pid if header is not None else None,
+            argv=list(header.argv) if header is not None else [],
         )
+
+    @property
+    def offset(self) -> int:
+        """Bytes of whole lines read (of the uncompressed text): where to resume."""
+        return self.reader.line_offset
+
+    @property
+    def problems(self) -> ReadProblems:
+        """Lines that were not valid records."""
+        return self.reader.problems
 
     @property
     def compressed(self) -> bool:
@@ -119,14 +108,14 @@ class FollowedFile:
         if self._stream is not None:
             return self._stream
         try:
-            stream: IO[bytes] = open(self.plain, "rb")  # noqa: SIM115 (kept open while followed)
-        except FileNotFoundError:
+            stream = open_trace(self.plain)  # kept open while followed: read to its end
+        except TraceReadError:
             try:
-                stream = gzip.open(self.plain.with_name(self.plain.name + ".gz"), "rb")  # type: ignore[assignment]
-            except FileNotFoundError:
+                stream = open_trace(self.plain.with_name(self.plain.name + ".gz"))
+            except TraceReadError:
                 return None
             self._compressed = True
-            skip = self.offset
+            skip = self.reader.offset  # no seeking in gzip: what was read is skipped
             try:
                 while skip > 0:
                     got = len(stream.read(min(skip, CHUNK)))
@@ -140,11 +129,12 @@ class FollowedFile:
         return stream
 
     def close(self) -> None:
+        """Close the file (it is opened again by the next read)."""
         if self._stream is not None:
             self._stream.close()
             self._stream = None
 
-    def read(self, limit: int = CHUNK) -> list[dict[str, Any]] | None:
+    def read(self, limit: int = CHUNK) -> list[Record] | None:
         """The whole records appended since the last read (None: nothing new)."""
         stream = self._open()
         if stream is None:
@@ -152,46 +142,24 @@ class FollowedFile:
         fresh = b""
         try:
             if not self._compressed:
-                stream.seek(self.offset)
+                stream.seek(self.reader.offset)
             fresh = stream.read(limit)
         except (OSError, EOFError, zlib.error):
-            self.problems.note("torn", "compressed file ended early")
-        data = self._carry + fresh if self._compressed else fresh
-        if not data:
+            self.reader.problems.note("torn", "compressed file ended early")
+        if not fresh:
             return None
-        end = data.rfind(b"\n")
-        if end < 0:
-            if len(data) >= MAX_LINE or (self._compressed and not fresh):
-                # Too long to hold, or the torn tail of a finished file: skipped.
-                self.problems.note(
-                    "torn" if len(data) < MAX_LINE else "garbage", "a line without its end"
-                )
-                self.offset += len(data)
-                self._carry = b""
-            elif self._compressed:
-                self._carry = data
-            elif len(data) == limit:
-                return self.read(limit * 2)  # one line longer than a chunk
-            return None
-        if self._compressed:
-            self._carry = data[end + 1 :]  # a stream cannot go back: keep the partial line
-        self.offset += end + 1
-        out = []
-        for line in data[:end].split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                self.problems.note("garbage", f"not JSON: {line[:60]!r}")
-                continue
-            problem = validate_record(obj)
-            if problem is not None:
-                self.problems.note(problem, f"{problem}: {line[:60]!r}")
-                continue
-            out.append(obj)
-        if out:
-            self.last_time = epoch(out[-1]["timestamp"]) or self.last_time
+        self.reader.feed(fresh)
+        return self._taken()
+
+    def finish(self) -> list[Record]:
+        """The file's process is gone and the file read to its end: a last line without
+        its newline is read if whole (counted torn if not)."""
+        self.reader.close()
+        return self._taken()
+
+    def _taken(self) -> list[Record]:
+        out = self._records[:]
+        self._records.clear()
         return out
 
 
@@ -234,20 +202,18 @@ class RunFollower:
                 new.append(self._add(path))
         if self.directory is None or self._named:
             return new
-        for path in trace_files(self.directory):
-            if path in self._seen:
+        for listed in list_trace_files(self.directory):
+            path = listed.path
+            if path in self._seen or pid_from_name(path.name) is None:
                 continue
             key = str(path.with_name(path.name.removesuffix(".gz")))
             if key in self.files:
                 self._seen.add(path)
                 continue
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue
+            size = listed.size
             if self._checked.get(path) == size:
                 continue  # no process record when last looked, and not grown since
-            header = find_header(path)
+            header = read_header(path)
             if header is None:
                 # Not (yet) ours: the agent may write its record after inspect's first lines.
                 if size >= HEADER_SCAN:
@@ -255,7 +221,7 @@ class RunFollower:
                 self._checked[path] = size
                 continue
             self._seen.add(path)
-            if header.get("run_id") == self.run_id:
+            if header.run_id == self.run_id:
                 new.append(self._add(path))
         return new
 

@@ -31,12 +31,12 @@ from autotrace.export.follow import (
     FollowedFile,
     RunFollower,
     StateFile,
-    find_header,
     first_timestamp,
     process_alive,
     safe_name,
 )
-from autotrace.export.spans import ProcessInfo, Span, SpanMapper
+from autotrace.export.spans import OtlpSpan, ProcessInfo, SpanMapper
+from autotrace.read.files import read_header
 
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
@@ -165,7 +165,7 @@ def make_exporter(s: Settings) -> Any:
 
 
 class Converter:
-    """``spans.Span`` -> the SDK's ``ReadableSpan``, one Resource per process."""
+    """``OtlpSpan`` -> the SDK's ``ReadableSpan``, one Resource per process."""
 
     def __init__(self) -> None:
         from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -202,7 +202,7 @@ class Converter:
             resource = self._resources[info.key] = self._Resource.create(attrs)
         return resource
 
-    def convert(self, span: Span) -> Any:
+    def convert(self, span: OtlpSpan) -> Any:
         context = self._SpanContext(span.trace_id, span.span_id, False, self._flags)
         parent = (
             self._SpanContext(span.trace_id, span.parent_span_id, False, self._flags)
@@ -255,7 +255,7 @@ class Sender:
         self.failures = 0
         self._failing = False
 
-    def send(self, spans: Sequence[Span]) -> None:
+    def send(self, spans: Sequence[OtlpSpan]) -> None:
         """Send ``spans``; returns once the backend accepted them all (raises GiveUp)."""
         from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -376,7 +376,8 @@ def _step(p: Pipeline, sender: Sender, now: float) -> bool:
             else:
                 # Its process is gone and its file read to the end: what is still open
                 # was abandoned.
-                end = f.last_time or _mtime(f)
+                sender.send(p.mapper.records(f.key, f.finish(), now))
+                end = _mtime(f)  # its last write, where `anomalies` ends it too
                 sender.send(p.mapper.abandon(f.key, end))
                 f.done = True
                 f.close()
@@ -469,9 +470,9 @@ def group_files(paths: Sequence[Path]) -> dict[str, list[Path]]:
     """Files by run: the run id of their process record, else one run per file."""
     groups: dict[str, list[Path]] = {}
     for path in paths:
-        header = find_header(path)
-        run_id = header.get("run_id") if header else None
-        if not isinstance(run_id, str) or not run_id:
+        header = read_header(path)
+        run_id = header.run_id if header else None
+        if not run_id:
             run_id = f"file:{path.name.removesuffix('.gz')}:{first_timestamp(path)}"
         groups.setdefault(run_id, []).append(path)
     return groups

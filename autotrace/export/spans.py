@@ -1,6 +1,8 @@
-"""Trace records as spans: the mapping the OTLP exporter sends, free of any SDK import.
+"""Actions as OTLP spans: the mapping the exporter sends, free of any SDK import.
 
-One trace per run (its id derived from the run id), one span per action (its id derived
+The records are paired into actions by the read side's ``SpanBuilder`` (the span model
+the timeline and the Perfetto export use too, ``autotrace.read.spans.Span``); this
+module maps each action to what OpenTelemetry wants. One trace per run (its id derived from the run id), one span per action (its id derived
 from the run and the action's ``trace_id``, so a file exported twice gives the same
 spans). ``parent_id`` gives the parent span; a process's root actions hang under the
 ``Subprocess`` action of its parent process whose ``child_pid`` is this process.
@@ -21,14 +23,16 @@ import json
 import re
 import shlex
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from autotrace.read.model import Frame
+from autotrace.read.reader import Record
+from autotrace.read.spans import Span, SpanBuilder
 from autotrace.records import (
     CANCEL,
     DOCKER,
-    ENTER,
     ERROR,
     MODEL,
     S3,
@@ -40,29 +44,7 @@ from autotrace.redact import redact_text
 
 AttrValue = str | bool | int | float
 
-# Keys of an action record that are not extras.
-_RECORD_KEYS = frozenset(
-    {
-        "timestamp",
-        "level",
-        "message",
-        "action",
-        "event",
-        "trace_id",
-        "detail",
-        "start_time",
-        "duration",
-        "error",
-        "error_type",
-        "stacktrace",
-        "pid",
-        "thread",
-        "task",
-        "parent_id",
-        "source",
-    }
-)
-MAX_OPEN = 50_000  # open actions remembered per run (the oldest are forgotten beyond)
+MAX_OPEN = 50_000  # open actions remembered per file (the oldest are forgotten beyond)
 MAX_CHILDREN = 50_000  # (parent pid, child pid) -> spawning action, per run
 MAX_TEXT = 4096  # longest attribute text sent (a stack, an error)
 
@@ -82,7 +64,7 @@ class SpanEvent:
 
 
 @dataclass
-class Span:
+class OtlpSpan:
     """One span to send: ids as integers, times in epoch nanoseconds."""
 
     trace_id: int
@@ -128,16 +110,6 @@ def action_span_id(run_id: str, trace_id: str) -> int:
 def pending_span_id(run_id: str, trace_id: str, report: int) -> int:
     """The span id of an action's ``report``-th pending span (0: the first)."""
     return _digest(run_id, trace_id, "pending", str(report), size=8)
-
-
-def epoch(timestamp: Any) -> float | None:
-    """A record's ISO ``timestamp`` as epoch seconds."""
-    if not isinstance(timestamp, str):
-        return None
-    try:
-        return datetime.fromisoformat(timestamp).timestamp()
-    except ValueError:
-        return None
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str:
@@ -214,50 +186,59 @@ def conventions(
     return name, client, attrs
 
 
-@dataclass
-class OpenAction:
-    """An action read as ``enter`` whose end has not been read yet."""
-
-    trace_id: str
-    action: str
-    detail: str
-    start: float
-    parent_id: str | None
-    process: str  # ProcessInfo.key
-    attrs: dict[str, AttrValue]  # thread, task, source, the enter's extras
-    extra: dict[str, Any]
-    pending_sent: int = 0  # pending spans sent (0: none yet)
-    stack: dict[str, Any] | None = None  # the latest watchdog report
-
-    def state(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def _stack_text(stack: Any) -> str:
-    if not isinstance(stack, list):
-        return ""
+def _stack_text(frames: Iterable[Frame]) -> str:
+    """A stack as Python prints a traceback's frames."""
     lines = []
-    for entry in stack:
-        if isinstance(entry, dict):
-            lines.append(
-                f'  File "{entry.get("file")}", line {entry.get("line")}, in {entry.get("function")}'
-            )
-            code = entry.get("code")
-            if code:
-                lines.append(f"    {code}")
-        else:
-            lines.append(f"  {entry}")
+    for f in frames:
+        lines.append(f'  File "{f.file}", line {f.line}, in {f.function}')
+        if f.code:
+            lines.append(f"    {f.code}")
     return "\n".join(lines)
 
 
-def _redacted(rec: dict[str, Any]) -> dict[str, Any]:
-    """A record inspect wrote itself, its texts redacted as the agent redacts its own (its
-    Docker details carry ``--env K=V``): nothing secret goes out."""
-    out = dict(rec)
-    for key in ("detail", "error", "stacktrace"):
-        if isinstance(out.get(key), str):
-            out[key] = redact_text(out[key])
-    return out
+def _span_state(span: Span, key: str, pending_sent: int) -> dict[str, Any]:
+    """An open action as JSON (the exporter's saved state)."""
+    return {
+        "process": key,
+        "pending_sent": pending_sent,
+        "trace_id": span.trace_id,
+        "action": span.action,
+        "detail": span.detail,
+        "start": span.start,
+        "pid": span.pid,
+        "thread": span.thread,
+        "task": span.task,
+        "parent_id": span.parent_id,
+        "child_pid": span.child_pid,
+        "source": span.source,
+        "extra": span.extra,
+        "frames": [f.as_json() for f in span.frames],
+        "where": span.where,
+        "stack_time": span.stack_time,
+    }
+
+
+def _span_of_state(state: dict[str, Any]) -> Span:
+    fields = {k: v for k, v in state.items() if k not in ("process", "pending_sent")}
+    fields["frames"] = tuple(Frame(**f) for f in fields.get("frames") or ())
+    return Span(**fields)
+
+
+class _FileSink:
+    """What one file's ``SpanBuilder`` reads, handed to the mapper (``SpanSink``)."""
+
+    def __init__(self, mapper: SpanMapper, key: str) -> None:
+        self.mapper = mapper
+        self.key = key
+
+    def opened(self, span: Span) -> None:
+        self.mapper._opened(self.key, span)
+
+    def ended(self, span: Span) -> None:
+        self.mapper._ended(self.key, span)
+
+    def stacked(self, span: Span, stuck: bool) -> None:
+        self.mapper._stacked(self.key, span)
 
 
 class SpanMapper:
@@ -268,33 +249,61 @@ class SpanMapper:
         self.trace_id = run_trace_id(run_id)
         self.pending_after = pending_after
         self.processes: dict[str, ProcessInfo] = {}
-        self.open: OrderedDict[str, OpenAction] = OrderedDict()
+        self.builders: dict[str, SpanBuilder] = {}  # per file (ProcessInfo.key)
+        self.pending_sent: dict[str, int] = {}  # trace_id -> pending spans sent for it
         # (parent pid, child pid) -> the trace id of the action that spawned the child
         self.children: OrderedDict[str, str] = OrderedDict()
-        self.forgotten = 0  # open actions dropped beyond MAX_OPEN
+        self._out: list[OtlpSpan] = []
+        self._now = 0.0
+
+    @property
+    def forgotten(self) -> int:
+        """Open actions dropped beyond MAX_OPEN."""
+        return sum(b.forgotten for b in self.builders.values())
+
+    def _builder(self, key: str) -> SpanBuilder:
+        builder = self.builders.get(key)
+        if builder is None:
+            info = self.processes.get(key)
+            builder = self.builders[key] = SpanBuilder(
+                _FileSink(self, key), info.pid if info else None, MAX_OPEN
+            )
+        return builder
 
     # -- persisted state (offsets live with the follower) --------------------------
 
     def state(self) -> dict[str, Any]:
+        """The open actions and spawn links, as JSON."""
         return {
-            "open": [a.state() for a in self.open.values()],
+            "open": [
+                _span_state(span, key, self.pending_sent.get(span.trace_id, 0))
+                for key, builder in self.builders.items()
+                for span in builder.open.values()
+            ],
             "children": list(self.children.items()),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Take back what ``state()`` saved (entries of another shape are dropped)."""
         for item in state.get("open") or []:
             try:
-                action = OpenAction(**item)
-            except TypeError:
+                span = _span_of_state(item)
+                key = str(item["process"])
+                sent = int(item.get("pending_sent") or 0)
+            except (TypeError, KeyError, ValueError):
                 continue
-            self.open[action.trace_id] = action
+            self._builder(key).open[span.trace_id] = span
+            if sent:
+                self.pending_sent[span.trace_id] = sent
         for key, value in state.get("children") or []:
             self.children[str(key)] = str(value)
 
     # -- reading ----------------------------------------------------------------------
 
     def add_process(self, info: ProcessInfo) -> None:
+        """The process (resource) of the file ``info.key``."""
         self.processes[info.key] = info
+        self._builder(info.key).pid = info.pid
 
     def spawner(self, info: ProcessInfo) -> str | None:
         """The trace id of the action that started ``info``'s process, when known."""
@@ -302,229 +311,147 @@ class SpanMapper:
             return None
         return self.children.get(f"{info.parent_pid}:{info.pid}")
 
-    def records(self, key: str, records: list[dict[str, Any]], now: float) -> list[Span]:
-        """The spans of ``records`` (read in order from the file ``key``); ``enter``
-        records are remembered and give nothing yet (see ``pending``)."""
-        info = self.processes[key]
-        out: list[Span] = []
-        for rec in records:
-            if "action" in rec:
-                if rec.get("source") != "autotrace":
-                    rec = _redacted(rec)
-                if rec["event"] == ENTER:
-                    self._enter(info, rec)
-                else:
-                    out.append(self._end(info, rec))
-            elif rec.get("event_kind") in ("stack", "snapshot"):
-                out.extend(self._stack(rec, now))
+    def records(self, key: str, records: Iterable[Record], now: float) -> list[OtlpSpan]:
+        """The spans of ``records`` (read in order from the file ``key``); an ``enter``
+        is remembered and gives nothing yet (see ``pending``)."""
+        builder = self._builder(key)
+        self._now = now
+        for record in records:
+            builder.add(record)
+        out, self._out = self._out, []
         return out
 
-    def _enter(self, info: ProcessInfo, rec: dict[str, Any]) -> None:
-        trace_id = rec["trace_id"]
-        start = rec.get("start_time")
-        if not isinstance(start, (int, float)):
-            start = epoch(rec["timestamp"]) or 0.0
-        extra = {k: v for k, v in rec.items() if k not in _RECORD_KEYS}
-        parent = rec.get("parent_id")
-        self.open[trace_id] = OpenAction(
-            trace_id=trace_id,
-            action=rec["action"],
-            detail=rec.get("detail") or "",
-            start=float(start),
-            parent_id=parent if isinstance(parent, str) else None,
-            process=info.key,
-            attrs=self._common(rec),
-            extra=extra,
-        )
-        child = extra.get("child_pid")
-        if isinstance(child, int) and info.pid is not None:
-            self.children[f"{info.pid}:{child}"] = trace_id
+    def _opened(self, key: str, span: Span) -> None:
+        info = self.processes[key]
+        if span.child_pid is not None and info.pid is not None:
+            self.children[f"{info.pid}:{span.child_pid}"] = span.trace_id
             if len(self.children) > MAX_CHILDREN:
                 self.children.popitem(last=False)
-        if len(self.open) > MAX_OPEN:
-            self.open.popitem(last=False)
-            self.forgotten += 1
 
-    @staticmethod
-    def _common(rec: dict[str, Any]) -> dict[str, AttrValue]:
-        attrs: dict[str, AttrValue] = {}
-        for key, name in (("thread", "thread.name"), ("task", "autotrace.task")):
-            value = rec.get(key)
-            if isinstance(value, str):
-                attrs[name] = value
-        attrs["autotrace.source"] = rec.get("source") or "inspect"
-        return attrs
-
-    def _parent_span(self, info: ProcessInfo, parent_id: str | None) -> int | None:
-        if parent_id:
-            return action_span_id(self.run_id, parent_id)
-        spawner = self.spawner(info)
-        return action_span_id(self.run_id, spawner) if spawner else None
-
-    def _span(
-        self,
-        info: ProcessInfo,
-        trace_id: str,
-        action: str,
-        detail: str,
-        parent_id: str | None,
-        start: float,
-        end: float,
-        extra: dict[str, Any],
-        attrs: dict[str, AttrValue],
-    ) -> Span:
-        name, client, conv = conventions(action, detail, extra)
-        attributes: dict[str, AttrValue] = {
-            "autotrace.action": action,
-            "autotrace.detail": _text(detail),
-            "autotrace.trace_id": trace_id,
-            **attrs,
-            **{f"autotrace.{k}": _attr(v) for k, v in extra.items() if v is not None},
-            **conv,
-        }
-        return Span(
-            trace_id=self.trace_id,
-            span_id=action_span_id(self.run_id, trace_id),
-            parent_span_id=self._parent_span(info, parent_id),
-            name=name,
-            client=client,
-            start_ns=int(start * 1e9),
-            end_ns=max(int(start * 1e9), int(end * 1e9)),
-            attributes=attributes,
-            process=info,
-        )
-
-    def _end(self, info: ProcessInfo, rec: dict[str, Any]) -> Span:
-        trace_id = rec["trace_id"]
-        opened = self.open.pop(trace_id, None)
-        duration = rec.get("duration")
-        duration = float(duration) if isinstance(duration, (int, float)) else 0.0
-        if opened is not None:
-            start, end = opened.start, opened.start + duration
-            extra = {**opened.extra, **{k: v for k, v in rec.items() if k not in _RECORD_KEYS}}
-            attrs = opened.attrs
-        else:
-            end = epoch(rec["timestamp"]) or 0.0
-            start = end - duration
-            extra = {k: v for k, v in rec.items() if k not in _RECORD_KEYS}
-            attrs = self._common(rec)
-        parent = rec.get("parent_id")
-        parent = parent if isinstance(parent, str) else opened.parent_id if opened else None
-        event = rec["event"]
-        span = self._span(
-            info, trace_id, rec["action"], rec.get("detail") or "", parent, start, end, extra, attrs
-        )
-        span.attributes["autotrace.outcome"] = event
+    def _ended(self, key: str, span: Span) -> None:
+        self.pending_sent.pop(span.trace_id, None)
+        out = self._span(self.processes[key], span, span.end or span.start)
+        event = span.outcome
+        out.attributes["autotrace.outcome"] = event
         if event == ERROR:
-            error_type = rec.get("error_type") or "error"
-            span.error = _text(rec.get("error") or error_type, 1024)
-            span.attributes["error.type"] = error_type
-            span.events.append(
+            error_type = span.error_type or "error"
+            error = redact_text(span.error) if span.error and span.native else span.error
+            trace = span.stacktrace or ""
+            out.error = _text(error or error_type, 1024)
+            out.attributes["error.type"] = error_type
+            out.events.append(
                 SpanEvent(
                     "exception",
-                    span.end_ns,
+                    out.end_ns,
                     {
                         "exception.type": error_type,
-                        "exception.message": _text(rec.get("error") or ""),
-                        "exception.stacktrace": _text(rec.get("stacktrace") or ""),
+                        "exception.message": _text(error or ""),
+                        "exception.stacktrace": _text(redact_text(trace) if span.native else trace),
                     },
                 )
             )
         elif event in _ERROR_TYPE:
-            span.error = event
-            span.attributes["error.type"] = _ERROR_TYPE[event]
-        if opened is not None and opened.stack is not None:
-            span.events.append(self._stack_event(opened.stack))
-        return span
+            out.error = event
+            out.attributes["error.type"] = _ERROR_TYPE[event]
+        if span.stack_time is not None:
+            out.events.append(self._stack_event(span))
+        self._out.append(out)
 
-    def _stack(self, rec: dict[str, Any], now: float) -> list[Span]:
-        entries = [rec] if rec.get("event_kind") == "stack" else rec.get("actions")
-        out = []
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict):
-                continue
-            opened = self.open.get(str(entry.get("trace_id")))
-            if opened is None:
-                continue
-            opened.stack = {
-                "time": epoch(rec.get("timestamp")) or now,
-                "where": _text(entry.get("where") or ""),
-                "stack": _text(_stack_text(entry.get("stack"))),
-                "age": entry.get("age"),
-            }
-            out.append(self._pending(opened, now))
+    def _stacked(self, key: str, span: Span) -> None:
+        self._out.append(self._pending(key, span, self._now))
+
+    def _span(self, info: ProcessInfo, span: Span, end: float) -> OtlpSpan:
+        """The span of an action (its id derived from the run and the action's id)."""
+        # inspect's own records are redacted as the agent redacts its own (its Docker
+        # details carry ``--env K=V``): nothing secret goes out.
+        detail = redact_text(span.detail) if span.native else span.detail
+        name, client, conv = conventions(span.action, detail, span.extra)
+        attributes: dict[str, AttrValue] = {
+            "autotrace.action": span.action,
+            "autotrace.detail": _text(detail),
+            "autotrace.trace_id": span.trace_id,
+        }
+        if span.thread:
+            attributes["thread.name"] = span.thread
+        if span.task:
+            attributes["autotrace.task"] = span.task
+        attributes["autotrace.source"] = span.source or "inspect"
+        attributes.update(
+            (f"autotrace.{k}", _attr(v)) for k, v in span.extra.items() if v is not None
+        )
+        attributes.update(conv)
+        parent: int | None = None
+        if span.parent_id:
+            parent = action_span_id(self.run_id, span.parent_id)
+        elif (spawner := self.spawner(info)) is not None:
+            parent = action_span_id(self.run_id, spawner)
+        start_ns = int(span.start * 1e9)
+        return OtlpSpan(
+            trace_id=self.trace_id,
+            span_id=action_span_id(self.run_id, span.trace_id),
+            parent_span_id=parent,
+            name=name,
+            client=client,
+            start_ns=start_ns,
+            end_ns=max(start_ns, int(end * 1e9)),
+            attributes=attributes,
+            process=info,
+        )
+
+    def _stack_event(self, span: Span) -> SpanEvent:
+        at = span.stack_time if span.stack_time is not None else span.start
+        attrs: dict[str, AttrValue] = {
+            "autotrace.where": _text(span.where),
+            "autotrace.stack": _text(_stack_text(span.frames)),
+            "autotrace.age": round(max(0.0, at - span.start), 3),
+        }
+        return SpanEvent("autotrace.stuck", int(at * 1e9), attrs)
+
+    def _pending(self, key: str, span: Span, now: float) -> OtlpSpan:
+        """A pending span (Logfire's convention) of the open action ``span``."""
+        out = self._span(self.processes[key], span, span.start)
+        real = out.span_id
+        sent = self.pending_sent.get(span.trace_id, 0)
+        out.span_id = pending_span_id(self.run_id, span.trace_id, sent)
+        out.attributes["logfire.pending_parent_id"] = (
+            f"{out.parent_span_id:016x}" if out.parent_span_id else "0" * 16
+        )
+        out.parent_span_id = real
+        out.attributes["logfire.span_type"] = "pending_span"
+        out.attributes["autotrace.state"] = RUNNING
+        out.attributes["autotrace.outcome"] = RUNNING
+        out.attributes["autotrace.age"] = round(max(0.0, now - span.start), 3)
+        if span.stack_time is not None:
+            out.events.append(self._stack_event(span))
+        out.pending = True
+        self.pending_sent[span.trace_id] = sent + 1
         return out
 
-    @staticmethod
-    def _stack_event(stack: dict[str, Any]) -> SpanEvent:
-        attrs: dict[str, AttrValue] = {
-            "autotrace.where": stack["where"],
-            "autotrace.stack": stack["stack"],
-        }
-        if isinstance(stack.get("age"), (int, float)):
-            attrs["autotrace.age"] = float(stack["age"])
-        return SpanEvent("autotrace.stuck", int(stack["time"] * 1e9), attrs)
-
-    def _pending(self, opened: OpenAction, now: float) -> Span:
-        info = self.processes[opened.process]
-        span = self._span(
-            info,
-            opened.trace_id,
-            opened.action,
-            opened.detail,
-            opened.parent_id,
-            opened.start,
-            opened.start,
-            opened.extra,
-            opened.attrs,
-        )
-        real = span.span_id
-        span.span_id = pending_span_id(self.run_id, opened.trace_id, opened.pending_sent)
-        span.attributes["logfire.pending_parent_id"] = (
-            f"{span.parent_span_id:016x}" if span.parent_span_id else "0" * 16
-        )
-        span.parent_span_id = real
-        span.attributes["logfire.span_type"] = "pending_span"
-        span.attributes["autotrace.state"] = RUNNING
-        span.attributes["autotrace.outcome"] = RUNNING
-        span.attributes["autotrace.age"] = round(max(0.0, now - opened.start), 3)
-        if opened.stack is not None:
-            span.events.append(self._stack_event(opened.stack))
-        span.pending = True
-        opened.pending_sent += 1
-        return span
-
-    def pending(self, now: float, processes: set[str]) -> list[Span]:
+    def pending(self, now: float, processes: set[str]) -> list[OtlpSpan]:
         """Pending spans of the actions of ``processes`` (live, their files read to the
         end) open for ``pending_after`` seconds, once per action."""
         due = now - self.pending_after
         return [
-            self._pending(a, now)
-            for a in list(self.open.values())
-            if not a.pending_sent and a.start <= due and a.process in processes
+            self._pending(key, span, now)
+            for key in processes
+            if key in self.builders
+            for span in list(self.builders[key].open.values())
+            if span.trace_id not in self.pending_sent and span.start <= due
         ]
 
-    def abandon(self, key: str, end: float) -> list[Span]:
+    def abandon(self, key: str, end: float) -> list[OtlpSpan]:
         """Final spans of the actions still open in ``key``'s process, found dead."""
         info = self.processes[key]
+        builder = self._builder(key)
         out = []
-        for trace_id in [t for t, a in self.open.items() if a.process == key]:
-            opened = self.open.pop(trace_id)
-            span = self._span(
-                info,
-                trace_id,
-                opened.action,
-                opened.detail,
-                opened.parent_id,
-                opened.start,
-                max(end, opened.start),
-                opened.extra,
-                opened.attrs,
-            )
-            span.attributes["autotrace.outcome"] = ABANDONED
-            span.attributes["error.type"] = ABANDONED
-            span.error = "the process ended while the action was running"
-            if opened.stack is not None:
-                span.events.append(self._stack_event(opened.stack))
-            out.append(span)
+        for span in builder.open.values():
+            self.pending_sent.pop(span.trace_id, None)
+            final = self._span(info, span, max(end, span.start))
+            final.attributes["autotrace.outcome"] = ABANDONED
+            final.attributes["error.type"] = ABANDONED
+            final.error = "the process ended while the action was running"
+            if span.stack_time is not None:
+                final.events.append(self._stack_event(span))
+            out.append(final)
+        builder.open.clear()
         return out

@@ -10,12 +10,14 @@ import gzip
 import json
 import os
 import stat
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 HEADER_LIMIT = 1 << 20  # the process header is the first line; a longer one is not a header
+HEADER_SCAN = 256 << 10  # bytes searched for it when inspect wrote the first lines
 
 
 class TraceReadError(Exception):
@@ -164,14 +166,33 @@ class _Gzip(gzip.GzipFile):
 
 
 def read_header(path: Path) -> Header | None:
-    """The process header that opens ``path``, or None (no header, unreadable, not a file)."""
+    """The process header of ``path``, or None (no header, unreadable, not a file).
+
+    It is the first line of a file the agent opened; when inspect's own handler wrote to
+    the file first, it is the first process record within ``HEADER_SCAN`` bytes.
+    """
     try:
         with open_trace(path) as stream:
             first = stream.readline(HEADER_LIMIT)
-        obj = json.loads(first)
-    except (TraceReadError, OSError, EOFError, ValueError, RecursionError):
+            header = _header_of(first)
+            if header is not None or not first.endswith(b"\n"):
+                return header
+            head = stream.read(HEADER_SCAN)
+    except (TraceReadError, OSError, EOFError, zlib.error):
         return None
-    return Header.from_record(obj)
+    for line in head.split(b"\n"):
+        if b'"process"' in line:
+            header = _header_of(line)
+            if header is not None:
+                return header
+    return None
+
+
+def _header_of(line: bytes) -> Header | None:
+    try:
+        return Header.from_record(json.loads(line))
+    except (ValueError, RecursionError):
+        return None
 
 
 def list_trace_files(directory: Path, *, headers: bool = False) -> list[TraceFile]:

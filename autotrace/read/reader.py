@@ -70,6 +70,13 @@ class Record(msgspec.Struct, gc=False):
     task: str | None = None
     parent_id: str | None = None
     child_pid: int | None = None
+    source: str | None = None  # "autotrace" on ours; absent on inspect's own records
+    # the extras our patches write (any type: inspect ignores them, so a reader does too)
+    returncode: Any = None
+    ended_by: Any = None
+    closed_by: Any = None
+    bytes: Any = None
+    stream: Any = None
     # the watchdog's records ("[autotrace] ..."): decoded loosely, checked where used
     event_kind: Any = None
     stack: Any = None
@@ -83,6 +90,7 @@ class Record(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(Record)
 _FIELDS = Record.__struct_fields__
+EXTRAS = ("child_pid", "returncode", "ended_by", "closed_by", "bytes", "stream")
 
 
 @dataclass
@@ -169,7 +177,14 @@ def _str_or_none(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-_OURS = {"pid": int, "thread": str, "task": str, "parent_id": str, "child_pid": int}
+_OURS = {
+    "pid": int,
+    "thread": str,
+    "task": str,
+    "parent_id": str,
+    "child_pid": int,
+    "source": str,
+}
 _ACTION_KEYS = (
     "action",
     "event",
@@ -192,6 +207,7 @@ _LOOSE_KEYS = (
     "caller_stack",
     "caller_where",
     "caller_thread",
+    *EXTRAS[1:],
 )
 
 
@@ -234,6 +250,12 @@ def decode_line(line: bytes) -> tuple[Any, str | None]:
         return None, "garbage"
 
 
+def _checked(record: Record) -> bool:
+    """Whether a decoded record passes what the struct cannot check (``_add`` counts
+    the others): an action record has a ``trace_id`` and one of inspect's events."""
+    return record.action is UNSET or (record.trace_id is not UNSET and record.event in EVENTS)
+
+
 class TraceReader:
     """Reads one trace file incrementally; ``feed`` bytes, then ask for what it found.
 
@@ -251,6 +273,9 @@ class TraceReader:
     ``on_record``, when given, is called with every valid record in file order as it is
     read (before it is paired and whatever the filter): for readers that need every
     record, not only the anomalies (an exporter, a timeline).
+
+    ``offset`` is where in the file the first byte fed lies (a follower that resumes
+    from a saved offset); ``line_offset`` is where the next whole line starts.
     """
 
     def __init__(
@@ -258,11 +283,12 @@ class TraceReader:
         name: str = "",
         filter: str | None = None,
         on_record: Callable[[Record], None] | None = None,
+        offset: int = 0,
     ) -> None:
         self.name = name
         self.filter = filter.lower() if filter else None
         self.on_record = on_record
-        self.offset = 0  # bytes fed so far
+        self.offset = offset  # bytes fed so far (from the start of the file)
         self.lines = 0
         self.problems = ReadProblems()
         self.running: dict[str, Record] = {}
@@ -274,6 +300,12 @@ class TraceReader:
         self._tail: list[bytes] = []
         self._tail_size = 0
         self._skipping = False  # inside a line longer than MAX_LINE: dropped
+
+    @property
+    def line_offset(self) -> int:
+        """The offset of the first byte not yet read as part of a whole line (where a
+        reader could resume; inside a dropped over-long line, its end is not known yet)."""
+        return self.offset - self._tail_size
 
     # -- input -----------------------------------------------------------------------
 
@@ -362,7 +394,8 @@ class TraceReader:
         self.lines += n
         if self.on_record is not None:
             for record in records:
-                self.on_record(record)
+                if _checked(record):
+                    self.on_record(record)
                 self._add(record)
             return
         # _add, inlined for the common records (this loop runs once per line).
@@ -405,7 +438,7 @@ class TraceReader:
                 self.problems.note(kind, f"{kind.replace('_', ' ')}: {line[:60]!r}")
                 return
             record = _record_of(obj)
-        if self.on_record is not None:
+        if self.on_record is not None and _checked(record):
             self.on_record(record)
         self._add(record)
 

@@ -107,6 +107,8 @@ class ProcessTrace:
         if not S_ISREG(st.st_mode):  # replaced by a FIFO or a device: never opened
             self.gone = True
             return False
+        if self.header is None:  # first: ``on_record`` may ask for the process's pid
+            self.header = read_header(self.path)
         if self.path.name.endswith(".gz"):
             # Compressed at exit (by inspect); members may still be appended: no seeking
             # in gzip, so a grown file is read again from the start.
@@ -384,30 +386,42 @@ def default_run(directory: Path) -> str | None:
     return None
 
 
-def load_run(directory: Path, run_id: str | None = None) -> RunTrace:
-    """Read every file of ``run_id`` (default: the run of the newest file) in ``directory``."""
+def load_run(
+    directory: Path, run_id: str | None = None, on_record: OnRecord | None = None
+) -> RunTrace:
+    """Read every file of ``run_id`` (default: the run of the newest file) in ``directory``
+    (``on_record``: see ``ProcessTrace``)."""
     if not directory.is_dir():
         raise TraceReadError(f"no trace directory at {directory}")
     run_id = run_id or default_run(directory)
     if run_id is None:
         raise TraceReadError(f"no trace file with a run id in {directory}")
-    run = RunTrace(directory, run_id)
+    run = RunTrace(directory, run_id, on_record=on_record)
     run.refresh()
     if not run.processes:
         raise TraceReadError(f"no trace file of run {run_id} in {directory}")
     return run
 
 
-def run_of(directory: Path, run_id: str | None = None, path: Path | None = None) -> RunTrace:
+def run_of(
+    directory: Path,
+    run_id: str | None = None,
+    path: Path | None = None,
+    on_record: OnRecord | None = None,
+    *,
+    whole_run: bool = True,
+) -> RunTrace:
     """The run named ``run_id``, else the run of ``path``: that file whatever its name or
-    folder, with the other files of its run in ``directory`` (just it if it has no run id)."""
+    folder, with the other files of its run in ``directory`` (just it if it has no run id,
+    or when ``whole_run`` is off); ``on_record``: see ``ProcessTrace``."""
     if not run_id and path is not None:
         header = read_header(path)
         if header is None:
             open_trace(path).close()  # a file that cannot be read is an error, not "no run"
         if path.parent.resolve() == directory.resolve():
             path = directory / path.name  # the name discovery lists it under: read once
-        run = RunTrace(directory, header.run_id if header else None, [path])
+        run_id = header.run_id if header and whole_run else None
+        run = RunTrace(directory, run_id, [path], on_record=on_record)
         run.refresh()
         return run
-    return load_run(directory, run_id)
+    return load_run(directory, run_id, on_record)

@@ -1,47 +1,224 @@
-"""Every action of a run (or of one file) as plain data, for pictures and exporters.
+"""Every action as a span: each ``enter`` paired with its end record, as plain data.
 
-``read_spans`` reads the files of a run with the tolerant reader
-(``autotrace.reader.iter_records``) and pairs each action's ``enter`` with its end
-record. The result, ``RunSpans``, holds the actions in columns (arrays and one table of
-interned strings), not a dict per action, so a run of a million actions stays in
-bounded memory; ``RunSpans.span(i)`` gives one action as a ``Span`` record. The
-culprit is the one ``anomalies`` puts first (``diagnose.rank``), so the picture and
-the tables agree.
+``Span`` is the one span model of the pictures and the exporters: the timeline page,
+the Perfetto export (through ``RunSpans``) and the OTLP exporter
+(``autotrace.export.spans``) all see an action as a ``Span``, built by one
+``SpanBuilder`` from the records the reader (``TraceReader``'s ``on_record``) hands
+over, in file order, as they are read. A builder pairs the records of one file and
+tells its ``SpanSink`` when an action opens, ends, or gets a watchdog stack.
+
+``read_spans`` reads a whole run (``RunTrace``, every file once) into ``RunSpans``: the
+actions in columns (arrays and one table of interned strings), not an object per
+action, so a run of a million actions stays in bounded memory; ``RunSpans.span(i)``
+gives one action back as a ``Span``. The culprit is the one ``anomalies --run`` puts
+first (``run_view``: the same ranking, over the same reading), so the picture and the
+tables agree.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import pickle
 import shlex
-import threading
 import time
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from autotrace import diagnose
-from autotrace.reader import ReadProblems, TraceReadError, iter_records
+from msgspec import UNSET
 
-# Outcome codes, in the order of OUTCOMES (an action's ``outcome`` column holds the index).
+from autotrace.read.files import epoch
+from autotrace.read.model import Frame, frames_of
+from autotrace.read.reader import EXTRAS, ReadProblems, Record
+from autotrace.read.run import ProcessTrace, run_of, run_view
+from autotrace.records import DOCKER, ENTER, MESSAGE_PREFIX, SOURCE, SUBPROCESS
+from autotrace.redact import redact_argv, redact_text
+
+# Outcome codes, in the order of OUTCOMES (RunSpans' ``outcome`` column holds the index).
 OUTCOMES = ("exit", "error", "timeout", "cancel", "running", "abandoned")
 EXIT, ERROR, TIMEOUT, CANCEL, RUNNING, ABANDONED = range(len(OUTCOMES))
-_END_EVENTS = {"exit": EXIT, "error": ERROR, "timeout": TIMEOUT, "cancel": CANCEL}
+_CODE = {name: code for code, name in enumerate(OUTCOMES)}
 NONE = -1  # "no value" in the integer columns (pid, parent, child_pid)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame of a watchdog stack."""
+@dataclass(slots=True)
+class Span:
+    """One action: its ``enter`` paired with its end record (``end`` None while open).
 
-    file: str
-    line: int | None
-    function: str
-    code: str
+    ``start`` is the enter's ``start_time`` (else its timestamp); ``end`` is the start
+    plus the end record's ``duration`` (else its timestamp). An end whose enter was
+    never read (rotated away, or before a resumed offset) starts ``duration`` before its
+    timestamp. ``frames`` / ``where`` are the watchdog's latest stack for it, written at
+    ``stack_time``. ``index``, ``process`` and ``parent`` are positions in a
+    ``RunSpans`` (-1 / None outside one); ``extra`` holds the patches' extras
+    (``returncode``, ...), enter's and end's together.
+    """
+
+    trace_id: str
+    action: str
+    detail: str
+    start: float
+    end: float | None = None
+    outcome: str = "running"
+    pid: int | None = None
+    thread: str = ""
+    task: str = ""
+    parent_id: str | None = None
+    child_pid: int | None = None
+    source: str | None = None  # "autotrace" on the agent's records, None on inspect's own
+    error: str | None = None
+    error_type: str | None = None
+    stacktrace: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    frames: tuple[Frame, ...] = ()
+    where: str = ""
+    stack_time: float | None = None
+    index: int = -1
+    process: int = -1
+    parent: int | None = None
+
+    @property
+    def native(self) -> bool:
+        """Whether inspect wrote the action itself (its text was not redacted by us)."""
+        return self.source != SOURCE
+
+
+class SpanSink(Protocol):
+    """What a ``SpanBuilder`` tells about one file's actions, as it reads them."""
+
+    def opened(self, span: Span) -> None:
+        """An action's ``enter`` was read (it is in ``builder.open`` from now on)."""
+
+    def ended(self, span: Span) -> None:
+        """An action's end was read (``span.index`` -1: its enter never was)."""
+
+    def stacked(self, span: Span, stuck: bool) -> None:
+        """The watchdog wrote an open action's stack (``stuck``: a stuck report, not a
+        snapshot ``inspect-trace stacks`` asked for)."""
+
+
+def _number(value: float | None) -> float | None:
+    # The reader lets only finite times within +-1e15 through; a NaN is still not a time.
+    return value if value is not None and value == value else None
+
+
+def _extras(record: Record) -> dict[str, Any]:
+    """The extras a record carries (most carry none: checked first, at little cost)."""
+    if (
+        record.child_pid is None
+        and record.returncode is None
+        and record.ended_by is None
+        and record.closed_by is None
+        and record.bytes is None
+        and record.stream is None
+    ):
+        return {}
+    return {key: value for key in EXTRAS if (value := getattr(record, key)) is not None}
+
+
+class SpanBuilder:
+    """Pairs the action records of one file into ``Span`` s, record by record.
+
+    ``add`` takes every valid record in file order (a ``TraceReader``'s ``on_record``
+    hook); ``pid`` is the file's process, for records that name none (inspect's own).
+    An ``enter`` written again for an open action (a file reopened) is the same action.
+    With ``max_open``, the oldest open actions beyond it are forgotten (``forgotten``).
+    """
+
+    def __init__(self, sink: SpanSink, pid: int | None = None, max_open: int | None = None):
+        self.sink = sink
+        self.pid = pid
+        self.max_open = max_open
+        self.open: dict[str, Span] = {}  # trace_id -> span, in order of entry
+        self.forgotten = 0
+
+    def add(self, record: Record) -> None:
+        """Read one record."""
+        if record.action is UNSET:
+            if record.event_kind is not None and record.message.startswith(MESSAGE_PREFIX):
+                self._agent_record(record)
+            return
+        trace_id: str = record.trace_id  # type: ignore[assignment]  # checked by the reader
+        if record.event == ENTER:
+            if trace_id in self.open:
+                return
+            start = _number(record.start_time)
+            if start is None:
+                start = epoch(record.timestamp) or 0.0
+            span = self._span(record, start)
+            self.sink.opened(span)
+            self.open[trace_id] = span
+            if self.max_open is not None and len(self.open) > self.max_open:
+                del self.open[next(iter(self.open))]
+                self.forgotten += 1
+            return
+        duration = _number(record.duration)
+        opened = self.open.pop(trace_id, None)
+        if opened is None:
+            stamp = epoch(record.timestamp) or 0.0
+            span = self._span(record, stamp - (duration or 0.0))
+        else:
+            span = opened
+            if span.parent_id is None and record.parent_id is not None:
+                span.parent_id = record.parent_id
+            if span.child_pid is None and record.child_pid is not None:
+                span.child_pid = record.child_pid
+            span.extra.update(_extras(record))
+        span.end = (
+            span.start + duration
+            if duration is not None
+            else (epoch(record.timestamp) or span.start)
+        )
+        span.outcome = str(record.event)
+        if record.error is not None:
+            span.error = record.error
+            span.error_type = record.error_type
+            span.stacktrace = record.stacktrace
+        self.sink.ended(span)
+
+    def _span(self, record: Record, start: float) -> Span:
+        detail = record.detail
+        return Span(
+            trace_id=record.trace_id,  # type: ignore[arg-type]
+            action=record.action,  # type: ignore[arg-type]
+            detail=detail if isinstance(detail, str) else "",
+            start=start,
+            pid=record.pid if record.pid is not None else self.pid,
+            thread=record.thread or "",
+            task=record.task or "",
+            parent_id=record.parent_id,
+            child_pid=record.child_pid,
+            source=record.source,
+            extra=_extras(record),
+        )
+
+    def _agent_record(self, record: Record) -> None:
+        """A watchdog record: the latest stack of each open action it names."""
+        kind = record.event_kind
+        if kind == "stack":
+            entries: Any = [
+                {"trace_id": record.trace_id, "stack": record.stack, "where": record.where}
+            ]
+        elif kind == "snapshot":
+            entries = record.actions
+        else:
+            return
+        at = epoch(record.timestamp)
+        for entry in entries if isinstance(entries, list) else ():
+            if not isinstance(entry, dict):
+                continue
+            span = self.open.get(entry.get("trace_id"))  # type: ignore[arg-type]
+            if span is None:
+                continue
+            where = entry.get("where")
+            span.frames = frames_of(entry.get("stack"))
+            span.where = where if isinstance(where, str) else ""
+            span.stack_time = at if at is not None else span.start
+            self.sink.stacked(span, kind == "stack")
+
+
+# -- a whole run in columns (the timeline and the Perfetto export) -----------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,40 +232,16 @@ class StuckReport:
 
 @dataclass(slots=True)
 class Process:
-    """One traced process of the run, from its file's ``process start`` header."""
+    """One traced process of the run, from its file's header and reading."""
 
     pid: int | None
     parent_pid: int | None
     argv: list[str]
     state: str  # running | exited | dead
-    header: dict[str, Any] | None
     trace_file: str
     started: float | None
     last_write: float
     spawned_by: int | None = None  # the span (a Subprocess action) that started it
-
-
-@dataclass(slots=True)
-class Span:
-    """One action as a plain record (built on demand from the columns)."""
-
-    index: int
-    trace_id: str
-    action: str
-    detail: str
-    start: float
-    end: float | None  # None while running
-    outcome: str
-    pid: int | None
-    thread: str
-    task: str
-    process: int  # index into RunSpans.processes
-    parent: int | None  # index of the parent action, when it is in the run
-    parent_id: str
-    child_pid: int | None
-    error: str | None
-    stack: list[Frame] = field(default_factory=list)
-    where: str = ""
 
 
 class RunSpans:
@@ -114,7 +267,7 @@ class RunSpans:
         self.parent = array("q")
         self.child_pid = array("q")
         self.errors: dict[int, str] = {}
-        self.stacks: dict[int, tuple[str, list[Frame]]] = {}  # latest stack per span
+        self.stacks: dict[int, tuple[str, tuple[Frame, ...]]] = {}  # latest stack per span
         self.stuck: list[StuckReport] = []
         self.culprit: int | None = None
         self.problems = ReadProblems()
@@ -123,11 +276,31 @@ class RunSpans:
         return len(self.trace_id)
 
     def intern(self, text: str) -> int:
+        """The index of ``text`` in ``strings`` (added when new)."""
         index = self._interned.get(text)
         if index is None:
             index = self._interned[text] = len(self.strings)
             self.strings.append(text)
         return index
+
+    def append(self, span: Span, process: int, parent: int) -> int:
+        """Add ``span`` (of process ``process``, child of action ``parent`` or NONE)."""
+        intern = self.intern
+        i = len(self.trace_id)
+        self.trace_id.append(span.trace_id)
+        self.action.append(intern(span.action))
+        self.detail.append(intern(span.detail))
+        self.thread.append(intern(span.thread))
+        self.task.append(intern(span.task))
+        self.parent_id.append(intern(span.parent_id) if span.parent_id is not None else 0)
+        self.start.append(span.start)
+        self.end.append(math.nan if span.end is None else span.end)
+        self.outcome.append(_CODE[span.outcome])
+        self.pid.append(NONE if span.pid is None else span.pid)
+        self.process.append(process)
+        self.parent.append(parent)
+        self.child_pid.append(NONE if span.child_pid is None else span.child_pid)
+        return i
 
     def end_of(self, i: int) -> float:
         """Where the action's bar ends: its end, else the time of reading (running) or
@@ -141,10 +314,10 @@ class RunSpans:
         return max(self.start[i], self.as_of)
 
     def span(self, i: int) -> Span:
-        """Action ``i`` as a record."""
+        """Action ``i`` as a ``Span``."""
         s = self.strings
         end = self.end[i]
-        where, stack = self.stacks.get(i, ("", []))
+        where, frames = self.stacks.get(i, ("", ()))
         parent, pid, child = self.parent[i], self.pid[i], self.child_pid[i]
         return Span(
             index=i,
@@ -159,10 +332,10 @@ class RunSpans:
             task=s[self.task[i]],
             process=self.process[i],
             parent=None if parent == NONE else parent,
-            parent_id=s[self.parent_id[i]],
+            parent_id=s[self.parent_id[i]] or None,
             child_pid=None if child == NONE else child,
             error=self.errors.get(i),
-            stack=stack,
+            frames=frames,
             where=where,
         )
 
@@ -208,6 +381,42 @@ class RunSpans:
         return first, max(last, first)
 
 
+class _ProcessColumns:
+    """The ``SpanSink`` of one file: appends its actions to the run's columns."""
+
+    def __init__(self, spans: RunSpans, process: int, trace: ProcessTrace) -> None:
+        self.spans = spans
+        self.process = process
+        self.trace = trace
+        self.builder = SpanBuilder(self, trace.pid)
+
+    def opened(self, span: Span) -> None:
+        parent = self.builder.open.get(span.parent_id) if span.parent_id else None  # type: ignore[arg-type]
+        span.index = self.spans.append(span, self.process, parent.index if parent else NONE)
+
+    def ended(self, span: Span) -> None:
+        spans = self.spans
+        if span.index < 0:  # an end without its enter
+            span.index = spans.append(span, self.process, NONE)
+            i = span.index
+        else:
+            i = span.index
+            spans.end[i] = span.end  # type: ignore[assignment]
+            spans.outcome[i] = _CODE[span.outcome]
+            if span.parent_id is not None and not spans.parent_id[i]:
+                spans.parent_id[i] = spans.intern(span.parent_id)
+            if span.child_pid is not None and spans.child_pid[i] == NONE:
+                spans.child_pid[i] = span.child_pid
+        if span.error:
+            spans.errors[i] = span.error
+
+    def stacked(self, span: Span, stuck: bool) -> None:
+        self.spans.stacks[span.index] = (span.where, span.frames)
+        if stuck:
+            at = span.stack_time if span.stack_time is not None else span.start
+            self.spans.stuck.append(StuckReport(at, span.index, span.where))
+
+
 def read_spans(
     directory: Path,
     run_id: str | None = None,
@@ -215,51 +424,73 @@ def read_spans(
     now: float | None = None,
     *,
     whole_run: bool = True,
-    workers: int | None = None,
 ) -> RunSpans:
     """The actions of run ``run_id`` in ``directory`` (default: the run of ``path``, else of
     the newest file; ``path`` alone when its file has no run id or ``whole_run`` is off).
 
-    A large run of several files is read by two processes (``workers``; default: two
-    when there are two CPUs), each taking whole files.
+    Every file is read once, by the reader ``anomalies --run`` uses: its records become
+    spans as they are read, and the same reading gives the ranking of the culprit.
+    ``TraceReadError`` when there is nothing to read.
     """
-    if path is not None and not whole_run and not run_id:
-        run = diagnose.RunTrace(directory, None, [path])
-        run.refresh()
-    else:
-        run = _load_run(directory, run_id, path)
     now = time.time() if now is None else now
-    ranked = run.rows(now)
-    spans = RunSpans(run.run_id, now)
-    if run.run_id is None and len(run.processes) == 1:  # one file: the run it belongs to
-        header = next(iter(run.processes.values())).header or {}
-        spans.run_id = header["run_id"] if isinstance(header.get("run_id"), str) else None
-    culprit_key = (ranked[0]["pid"], ranked[0]["trace_id"]) if ranked else None
-    files: list[tuple[int, Path]] = []
-    for trace in run.processes_ranked(ranked):
-        files.append((len(spans.processes), trace.path))
-        process = Process(
-            pid=trace.pid,
-            parent_pid=trace.parent_pid,
-            argv=trace.argv,
-            state=trace.state(now),
-            header=trace.header,
-            trace_file=str(trace.path),
-            started=trace.started,
-            last_write=trace.last_write,
+    spans = RunSpans(None, now)
+    columns: dict[Path, _ProcessColumns] = {}
+
+    def on_record(trace: ProcessTrace, record: Record) -> None:
+        sink = columns.get(trace.path)
+        if sink is None:
+            sink = columns[trace.path] = _ProcessColumns(spans, len(columns), trace)
+        sink.builder.add(record)
+
+    run = run_of(directory, run_id, path, on_record, whole_run=whole_run)
+    spans.run_id = run.run_id
+    if spans.run_id is None and len(run.processes) == 1:  # one file: the run it belongs to
+        header = next(iter(run.processes.values())).header
+        spans.run_id = header.run_id if header is not None else None
+    for trace in run.processes.values():  # files without a record still have a lane
+        if trace.path not in columns:
+            columns[trace.path] = _ProcessColumns(spans, len(columns), trace)
+    view = run_view(run, now)
+    culprit = view.anomalies.running[0] if view.anomalies.running else None
+    for sink in columns.values():  # in the order of their process index
+        trace = sink.trace
+        state = trace.state()
+        spans.processes.append(
+            Process(
+                pid=trace.pid,
+                parent_pid=trace.parent_pid,
+                argv=trace.argv,
+                state=state,
+                trace_file=str(trace.path),
+                started=trace.started,
+                last_write=trace.last_write,
+            )
         )
-        spans.processes.append(process)
-    _read_files(spans, files, culprit_key, workers)
+        still = RUNNING if state == "running" else ABANDONED
+        for span in sink.builder.open.values():
+            spans.outcome[span.index] = still
+            if (
+                culprit is not None
+                and culprit.trace_id == span.trace_id
+                and culprit.pid in (trace.pid, span.pid)
+            ):
+                spans.culprit = span.index
+        spans.problems = _merged(spans.problems, trace.reader.problems)
     _link_children(spans)
     _redact(spans)
     return spans
 
 
+def _merged(total: ReadProblems, more: ReadProblems) -> ReadProblems:
+    for name in ("blank", "garbage", "invalid", "unknown_event", "torn"):
+        setattr(total, name, getattr(total, name) + getattr(more, name))
+    total.first_problem = total.first_problem or more.first_problem
+    return total
+
+
 def _redact(spans: RunSpans) -> None:
     """The redaction the writer applies, once more over every text shown (files written
     by other tools, inspect's own details): each distinct string is redacted once."""
-    from autotrace.redact import redact_argv, redact_text
-
     spans.strings[:] = [redact_text(text) for text in spans.strings]
     for process in spans.processes:
         process.argv = redact_argv(process.argv)
@@ -268,284 +499,8 @@ def _redact(spans: RunSpans) -> None:
     for i, (where, frames) in spans.stacks.items():
         spans.stacks[i] = (
             redact_text(where),
-            [Frame(f.file, f.line, f.function, redact_text(f.code)) for f in frames],
+            tuple(Frame(f.file, f.line, f.function, redact_text(f.code)) for f in frames),
         )
-
-
-PARALLEL_MIN_BYTES = 16 << 20  # below this a second process does not pay for itself
-
-
-def _read_files(
-    spans: RunSpans,
-    files: list[tuple[int, Path]],
-    culprit_key: tuple[Any, str] | None,
-    workers: int | None,
-) -> None:
-    """Read each process's file into ``spans``; in a large run, a forked child reads
-    about half of the bytes (whole files) and sends its actions back to be appended."""
-    sizes = {path: _size(path) for _, path in files}
-    small = sum(sizes.values()) < PARALLEL_MIN_BYTES
-    if workers is None:
-        workers = 1 if small else min(2, _cpus())
-    if (
-        workers < 2
-        or len(files) < 2
-        or not hasattr(os, "fork")
-        or threading.active_count() != 1  # forking is safe only without other threads
-    ):
-        for proc, path in files:
-            _read_process(spans, proc, path, culprit_key)
-        return
-    mine: list[tuple[int, Path]] = []
-    theirs: list[tuple[int, Path]] = []
-    load = [0, 0]
-    for proc, path in sorted(files, key=lambda f: -sizes[f[1]]):  # largest first
-        side = 0 if load[0] <= load[1] else 1
-        (mine if side == 0 else theirs).append((proc, path))
-        load[side] += sizes[path]
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: read its files, send them, leave without clean-up
-        code = 0
-        try:
-            os.close(read_fd)
-            part = RunSpans(spans.run_id, spans.as_of)
-            part.processes = spans.processes
-            for proc, path in theirs:
-                _read_process(part, proc, path, culprit_key)
-            with os.fdopen(write_fd, "wb") as out:
-                pickle.dump(_state(part), out, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    try:
-        for proc, path in mine:
-            _read_process(spans, proc, path, culprit_key)
-        with os.fdopen(read_fd, "rb") as pipe:
-            payload = pipe.read()
-    finally:
-        _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not payload:
-        raise TraceReadError("cannot read the run: a reader process failed")
-    _append(spans, pickle.loads(payload))
-
-
-def _state(part: RunSpans) -> tuple[Any, ...]:
-    """What a reader process sends back: columns, strings and the sparse extras, as
-    plain values (arrays, lists, tuples)."""
-    return (
-        part.strings,
-        part.trace_id,
-        [part.action, part.detail, part.thread, part.task, part.parent_id],
-        [part.start, part.end, part.pid, part.process, part.child_pid],
-        part.outcome,
-        part.parent,
-        part.errors,
-        {
-            i: (where, [(f.file, f.line, f.function, f.code) for f in frames])
-            for i, (where, frames) in part.stacks.items()
-        },
-        [(r.time, r.span, r.where) for r in part.stuck],
-        part.culprit,
-        part.problems,
-    )
-
-
-def _append(spans: RunSpans, state: tuple[Any, ...]) -> None:
-    """Append another reader's actions: its string ids and action indices moved to ours."""
-    strings, trace_ids, text_columns, plain_columns, outcome, parent, *extras = state
-    errors, stacks, stuck, culprit, problems = extras
-    base = len(spans)
-    ids = [spans.intern(text) for text in strings]
-    spans.trace_id.extend(trace_ids)
-    ours = (spans.action, spans.detail, spans.thread, spans.task, spans.parent_id)
-    for column, theirs in zip(ours, text_columns, strict=True):
-        column.extend(map(ids.__getitem__, theirs))
-    ours_plain: tuple[Any, ...] = (
-        spans.start,
-        spans.end,
-        spans.pid,
-        spans.process,
-        spans.child_pid,
-    )
-    for column, theirs in zip(ours_plain, plain_columns, strict=True):
-        column.extend(theirs)
-    spans.outcome.extend(outcome)
-    spans.parent.extend(p + base if p != NONE else NONE for p in parent)
-    spans.errors.update((i + base, text) for i, text in errors.items())
-    for i, (where, frames) in stacks.items():
-        spans.stacks[i + base] = (where, [Frame(*f) for f in frames])
-    spans.stuck.extend(StuckReport(t, i + base, where) for t, i, where in stuck)
-    if culprit is not None:
-        spans.culprit = culprit + base
-    for name in ("blank", "garbage", "invalid", "unknown_event", "torn"):
-        setattr(spans.problems, name, getattr(spans.problems, name) + getattr(problems, name))
-    spans.problems.first_problem = spans.problems.first_problem or problems.first_problem
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _load_run(directory: Path, run_id: str | None, path: Path | None) -> diagnose.RunTrace:
-    if not run_id and path is not None:
-        header = diagnose.read_header(path)
-        run_id = str(header["run_id"]) if header and header.get("run_id") else None
-        if run_id is None:
-            run = diagnose.RunTrace(directory, None, [path])
-            run.refresh()
-            return run
-    if not directory.is_dir():
-        raise TraceReadError(f"no trace directory at {directory}")
-    run_id = run_id or diagnose.default_run(directory)
-    if run_id is None:
-        raise TraceReadError(f"no trace file with a run id in {directory}")
-    run = diagnose.RunTrace(directory, run_id)
-    run.refresh()
-    if not run.processes:
-        raise TraceReadError(f"no trace file of run {run_id} in {directory}")
-    return run
-
-
-def _epoch(timestamp: Any) -> float | None:
-    if not isinstance(timestamp, str):
-        return None
-    try:
-        return datetime.fromisoformat(timestamp).timestamp()
-    except ValueError:
-        return None
-
-
-def _number(value: Any) -> float | None:
-    """A finite number, else None (JSON as Python reads it may hold Infinity and NaN)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _int(value: Any) -> int:
-    return value if type(value) is int else NONE
-
-
-def _frames(stack: Any) -> list[Frame]:
-    frames = []
-    for entry in stack if isinstance(stack, list) else []:
-        if isinstance(entry, dict):
-            line = entry.get("line")
-            frames.append(
-                Frame(
-                    str(entry.get("file", "?")),
-                    line if type(line) is int else None,
-                    str(entry.get("function", "?")),
-                    str(entry.get("code") or ""),
-                )
-            )
-    return frames
-
-
-def _read_process(
-    spans: RunSpans, proc: int, path: Path, culprit_key: tuple[Any, str] | None
-) -> None:
-    """Append the actions of one file; pair ends with enters through the open ones."""
-    process = spans.processes[proc]
-    open_: dict[str, int] = {}  # trace_id -> span index, while the action is open
-    intern = spans.intern
-    own_pid = _int(process.pid)
-    for rec in iter_records(path, problems=spans.problems):
-        get = rec.get
-        if "action" not in rec:
-            _agent_record(spans, rec, open_)
-            continue
-        trace_id, event = rec["trace_id"], rec["event"]
-        if event == "enter":
-            if trace_id in open_:  # re-written when a file is reopened: the same action
-                continue
-            start = _number(get("start_time"))
-            if start is None:
-                start = _epoch(get("timestamp")) or 0.0
-            i = _new_span(spans, rec, proc, own_pid, start)
-            parent = get("parent_id")
-            if isinstance(parent, str):
-                spans.parent_id[i] = intern(parent)
-                spans.parent[i] = open_.get(parent, NONE)
-            open_[trace_id] = i
-            continue
-        duration = _number(get("duration"))
-        found = open_.pop(trace_id, None)
-        if found is None:  # an end without its enter (the file was rotated or cut)
-            stamp = _epoch(get("timestamp")) or 0.0
-            found = _new_span(spans, rec, proc, own_pid, stamp - (duration or 0.0))
-        i = found
-        start = spans.start[i]
-        spans.end[i] = (
-            start + duration if duration is not None else (_epoch(get("timestamp")) or start)
-        )
-        spans.outcome[i] = _END_EVENTS[event]
-        error = get("error")
-        if isinstance(error, str) and error:
-            spans.errors[i] = error
-        if (child := get("child_pid")) is not None and spans.child_pid[i] == NONE:
-            spans.child_pid[i] = _int(child)
-    still = RUNNING if process.state == "running" else ABANDONED
-    for trace_id, i in open_.items():
-        spans.outcome[i] = still
-        if culprit_key is not None and culprit_key[1] == trace_id:
-            if culprit_key[0] in (process.pid, spans.pid[i]):
-                spans.culprit = i
-
-
-def _new_span(spans: RunSpans, rec: dict[str, Any], proc: int, own_pid: int, start: float) -> int:
-    get, intern = rec.get, spans.intern
-    i = len(spans.trace_id)
-    spans.trace_id.append(rec["trace_id"])
-    spans.action.append(intern(rec["action"]))
-    spans.detail.append(intern(get("detail") or ""))
-    thread, task = get("thread"), get("task")
-    spans.thread.append(intern(thread) if isinstance(thread, str) else 0)
-    spans.task.append(intern(task) if isinstance(task, str) else 0)
-    spans.parent_id.append(0)
-    spans.start.append(start)
-    spans.end.append(math.nan)
-    spans.outcome.append(RUNNING)
-    pid = _int(get("pid"))
-    spans.pid.append(pid if pid != NONE else own_pid)
-    spans.process.append(proc)
-    spans.parent.append(NONE)
-    spans.child_pid.append(_int(get("child_pid")))
-    return i
-
-
-def _agent_record(spans: RunSpans, rec: dict[str, Any], open_: dict[str, int]) -> None:
-    """A watchdog record: the latest stack of an open action, and a stuck report."""
-    kind = rec.get("event_kind")
-    if kind == "stack":
-        entries = [rec]
-    elif kind == "snapshot" and isinstance(rec.get("actions"), list):
-        entries = rec["actions"]
-    else:
-        return
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        i = open_.get(entry.get("trace_id"))  # type: ignore[arg-type]
-        if i is None:
-            continue
-        where = str(entry.get("where") or "")
-        spans.stacks[i] = (where, _frames(entry.get("stack")))
-        if kind == "stack":
-            stamp = _epoch(rec.get("timestamp")) or spans.start[i]
-            spans.stuck.append(StuckReport(stamp, i, where))
 
 
 def _link_children(spans: RunSpans) -> None:
@@ -557,7 +512,7 @@ def _link_children(spans: RunSpans) -> None:
         child = spans.child_pid[i]
         if child != NONE and child in by_pid and spans.processes[by_pid[child]].spawned_by is None:
             spans.processes[by_pid[child]].spawned_by = i
-        if spans.strings[spans.action[i]] in ("Subprocess", "Docker"):
+        if spans.strings[spans.action[i]] in (SUBPROCESS, DOCKER):
             spawners.setdefault(spans.process[i], []).append(i)
     for process in spans.processes:
         if process.spawned_by is not None or process.parent_pid not in by_pid:

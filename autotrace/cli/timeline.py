@@ -286,7 +286,8 @@ def _html_text(text: str) -> str:
 def write_page(spans: RunSpans, out: Path, *, max_bars: int = MAX_BARS) -> PageStats:
     """Write the page to ``out``; returns what it holds."""
     data = page_data(spans, max_bars=max_bars)
-    out.write_text(_render(data, spans), encoding="utf-8")
+    # errors="replace": a lone surrogate (a "\ud800" escape in a record) becomes "?".
+    out.write_text(_render(data, spans), encoding="utf-8", errors="replace")
     return PageStats(
         actions=len(spans),
         bars=data["shown"],
