@@ -28,7 +28,6 @@ MESSAGE_PREFIX = "[autotrace]"
 
 ENTER, EXIT, CANCEL, ERROR, TIMEOUT = "enter", "exit", "cancel", "error", "timeout"
 EVENTS = (ENTER, EXIT, CANCEL, ERROR, TIMEOUT)
-END_EVENTS = (EXIT, CANCEL, ERROR, TIMEOUT)
 
 # Action names (inspect's where inspect has one).
 MODEL = "Model"

@@ -24,7 +24,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 MASK = "***"
@@ -576,10 +576,3 @@ def _mask_spans(text: str, spans: list[Span]) -> str:
         position = end
     out.append(text[max(position, 0) :])
     return "".join(out)
-
-
-def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of an environment with the values of secret-looking names masked."""
-    return {
-        key: (MASK if is_secret_name(key) else redact_text(value)) for key, value in env.items()
-    }

@@ -1,7 +1,8 @@
 """Arize Phoenix, a real OTLP backend, on 127.0.0.1 for the exporter's end-to-end tests.
 
 Phoenix lives in its own venv (its dependency set stays away from the project's):
-``.ci/run`` installs it at ~/.cache/autotrace-phoenix (or $AUTOTRACE_PHOENIX_VENV). It takes
+``tests/components.py`` installs it at ~/.cache/autotrace-phoenix (or $AUTOTRACE_PHOENIX_VENV)
+when it is missing; ``.ci/run`` does so ahead of time. It takes
 OTLP/HTTP at ``/v1/traces`` and gives spans back at ``/v1/projects/<name>/spans``. Its data
 lives in a working directory, so a killed server restarted on the same ports still has
 what it accepted before.
@@ -23,9 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import components
 import pytest
 
-VENV = Path(os.environ.get("AUTOTRACE_PHOENIX_VENV", Path.home() / ".cache" / "autotrace-phoenix"))
+VENV = components.PHOENIX_VENV
 START_DEADLINE = 240.0  # seconds: Phoenix migrates its database at first start (slow on 2 cores)
 
 
@@ -126,12 +128,8 @@ class Phoenix:
 
 @pytest.fixture(scope="session")
 def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
-    """A Phoenix server for the session (FAILS in CI when Phoenix is not installed)."""
-    if not (VENV / "bin" / "phoenix").exists():
-        message = f"Arize Phoenix is not installed in {VENV} (.ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    """A Phoenix server for the session (installed in its own venv when missing)."""
+    components.phoenix_venv()
     server = Phoenix(tmp_path_factory.mktemp("phoenix"))
     server.start()
     try:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import components
 import pytest
 from conftest import wait_for
 from test_e2e_inspect import BIN, TASKS, LLMProcess, base_env, llm_process  # noqa: F401
@@ -143,6 +144,7 @@ def test_docker_sandbox_eval_against_a_silent_daemon_is_diagnosed_and_cancelled(
     silent_daemon: SilentDaemon,
     evals: list[TracedEval],
 ) -> None:
+    components.docker_cli()  # the real docker CLI, installed when missing
     llm = llm_process([])
     env = base_env(tmp_path, llm)
     env["DOCKER_HOST"] = f"unix://{silent_daemon.path}"

@@ -158,8 +158,13 @@ def test_inspects_own_records_are_masked_where_the_agent_sees_them(tmp_path: Pat
         INSPECT_TRACE_FILE=str(trace_file),
         AUTOTRACE_DIR=str(tmp_path / "ours"),
     )
+    # From a file, not `-c`: this is about inspect's own records, and the header's argv would
+    # hold the program's source (its literals are masked by the same rules as any text, but
+    # a bare literal with no name or known format beside it reads as a word).
+    program = tmp_path / "native_secrets.py"
+    program.write_text(NATIVE_SECRETS_PROGRAM)
     done = subprocess.run(
-        [sys.executable, "-c", NATIVE_SECRETS_PROGRAM],
+        [sys.executable, str(program)],
         env=env,
         capture_output=True,
         text=True,
@@ -178,5 +183,6 @@ def test_inspects_own_records_are_masked_where_the_agent_sees_them(tmp_path: Pat
     errors = [r for r in lines if r.get("event") == "error"]
     assert errors and errors[0]["detail"] == "run --token ***"
     assert errors[0]["error"] == "failed: api_key=***"
+    assert any(r.get("message") == "[autotrace] process start" for r in lines)  # ours too
     for secret in ("NativePw-Zz81x", "NativeTok-q81x7", "NativeKey-77aa"):
         assert secret not in text

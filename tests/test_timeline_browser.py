@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import components
 import pytest
 from conftest import untraced_env, wait_for
 from test_timeline_data import check_trace_event_json
@@ -22,7 +23,6 @@ from autotrace.read.spans import read_spans
 pytestmark = pytest.mark.slow
 
 PROGRAM = Path(__file__).parent / "timeline_support" / "hung_run.py"
-CHROMIUM = "/usr/bin/chromium"
 # As root Chromium needs --no-sandbox; the rest keep it off the (closed) network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -95,7 +95,9 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=components.chromium(), args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 

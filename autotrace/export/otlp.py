@@ -252,7 +252,6 @@ class Sender:
         self.on_retry: Callable[[], object] = lambda: None  # may set the deadline
         self.sent = 0
         self.pending_sent = 0
-        self.failures = 0
         self._failing = False
 
     def send(self, spans: Sequence[OtlpSpan]) -> None:
@@ -271,7 +270,6 @@ class Sender:
                     ok, problem = False, type(exc).__name__
                 if ok:
                     break
-                self.failures += 1
                 if not self._failing:
                     self._failing = True
                     self.log(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -499,12 +498,6 @@ class TraceReader:
                     self.stacks[key] = entry
 
     # -- results ---------------------------------------------------------------------
-
-    def report_problems(self, stream: IO[str] | None = None) -> None:
-        """Write the one-line note about skipped lines (if any) to stderr."""
-        summary = self.problems.summary(self.name)
-        if summary:
-            print(summary, file=stream or sys.stderr)
 
 
 class _EndedEarly(Exception):

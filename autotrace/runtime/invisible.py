@@ -81,11 +81,6 @@ def hide_from_warnings(obj: T) -> T:
     return obj
 
 
-def is_hidden(code: CodeType) -> bool:
-    """True for code that ``hide_from_warnings`` renamed."""
-    return code.co_filename.endswith(HIDDEN_SUFFIX)
-
-
 # -- threads below the registry -------------------------------------------------------
 
 _ours: dict[int, str] = {}  # thread ident -> name, for our running background threads
