@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from s3_server import MotoS3, moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
-from test_diag_hangs import Traced, anomalies, anomalies_text, marker_line, wait_for_stuck
+from test_e2e_hangs import Traced, anomalies, anomalies_text, marker_line, wait_for_stuck
 
 pytestmark = pytest.mark.slow
 

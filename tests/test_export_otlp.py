@@ -1,6 +1,6 @@
 """The OTLP exporter against the SDK's in-memory exporter: the tree, ids, outcomes,
 pending spans, resume from saved offsets, settings from OTEL_*, and no cost in the
-traced program. (tests/test_otlp_phoenix.py sends to a real backend.)"""
+traced program. (tests/test_export_otlp_phoenix.py sends to a real backend.)"""
 
 from __future__ import annotations
 

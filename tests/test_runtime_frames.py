@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_diag_hangs import SITECUSTOMIZE, Traced, marker_line, wait_for_stuck
+from test_e2e_hangs import SITECUSTOMIZE, Traced, marker_line, wait_for_stuck
 
 from autotrace.runtime import watchdog
 

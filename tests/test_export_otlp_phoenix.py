@@ -30,7 +30,7 @@ from test_e2e_inspect import (  # noqa: F401  (llm_process: a pytest fixture)
     running,
     trace_records,
 )
-from test_otlp_export import exporters_of
+from test_export_otlp import exporters_of
 
 from autotrace.export.spans import action_span_id, run_trace_id
 from autotrace.read.files import read_header

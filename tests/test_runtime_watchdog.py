@@ -242,7 +242,7 @@ def test_stacks_command_prints_the_waiting_line(
     watchdog.start()
     result = CliRunner().invoke(main, ["stacks", str(os.getpid())])
     assert result.exit_code == 0, result.output
-    assert f"test_diag_watchdog.py:{marker_line('TOOL WAITS')} in" in result.output
+    assert f"test_runtime_watchdog.py:{marker_line('TOOL WAITS')} in" in result.output
     assert "waits here" in result.output
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_diag_run import RUN, dead_pid, header, run_dir, stuck  # noqa: F401
+from test_read_run import RUN, dead_pid, header, run_dir, stuck  # noqa: F401
 
 from autotrace import records
 from autotrace.cli import timeline

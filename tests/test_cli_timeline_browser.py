@@ -15,7 +15,7 @@ from typing import Any
 import components
 import pytest
 from conftest import untraced_env, wait_for
-from test_timeline_data import check_trace_event_json
+from test_cli_timeline_data import check_trace_event_json
 from timeline_support.hung_run import HOSTILE
 
 from autotrace.read.spans import read_spans
@@ -345,7 +345,7 @@ def test_perfetto_export_of_the_hung_run(hung_run: Path, tmp_path: Path) -> None
 
 
 def test_a_capped_page_says_how_many_actions_it_draws(browser: Any, tmp_path: Path) -> None:
-    from test_timeline_data import _many
+    from test_cli_timeline_data import _many
 
     _many(tmp_path, 3000)
     out = tmp_path / "capped.html"
