@@ -50,15 +50,15 @@ def _locked(name: str) -> int:
     return fd
 
 
-def _apt_install(package: str, program: str) -> str:
+def _apt_install(package: str, program: str, *, installed: bool | None = None) -> str:
     found = shutil.which(program)
-    if found:
+    if found and installed is not False:
         return found
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.fail(f"{program} is missing; install Debian's {package} (apt-get install {package})")
     fd = _locked(package)
     try:
-        if not shutil.which(program):
+        if installed is False or not shutil.which(program):
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             _run(["apt-get", "update", "-qq"], package, env=env)
             _run(
@@ -100,3 +100,15 @@ def phoenix_venv() -> Path:
     if not phoenix.exists():
         pytest.fail(f"Arize Phoenix installed in {PHOENIX_VENV}, but it has no bin/phoenix")
     return PHOENIX_VENV
+
+
+def cpython_test_package() -> None:
+    """CPython's own ``test`` package for this interpreter (Debian ships it apart, as
+    libpythonX.Y-testsuite), installed when missing."""
+    probe = [sys.executable, "-c", "import test.test_subprocess"]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
+        return
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    _apt_install(f"libpython{version}-testsuite", "true", installed=False)
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.fail(f"CPython's test package is missing for {sys.executable}")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import components
 import pytest
 from conftest import untraced_env
 
@@ -44,6 +45,7 @@ def _run(tmp_path: Path, traced: bool) -> tuple[dict[str, str], int]:
 
 
 def test_cpython_test_subprocess_has_the_same_outcomes_traced(tmp_path: Path) -> None:
+    components.cpython_test_package()
     plain, plain_code = _run(tmp_path, traced=False)
     traced, traced_code = _run(tmp_path, traced=True)
     assert len(plain) > 300  # the suite really ran

@@ -105,7 +105,11 @@ def test_a_popen_without_a_child_is_skipped_and_the_patch_stays_on(
         target = (
             mock.patch.object(subprocess.Popen, "_execute_child")
             if how == "mocked _execute_child"
+            # 3.11+ binds _posixsubprocess.fork_exec as subprocess._fork_exec; 3.10 calls it
+            # through the module.
             else mock.patch.object(subprocess, "_fork_exec", return_value=None)
+            if hasattr(subprocess, "_fork_exec")
+            else mock.patch("_posixsubprocess.fork_exec", return_value=None)
         )
         with target:
             odd = subprocess.Popen(["ls"])

@@ -37,6 +37,8 @@ import time
 from _weakrefset import WeakSet  # what threading itself uses: loaded already
 from types import CodeType
 
+from autotrace.runtime import forks
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time (every traced process pays for it)
     from collections.abc import Callable
@@ -335,6 +337,6 @@ def _register_exit_hook() -> None:
         atexit.register(stop_all)
 
 
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-)
+forks.before_fork(_before_fork)
+forks.after_fork_in_parent(_after_fork_in_parent)
+forks.after_fork_in_child(_after_fork_in_child)

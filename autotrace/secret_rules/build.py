@@ -113,7 +113,10 @@ def keyword_pattern(keywords: list[str]) -> str:
 
 def build() -> dict[str, Any]:
     """The rules.json document: gitleaks' rules (less SKIPPED), then local.toml's."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser, as a package
+        import tomli as tomllib
 
     upstream = tomllib.loads(GITLEAKS.read_text(encoding="utf-8"))
     local = tomllib.loads(LOCAL.read_text(encoding="utf-8"))
