@@ -19,13 +19,54 @@ Callers mask first and shorten after.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+
+# Imported by every traced process with its first record: typing and json cost
+# milliseconds there (json is only needed to load the rule catalogue, on first use).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any
+
+
+class _Later:
+    """A pattern compiled when first used: most texts pass every rule's cheap gate
+    without reaching its pattern, and compiling them all cost a process milliseconds
+    before its first record."""
+
+    __slots__ = ("_args", "_compiled")
+
+    def __init__(self, *args: Any) -> None:
+        self._args = args
+        self._compiled: re.Pattern[str] | None = None
+
+    def _get(self) -> re.Pattern[str]:
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(*self._args)
+        return compiled
+
+    def finditer(self, *args: Any) -> Iterator[re.Match[str]]:
+        return self._get().finditer(*args)
+
+    def search(self, *args: Any) -> re.Match[str] | None:
+        return self._get().search(*args)
+
+    def match(self, *args: Any) -> re.Match[str] | None:
+        return self._get().match(*args)
+
+    def fullmatch(self, *args: Any) -> re.Match[str] | None:
+        return self._get().fullmatch(*args)
+
+    def sub(self, *args: Any) -> str:
+        return self._get().sub(*args)
+
+    def __getattr__(self, name: str) -> Any:  # anything else a pattern has
+        return getattr(self._get(), name)
+
 
 MASK = "***"
 
@@ -99,7 +140,7 @@ _KEY_QUALIFIERS = frozenset(
 )
 # A flag or name whose last word is one of these names a file or a mode, not a secret.
 _NOT_SECRET_LAST = frozenset({"stdin", "file", "path", "dir", "env", "name", "id", "type", "url"})
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_WORDS = _Later(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _name_cache: dict[str, bool] = {}
 
 
@@ -133,8 +174,8 @@ _VALUE = (
     rf"(?:{_QUOTED}|\([^()\n]{{0,300}}\)|\[[^\[\]\n]{{0,300}}\]"
     r"|(?:(?![&;,][A-Za-z_][\w.-]*=)[^\s\"'`])+)"
 )
-_NEXT_KEY = re.compile(r"[&;,][A-Za-z_][\w.-]*=")
-_CODE_VALUE = re.compile(
+_NEXT_KEY = _Later(r"[&;,][A-Za-z_][\w.-]*=")
+_CODE_VALUE = _Later(
     r"(?:self|cls|os|config|settings|args|kwargs|env|environ|request|options|opts|ctx)\.[\w.]*"
     r"|[A-Za-z_][\w.]*[(\[].*"
 )
@@ -175,12 +216,12 @@ _NAME = r"[A-Za-z_][\w.-]*"
 
 # Searched as a lookahead, so matches overlap: a value that swallows the next name
 # (`message: "... password: x"`) does not hide it.
-_KEY_VALUE = re.compile(
+_KEY_VALUE = _Later(
     rf"""(?=(?<![\w.\-])(?P<q>\\"|["']|)(?P<name>{_NAME})(?P=q)[ \t]*(?P<sep>:=|=|:(?![:/\\]))[ \t]*(?P<value>{_VALUE}))"""
 )
 # --flag value, --flag=value, and the same inside a list repr ('--flag', 'value').
 _LIST_SEP = r"""['"]\s*,\s*['"]"""
-_FLAG_VALUE = re.compile(
+_FLAG_VALUE = _Later(
     rf"""(?=(?<![\w-])(?P<flag>--?[A-Za-z][\w-]*)(?:{_LIST_SEP}(?P<listed>[^'"\n]*)|(?:=|[ \t]+)(?P<value>{_VALUE})))"""
 )
 _SEP = rf"(?:[ \t]+|{_LIST_SEP}|=)"
@@ -195,72 +236,70 @@ def _after(flag: str, glued: bool = False) -> str:
 
 
 # (words one of which the text must hold: a cheap gate, pattern)
-_TOOL_RULES: list[tuple[tuple[str, ...], re.Pattern[str]]] = [
+_TOOL_RULES: list[tuple[tuple[str, ...], _Later]] = [
     # mysql -pSECRET (glued only: a lone -p prompts)
     (
         ("mysql", "mariadb"),
-        re.compile(
+        _Later(
             rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|mysqlimport|mysqlsh)\b{_CMD}(?<![\w-])-p(?P<glued>[^\s'",\]]+)"""
         ),
     ),
-    (("sshpass",), re.compile(rf"""\bsshpass\b{_CMD}{_after("-p", glued=True)}""")),
-    (("redis-cli",), re.compile(rf"""\bredis-cli\b{_CMD}{_after("-a")}""")),
+    (("sshpass",), _Later(rf"""\bsshpass\b{_CMD}{_after("-p", glued=True)}""")),
+    (("redis-cli",), _Later(rf"""\bredis-cli\b{_CMD}{_after("-a")}""")),
     (
         ("sqlcmd", "bcp", "osql", "isql"),
-        re.compile(rf"""\b(?:sqlcmd|bcp|osql|isql)\b{_CMD}{_after("-P", glued=True)}"""),
+        _Later(rf"""\b(?:sqlcmd|bcp|osql|isql)\b{_CMD}{_after("-P", glued=True)}"""),
     ),
     (
         ("ldap",),
-        re.compile(
+        _Later(
             rf"""\bldap(?:search|add|modify|delete|whoami|passwd|compare|modrdn|exop|url)?\b{_CMD}{_after("-w")}"""
         ),
     ),
     (
         ("login",),
-        re.compile(
+        _Later(
             rf"""\b(?:docker|podman|helm|buildah|nerdctl|oras|crane|regctl|cosign)\b{_CMD}\blogin\b{_CMD}{_after("-p")}"""
         ),
     ),
     # curl -u user:SECRET, --proxy-user, -U
     (
         ("curl",),
-        re.compile(
+        _Later(
             rf"""\bcurl\b{_CMD}(?<![\w-])(?:-u|-U|--user|--proxy-user)(?:{_SEP})?['"]?[^\s:'"]*:(?P<value>[^\s'"]+)"""
         ),
     ),
     # smbclient -U user%SECRET
     (
         ("smb", "rpcclient", "net", "cifs"),
-        re.compile(
+        _Later(
             rf"""\b(?:smbclient|rpcclient|smbmap|smbcacls|smbget|net|mount\.cifs)\b{_CMD}(?<![\w-])(?:-U|--user|--username)(?:{_SEP})?['"]?[^\s%'"]*%(?P<value>[^\s'"]+)"""
         ),
     ),
     # echo SECRET | docker login --password-stdin
     (
         ("--password-stdin",),
-        re.compile(
+        _Later(
             rf"""\b(?:echo|printf)\s+(?:-[neE]+\s+)?(?:'%s\\?n?'\s+)?{_BARE}\s*\|[^\n;&]*--password-stdin"""
         ),
     ),
 ]
 # aws configure set NAME VALUE, npm config set //host/:_authToken VALUE: masked by name.
-_CONFIG_SET = re.compile(
+_CONFIG_SET = _Later(
     rf"""\b(?:configure|config)(?:{_SEP})set(?:{_SEP}--?[\w-]+)*{_SEP}(?P<name>[^\s'"=]+)(?:{_SEP}){_BARE}"""
 )
-_AUTH_HEADER = re.compile(
+_AUTH_HEADER = _Later(
     r"""(?i)\b(?:proxy-)?authorization(?:\\?["'])?[ \t]*[:=][ \t]*(?:\\?["'])?"""
     r"""(?:(?:bearer|basic|token|digest|negotiate|bot|apikey|sso-key|sharedkey|aws4-hmac-sha256|ntlm)[ \t]+)?"""
     r"""(?P<value>[^"'\n\r\\]+)"""
 )
-_COOKIE_HEADER = re.compile(
+_COOKIE_HEADER = _Later(
     r"""(?i)\b(?:set-)?cookie(?:\\?["'])?[ \t]*:[ \t]*(?:\\?["'])?(?P<value>[^"'\n\r\\]+)"""
 )
 _HEADER_NAMES = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_BEARER = re.compile(r"""(?i)\b(?:bearer|basic)[ \t]+(?P<value>[A-Za-z0-9._~+/=|:-]{8,})""")
-_URL_USERINFO = re.compile(
-    r"""(?i)\b[a-z][a-z0-9+.-]*://(?P<user>[^\s/:@'"]*):(?P<value>[^\s'"]*)@"""
-)
-_ENTROPY_WORD = re.compile(r"""(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=.-])""")
+_BEARER = _Later(r"""(?i)\b(?:bearer|basic)[ \t]+(?P<value>[A-Za-z0-9._~+/=|:-]{8,})""")
+_URL_USERINFO = _Later(r"""(?i)\b[a-z][a-z0-9+.-]*://(?P<user>[^\s/:@'"]*):(?P<value>[^\s'"]*)@""")
+_ENTROPY_WORD = _Later(r"""(?<![\w+/=.-])[A-Za-z0-9+/_-]{24,}={0,2}(?![\w+/=.-])""")
 
 
 def _group_span(m: re.Match[str], group: str = "value") -> Span | None:
@@ -344,26 +383,39 @@ class _Catalogue:
     def __init__(self) -> None:
         path = os.path.join(os.path.dirname(__file__), "secret_rules", "rules.json")
         with open(path, encoding="utf-8") as f:
+            import json
+
             data = json.load(f)
         self.version: str = data["gitleaks_version"]
         self.rules: list[dict[str, Any]] = data["rules"]
-        self.keywords = re.compile("(?=(" + data["keyword_pattern"] + "))")
         self.by_keyword: dict[str, list[int]] = {}
         for index, rule in enumerate(self.rules):
             for keyword in rule["keywords"]:
                 self.by_keyword.setdefault(keyword, []).append(index)
+        # Keywords by their first two characters: a text's character pairs pick the few
+        # worth a substring test. (One regex of every keyword would take milliseconds to
+        # compile, in every traced process, before its first record.)
+        self.by_pair: dict[str, list[str]] = {}
+        for keyword in self.by_keyword:
+            self.by_pair.setdefault(keyword[:2], []).append(keyword)
         self.compiled: dict[int, re.Pattern[str]] = {}
+
+    def chosen(self, lowered: str) -> set[int]:
+        """The rules one of whose keywords ``lowered`` (a lower-cased text) holds
+        (gitleaks' keywords have two characters or more)."""
+        pairs = {lowered[i : i + 2] for i in range(len(lowered) - 1)}
+        chosen: set[int] = set()
+        for pair in self.by_pair.keys() & pairs:
+            for keyword in self.by_pair[pair]:
+                if keyword in lowered:
+                    chosen.update(self.by_keyword[keyword])
+        return chosen
 
     def spans(self, text: str) -> Iterator[Span]:
         lowered = text.lower()
         if len(lowered) != len(text):  # a character whose lower case is longer: no offsets
             lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
-        chosen: set[int] = set()
-        for m in self.keywords.finditer(lowered):
-            found = m.group(1)
-            for size in range(1, len(found) + 1):
-                chosen.update(self.by_keyword.get(found[:size], ()))
-        for index in sorted(chosen):
+        for index in sorted(self.chosen(lowered)):
             pattern = self.compiled.get(index)
             rule = self.rules[index]
             if pattern is None:
@@ -560,7 +612,7 @@ def redact_argv(argv: Iterable[object]) -> list[str]:
     return out
 
 
-_ASSIGNMENT = re.compile(r"([A-Za-z_][\w.-]*)=(?=.)", re.DOTALL)
+_ASSIGNMENT = _Later(r"([A-Za-z_][\w.-]*)=(?=.)", re.DOTALL)
 
 
 def _mask_spans(text: str, spans: list[Span]) -> str:

@@ -23,7 +23,10 @@ import sys
 import threading
 import weakref
 from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds before a process's first action
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Origin:
