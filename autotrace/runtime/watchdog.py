@@ -310,7 +310,7 @@ class Watchdog:
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self._next_age: dict[str, float] = {}  # trace_id -> age of its next report
-        self._sock: socket.socket | None = None
+        self._sock: Any = None  # a _socket.socket listening, once listening
         self._listened = False
         self.loop = invisible.Background("autotrace-watchdog", self.run, _has_work)
         self.reports = 0
@@ -358,9 +358,12 @@ class Watchdog:
     def _listen(self) -> None:
         self._listened = True
         try:
-            import socket
+            # The C module, not socket.py (which costs a short process milliseconds,
+            # most of them enum conversions): a request, when one comes, wraps the
+            # accepted descriptor in a socket.socket.
+            import _socket
 
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             address = socket_address(os.getpid())
             if isinstance(address, str) and not address.startswith("\0"):
                 try:
@@ -380,10 +383,12 @@ class Watchdog:
         """Answer one ``stacks`` request: the snapshot as JSON, also written to the trace."""
         assert self._sock is not None
         try:
-            conn, _ = self._sock.accept()
+            fd, _ = self._sock._accept()
         except OSError:
             return
-        with conn:
+        import socket
+
+        with socket.socket(fileno=fd) as conn:
             try:
                 conn.settimeout(2.0)
                 if not _same_user(conn):
