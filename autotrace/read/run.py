@@ -31,6 +31,7 @@ from autotrace.read.files import (
 from autotrace.read.model import ActionRow, Anomalies, anomalies_of, ended_order, rank
 from autotrace.read.reader import Record, TraceReader
 from autotrace.records import DOCKER, SUBPROCESS
+from autotrace.runtime.process_info import pid_alive
 
 # -- one file -------------------------------------------------------------------
 
@@ -160,13 +161,7 @@ class ProcessTrace:
 
 def process_alive(pid: int, started: float | None = None) -> bool:
     """Whether ``pid`` runs and is the process that wrote since ``started`` (not a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
+    if not pid_alive(pid):
         return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:

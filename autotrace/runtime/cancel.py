@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from autotrace.runtime import registry
+from autotrace.runtime import process_info, registry
 
 if TYPE_CHECKING:
     from autotrace.runtime.actions import OpenAction
@@ -106,13 +106,7 @@ def _alive(pid: int) -> bool:
     try:
         info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:  # not our child (or reaped): ask the kernel directly
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_info.pid_alive(pid)
     except (OSError, AttributeError):
         return True
     return info is None

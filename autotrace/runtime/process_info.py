@@ -15,6 +15,18 @@ from autotrace import config
 
 PROCESS_START = "[autotrace] process start"
 
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts; so does a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # (pid that read it, AUTOTRACE_PARENT_PID as inherited): a forked child, whose pid
 # differs, takes its parent's value from the environment instead.
 _inherited: tuple[int, str | None] = (-1, None)

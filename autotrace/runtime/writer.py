@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from autotrace import config
-from autotrace.runtime import forks, guard
+from autotrace.runtime import forks, guard, process_info
 
 _RECHECK_SECONDS = 1.0  # how often we look whether our file was deleted under us
 
@@ -241,16 +241,6 @@ def ensure_directory(directory: str) -> None:
     config.make_private_dirs(directory)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def rotate(directory: str, keep: int) -> None:
     """Delete the oldest trace files beyond ``keep``; files of live processes stay.
 
@@ -275,7 +265,11 @@ def rotate(directory: str, keep: int) -> None:
         entries.sort(reverse=True)
         for _mtime, name in entries[keep:]:
             pid_text = name[len("trace-") :].split(".", 1)[0]
-            if name.endswith(".log") and pid_text.isdigit() and _pid_alive(int(pid_text)):
+            if (
+                name.endswith(".log")
+                and pid_text.isdigit()
+                and process_info.pid_alive(int(pid_text))
+            ):
                 continue
             try:
                 os.unlink(os.path.join(directory, name))
