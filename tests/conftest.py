@@ -132,3 +132,15 @@ def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[BaseExcep
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, raised
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[Any]:
+    """A ``test_e2e_hangs.Traced`` runner of hung programs, every one killed afterwards."""
+    from test_e2e_hangs import Traced
+
+    runner = Traced(tmp_path, tmp_path / "traces")
+    try:
+        yield runner
+    finally:
+        runner.kill_all()

@@ -107,15 +107,6 @@ def silent_llm() -> Iterator[LLMServer]:
         yield server
 
 
-@pytest.fixture
-def traced(tmp_path: Path) -> Iterator[Traced]:
-    runner = Traced(tmp_path, tmp_path / "traces")
-    try:
-        yield runner
-    finally:
-        runner.kill_all()
-
-
 def records_of(trace_dir: Path) -> list[dict[str, Any]]:
     out = []
     for path in trace_dir.glob("trace-*.log"):

@@ -9,24 +9,20 @@ marked ``# CALLER`` in each script; `anomalies` shows it on the culprit's row.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from s3_server import MotoS3, moto_endpoint, s3_server  # noqa: F401  (pytest fixtures)
-from test_e2e_hangs import Traced, anomalies, anomalies_text, marker_line, wait_for_stuck
+from test_e2e_hangs import (
+    Traced,
+    anomalies,
+    anomalies_text,
+    marker_line,
+    wait_for_stuck,
+)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def traced(tmp_path: Path) -> Iterator[Traced]:
-    runner = Traced(tmp_path, tmp_path / "traces")
-    try:
-        yield runner
-    finally:
-        runner.kill_all()
 
 
 def caller(script: Path, function: str) -> str:

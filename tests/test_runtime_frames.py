@@ -14,11 +14,15 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_e2e_hangs import SITECUSTOMIZE, Traced, marker_line, wait_for_stuck
+from test_e2e_hangs import (
+    SITECUSTOMIZE,
+    Traced,
+    marker_line,
+    wait_for_stuck,
+)
 
 from autotrace.runtime import watchdog
 
@@ -108,15 +112,6 @@ def installed_agent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert (target / "tinyagent" / "tools.py").exists()
     return target
-
-
-@pytest.fixture
-def traced(tmp_path: Path) -> Iterator[Traced]:
-    runner = Traced(tmp_path, tmp_path / "traces")
-    try:
-        yield runner
-    finally:
-        runner.kill_all()
 
 
 def agent_path(installed_agent: Path) -> str:
