@@ -29,19 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from components import CHROMIUM_ARGS, chromium  # noqa: E402
 
 from autotrace import records  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PROCESSES = 8
 THREADS = 4
 RUN_ID = "20260101T000000-bench"
@@ -177,7 +170,7 @@ def open_in_browser(page: Path, frames: int = 30) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 800})
         errors: list[str] = []
         tab.on("pageerror", lambda e: errors.append(str(e)))
@@ -257,7 +250,7 @@ def screenshot(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1400, "height": 620}, color_scheme="light")
         tab.goto(page.as_uri())
         tab.wait_for_function("window.timeline && window.timeline.ready")

@@ -22,6 +22,17 @@ PHOENIX_VENV = Path(
     os.environ.get("AUTOTRACE_PHOENIX_VENV", Path.home() / ".cache" / "autotrace-phoenix")
 )
 PHOENIX_REQUIREMENT = "arize-phoenix>=12"
+# How the tests and benchmarks start chromium: as root it needs --no-sandbox; the rest keep
+# it off the (closed) network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 INSTALL_TIMEOUT = 1800  # seconds: Phoenix resolves and installs a few hundred MB
 
 

@@ -23,16 +23,6 @@ from autotrace.read.spans import read_spans
 pytestmark = pytest.mark.slow
 
 PROGRAM = Path(__file__).parent / "timeline_support" / "hung_run.py"
-# As root Chromium needs --no-sandbox; the rest keep it off the (closed) network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _line_of(text: str) -> int:
@@ -96,7 +86,7 @@ def browser() -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=components.chromium(), args=CHROMIUM_ARGS
+            executable_path=components.chromium(), args=components.CHROMIUM_ARGS
         )
         yield browser
         browser.close()
