@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 REQUEST = b"stacks\n"
 CANCEL_VERB = b"cancel "  # followed by the trace id and a newline
 MAX_REQUEST = 512
+# Seconds an action is open before the watchdog binds its socket: an action over
+# sooner (most are) costs the process no socket; the client retries a little past it.
+LISTEN_AFTER = 0.2
 
 
 def socket_address(pid: int) -> str | bytes:

@@ -2,9 +2,9 @@
 
 ``redact_text`` masks every span that one of these finds:
 - token formats from a maintained catalogue: gitleaks' published rule set, vendored as
-  data (secret_rules/gitleaks.toml, MIT; rules.json is derived from it by
+  data (secret_rules/gitleaks.toml, MIT; rules.py is derived from it by
   secret_rules/build.py), plus local.toml for the few formats it lacks. A rule runs only
-  when one of its keywords is in the text (one scan of a keyword trie).
+  when one of its keywords is in the text (found through the text's character pairs).
 - structural rules: ``NAME=value`` / ``"name": value`` / ``name: value`` for secret-looking
   names, ``--flag value`` and ``--flag=value``, tools whose secret is positional or follows
   a one-letter flag, Authorization / Cookie headers, URL userinfo, ``echo X | ...
@@ -24,8 +24,7 @@ import os
 import re
 import shlex
 
-# Imported by every traced process with its first record: typing and json cost
-# milliseconds there (json is only needed to load the rule catalogue, on first use).
+# Imported by every traced process with its first record: typing costs milliseconds there.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -142,6 +141,15 @@ _KEY_QUALIFIERS = frozenset(
 _NOT_SECRET_LAST = frozenset({"stdin", "file", "path", "dir", "env", "name", "id", "type", "url"})
 _WORDS = _Later(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _name_cache: dict[str, bool] = {}
+# Every secret name holds one of these once lower-cased and rid of "_", "-" and "." (the
+# only characters between the words of a name, flag or key): a text without any of them
+# names no secret, and the name rules' patterns need not run (or be compiled) for it.
+_SECRET_ROOTS = ("pass", "pwd", "secret", "token", "key", "cred", "auth", "cookie", "sig", "session")  # fmt: skip
+
+
+def _may_name_a_secret(text: str) -> bool:
+    squeezed = text.lower().replace("_", "").replace("-", "").replace(".", "")
+    return any(root in squeezed for root in _SECRET_ROOTS)
 
 
 def is_secret_name(name: str) -> bool:
@@ -150,8 +158,8 @@ def is_secret_name(name: str) -> bool:
     if known is not None:
         return known
     bare = name.strip("-_./:'\" ")
-    words = [w.lower() for w in _WORDS.findall(bare)]
     secret = False
+    words = [w.lower() for w in _WORDS.findall(bare)] if _may_name_a_secret(bare) else []
     if words and words[-1] not in _NOT_SECRET_LAST:
         last = words[-1]
         secret = (
@@ -317,13 +325,14 @@ def _any_group_span(m: re.Match[str]) -> Span | None:
 
 def _structural(text: str) -> Iterator[Span]:
     lowered = text.lower()
-    for m in _KEY_VALUE.finditer(text) if "=" in text or ":" in text else ():
+    named = _may_name_a_secret(lowered)  # the name, flag and config rules need a secret name
+    for m in _KEY_VALUE.finditer(text) if named and ("=" in text or ":" in text) else ():
         name = m.group("name")
         if is_secret_name(name) and name.lower() not in _HEADER_NAMES:
             span = _value_span(text, *m.span("value"), sep=m.group("sep"))
             if span is not None:
                 yield span
-    for m in _FLAG_VALUE.finditer(text) if "-" in text else ():
+    for m in _FLAG_VALUE.finditer(text) if named and "-" in text else ():
         if not is_secret_name(m.group("flag")):
             continue
         if m.group("listed") is not None:
@@ -344,7 +353,7 @@ def _structural(text: str) -> Iterator[Span]:
             span = _any_group_span(m)
             if span is not None:
                 yield _unquoted(text, span)
-    for m in _CONFIG_SET.finditer(text) if "config" in text else ():
+    for m in _CONFIG_SET.finditer(text) if named and "config" in text else ():
         if is_secret_name(re.split(r"[/:]", m.group("name"))[-1]):
             span = _group_span(m)
             if span is not None:
@@ -378,26 +387,16 @@ def _unquoted(text: str, span: Span) -> Span:
 
 
 class _Catalogue:
-    """Token-format rules from rules.json, each compiled when first needed."""
+    """Token-format rules from secret_rules/rules.py, each compiled when first needed."""
 
     def __init__(self) -> None:
-        path = os.path.join(os.path.dirname(__file__), "secret_rules", "rules.json")
-        with open(path, encoding="utf-8") as f:
-            import json
+        from autotrace.secret_rules import rules as data
 
-            data = json.load(f)
-        self.version: str = data["gitleaks_version"]
-        self.rules: list[dict[str, Any]] = data["rules"]
-        self.by_keyword: dict[str, list[int]] = {}
-        for index, rule in enumerate(self.rules):
-            for keyword in rule["keywords"]:
-                self.by_keyword.setdefault(keyword, []).append(index)
-        # Keywords by their first two characters: a text's character pairs pick the few
-        # worth a substring test. (One regex of every keyword would take milliseconds to
-        # compile, in every traced process, before its first record.)
-        self.by_pair: dict[str, list[str]] = {}
-        for keyword in self.by_keyword:
-            self.by_pair.setdefault(keyword[:2], []).append(keyword)
+        self.version: str = data.GITLEAKS_VERSION
+        # (id, source, regex, group, entropy, keywords): rules.FIELDS
+        self.rules: tuple[tuple[Any, ...], ...] = data.RULES
+        self.by_keyword: dict[str, tuple[int, ...]] = data.BY_KEYWORD
+        self.by_pair: dict[str, tuple[str, ...]] = data.BY_PAIR
         self.compiled: dict[int, re.Pattern[str]] = {}
 
     def chosen(self, lowered: str) -> set[int]:
@@ -416,15 +415,15 @@ class _Catalogue:
         if len(lowered) != len(text):  # a character whose lower case is longer: no offsets
             lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
         for index in sorted(self.chosen(lowered)):
+            _, _, regex, group, entropy, _ = self.rules[index]
             pattern = self.compiled.get(index)
-            rule = self.rules[index]
             if pattern is None:
-                pattern = self.compiled[index] = re.compile(rule["regex"])
+                pattern = self.compiled[index] = re.compile(regex)
             for m in pattern.finditer(text):
-                span = _rule_span(m, rule["group"])
+                span = _rule_span(m, group)
                 if span is None:
                     continue
-                if rule["entropy"] and _entropy(text[span[0] : span[1]]) < rule["entropy"]:
+                if entropy and _entropy(text[span[0] : span[1]]) < entropy:
                     continue
                 yield span
 

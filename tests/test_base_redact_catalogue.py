@@ -1,8 +1,6 @@
-"""The token catalogue: which gitleaks release we follow, and rules.json matches it."""
+"""The token catalogue: which gitleaks release we follow, and rules.py matches it."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
@@ -18,16 +16,31 @@ def test_we_follow_gitleaks_v8_30_1() -> None:
     assert "MIT License" in (build.HERE / "LICENSE.gitleaks").read_text(encoding="utf-8")
 
 
-def test_rules_json_is_what_build_makes_from_the_vendored_files() -> None:
-    assert json.loads(build.OUTPUT.read_text(encoding="utf-8")) == build.build()
+def test_rules_py_is_what_build_makes_from_the_vendored_files() -> None:
+    from autotrace.secret_rules import rules
+
+    assert build.OUTPUT.read_text(encoding="utf-8") == build.render(build.build())
+    assert rules.RULES == build.build()["RULES"]
+
+
+def test_every_secret_name_holds_one_of_the_roots_the_name_rules_are_gated_on() -> None:
+    from autotrace import redact
+
+    for word in (*redact._SECRET_LAST, "key"):
+        assert any(root in word for root in redact._SECRET_ROOTS), word
+    # The gate leaves every verdict as it was: names split across separators and case.
+    for name in ("to_ken", "Pass-Word", "X.Amz.Sig", "sessionId", "api_KEY", "author", "PATH"):
+        words = [w.lower() for w in redact._WORDS.findall(name)]
+        joined = "".join(words)
+        assert redact._may_name_a_secret(name) == any(r in joined for r in redact._SECRET_ROOTS)
 
 
 def test_every_rule_compiles_and_has_keywords() -> None:
     import re
 
-    for rule in catalogue().rules:
-        re.compile(rule["regex"])
-        assert rule["keywords"], rule["id"]
+    for rule_id, _, regex, _, _, keywords in catalogue().rules:
+        re.compile(regex)
+        assert keywords, rule_id
 
 
 @pytest.mark.parametrize(

@@ -241,7 +241,20 @@ def test_entry_points_are_read_only_when_asked(tmp_path: Path) -> None:
     code = "import sys; print('importlib.metadata' in sys.modules)"
     plain = _python(code, _launcher_env(tmp_path))
     asked = _python(code, _launcher_env(tmp_path, AUTOTRACE_ENTRY_POINTS="1"))
-    assert (plain.stdout.strip(), asked.stdout.strip()) == ("False", "True")
+    # Asked, with no distribution declaring the group: found so by a cheap look at the
+    # entry_points.txt files, without importing importlib.metadata.
+    assert (plain.stdout.strip(), asked.stdout.strip()) == ("False", "False")
+    # A distribution on the path that declares the group: importlib.metadata reads it.
+    site = tmp_path / "site"
+    dist = site / "declaring-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: declaring\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[autotrace.patches]\nmine = declaring:PATCH\n")
+    (site / "declaring.py").write_text("")
+    env = _launcher_env(tmp_path, AUTOTRACE_ENTRY_POINTS="1")
+    env["PYTHONPATH"] += os.pathsep + str(site)
+    declared = _python(code, env)
+    assert declared.stdout.strip() == "True", declared.stderr
 
 
 def test_example_activation_imports_no_patch_before_its_target(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The one rich console setup of the CLI."""
+"""The CLI's streams: the one rich console setup, and how a verb treats its own process."""
 
 from __future__ import annotations
 
@@ -53,3 +53,36 @@ def _terminal_size() -> tuple[int, int]:
         return max(WIDTHS[0], size.columns), max(HEIGHTS[0], size.lines)
     except (OSError, ValueError):
         return 80, 25
+
+
+def tolerant_streams() -> None:
+    """Text our streams cannot encode (LANG=C, PYTHONIOENCODING=ascii) is written as
+    backslash escapes instead of ending the verb with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def quiet_broken_pipe() -> None:
+    """The reader of our output went away (`| head`): stop quietly, as cat does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+# True when `inspect-trace` runs as its own process (the console script, `python -m`),
+# not inside another program (tests call ``main`` in-process).
+_own_process = False
+
+
+def mark_own_process() -> None:
+    global _own_process
+    _own_process = True
+
+
+def own_process() -> bool:
+    """Whether a verb may end the process itself (a quick exit after a large read)."""
+    return _own_process

@@ -13,13 +13,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from autotrace import config
 from autotrace.cli import options
-from autotrace.cli.render import visible
 from autotrace.startup import agent, bootstrap, targets
 
 BOOTSTRAP_DIR = os.path.dirname(os.path.abspath(bootstrap.__file__))
@@ -152,15 +151,18 @@ def run_command(
     try:
         os.execvpe(command[0], list(command), env)
     except FileNotFoundError:
-        click.echo(f"inspect-trace run: {visible(command[0])}: command not found", err=True)
-        raise SystemExit(127) from None
+        _cannot_start(command[0], "command not found", 127)
     except PermissionError:
-        click.echo(f"inspect-trace run: {visible(command[0])}: permission denied", err=True)
-        raise SystemExit(126) from None
+        _cannot_start(command[0], "permission denied", 126)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the command
-        reason = getattr(exc, "strerror", None) or exc
-        click.echo(f"inspect-trace run: {visible(command[0])}: {visible(reason)}", err=True)
-        raise SystemExit(126) from None
+        _cannot_start(command[0], getattr(exc, "strerror", None) or exc, 126)
+
+
+def _cannot_start(program: str, reason: object, code: int) -> NoReturn:
+    from autotrace.cli.render import visible  # rendering is loaded on this path only
+
+    click.echo(f"inspect-trace run: {visible(program)}: {visible(reason)}", err=True)
+    raise SystemExit(code) from None
 
 
 def _start_otlp_exporter(env: dict[str, str], endpoint: str | None) -> None:
@@ -213,6 +215,7 @@ def patches_command(as_json: bool) -> None:
     from rich.table import Table
 
     from autotrace.cli.console import make_console
+    from autotrace.cli.render import visible
 
     table = Table(title="autotrace patches")
     table.add_column("patch")

@@ -10,9 +10,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from typing import Any
 
-from autotrace.channel import REQUEST, cancel_request, peer_credentials, socket_address
+from autotrace.channel import (
+    LISTEN_AFTER,
+    REQUEST,
+    cancel_request,
+    peer_credentials,
+    socket_address,
+)
 
 
 class SnapshotError(Exception):
@@ -41,6 +48,29 @@ def _check_peer(sock: socket.socket, pid: int) -> None:
         )
 
 
+def _connect(pid: int, timeout: float) -> socket.socket:
+    """A connection to ``pid``'s watchdog; tried again for a moment when nothing listens
+    yet (the watchdog binds its socket once an action has been open LISTEN_AFTER)."""
+    deadline = time.monotonic() + min(timeout, 2 * LISTEN_AFTER)
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_address(pid))
+            return sock
+        except (ConnectionRefusedError, FileNotFoundError):
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise SnapshotError(
+                    f"process {pid} is not traced (or has had no action open long enough "
+                    "for its watchdog to listen)"
+                ) from None
+            time.sleep(0.05)
+        except BaseException:
+            sock.close()
+            raise
+
+
 def _ask(pid: int, request: bytes, timeout: float) -> bytes:
     """Send ``request`` to process ``pid``'s channel and read the whole answer."""
     if not 0 < timeout < float("inf"):  # also NaN
@@ -53,15 +83,8 @@ def _ask(pid: int, request: bytes, timeout: float) -> bytes:
         raise SnapshotError(f"no process with pid {pid}") from None
     except PermissionError:
         pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    sock = _connect(pid, timeout)
     try:
-        try:
-            sock.connect(socket_address(pid))
-        except (ConnectionRefusedError, FileNotFoundError):
-            raise SnapshotError(
-                f"process {pid} is not traced (or has not opened any action yet)"
-            ) from None
         _check_peer(sock, pid)
         sock.sendall(request)
         chunks = []

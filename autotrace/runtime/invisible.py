@@ -232,8 +232,9 @@ class Background:
             self._wakeable = False
             self._woken = False
 
-    def stop(self, timeout: float = 1.0) -> bool:
-        """Stop the thread and wait until it is gone (True if it was running)."""
+    def stop(self, timeout: float = 1.0, until_os_thread_gone: bool = True) -> bool:
+        """Stop the thread and wait until it is gone (True if it was running); with
+        ``until_os_thread_gone``, until the kernel has let it go too (what a fork counts)."""
         with self._lock:
             self.stopping = True
             was_running = self.running
@@ -243,7 +244,8 @@ class Background:
         self._interrupt()
         if done.acquire(timeout=timeout):
             done.release()
-            _wait_os_thread_gone(self.native_id, deadline=time.monotonic() + 0.2)
+            if until_os_thread_gone:
+                _wait_os_thread_gone(self.native_id, deadline=time.monotonic() + 0.2)
         return True
 
     def resume(self, start: bool = True) -> None:
@@ -317,10 +319,11 @@ def _after_fork_in_child() -> None:
 
 
 def stop_all() -> None:
-    """Stop every background loop for good (at exit: nothing of ours runs during shutdown)."""
+    """Stop every background loop for good (at exit: nothing of ours runs during shutdown;
+    no fork follows, so the kernel's last step of each thread is not waited for)."""
     for loop in list(_registry):
         try:
-            loop.stop(timeout=0.5)
+            loop.stop(timeout=0.5, until_os_thread_gone=False)
         except Exception:
             pass
 

@@ -12,8 +12,9 @@ owning asyncio task's coroutine chain (down to the innermost await) for async co
 The same action is reported again at doubling ages (T, 2T, 4T, ...).
 
 The same thread answers ``inspect-trace stacks PID`` on a Unix socket (abstract
-namespace on Linux), so no signal of the program is taken over. The socket stays bound
-while no thread runs; a request made then is answered when the next action opens.
+namespace on Linux), so no signal of the program is taken over. It binds the socket once
+an action has been open ``LISTEN_AFTER`` (0.2 s); the socket then stays bound while no
+thread runs, and a request made then is answered when the next action opens.
 
 Stacks carry file, line, function and the (redacted) source line: never a value
 of a local variable. Frames of autotrace and wrapt are left out.
@@ -27,7 +28,14 @@ import threading
 import time
 
 from autotrace import config
-from autotrace.channel import CANCEL_VERB, MAX_REQUEST, REQUEST, peer_credentials, socket_address
+from autotrace.channel import (
+    CANCEL_VERB,
+    LISTEN_AFTER,
+    MAX_REQUEST,
+    REQUEST,
+    peer_credentials,
+    socket_address,
+)
 from autotrace.runtime import forks, invisible, origins, registry
 
 # socket, json, struct and typing are imported by the watchdog thread when it needs
@@ -416,17 +424,23 @@ class Watchdog:
     def run(self, loop: invisible.Background) -> None:
         """The thread's body: report, answer, sleep; return once no action has been open for LINGER.
 
-        The listening socket stays bound while no thread runs: a request made then is
-        answered when the next action starts the thread again.
+        It starts listening once an action has been open LISTEN_AFTER (short actions,
+        most of them, cost no socket); the socket then stays bound while no thread
+        runs: a request made then is answered when the next action starts the thread
+        again.
         """
-        if not self._listened:
-            self._listen()
         idle_since: float | None = None
         while not loop.stopping:
             now = time.monotonic()
             if _has_work():
                 idle_since = None
                 timeout = self.check(now)
+                if not self._listened:
+                    listen_in = LISTEN_AFTER - _oldest_age(now)
+                    if listen_in <= 0:
+                        self._listen()
+                    else:
+                        timeout = min(timeout, listen_in)
             else:
                 idle_since = now if idle_since is None else idle_since
                 if now - idle_since >= LINGER:
@@ -478,6 +492,13 @@ def _answer_cancel(conn: socket.socket, request: bytes) -> None:
 
 def _has_work() -> bool:
     return bool(registry.open_actions)
+
+
+def _oldest_age(now: float) -> float:
+    """Seconds the oldest action open in this process has been open."""
+    pid = os.getpid()
+    starts = [s.start_mono for s in list(registry.open_actions.values()) if s.pid == pid]
+    return now - min(starts) if starts else 0.0
 
 
 _lock = threading.Lock()

@@ -1,10 +1,11 @@
-"""Regenerate rules.json from the vendored gitleaks rule set and local.toml.
+"""Regenerate rules.py from the vendored gitleaks rule set and local.toml.
 
-    python -m autotrace.secret_rules.build          # writes rules.json beside this file
+    python -m autotrace.secret_rules.build          # writes rules.py beside this file
 
-The traced process never parses TOML (7 ms) nor compiles 250 patterns: it loads
-rules.json (a fraction of a millisecond), compiles one keyword pattern, and compiles a
-rule only when one of its keywords is in a text. This script translates gitleaks' Go
+The traced process never parses TOML (7 ms), JSON (importing json alone costs about a
+millisecond) nor compiles 250 patterns: it imports rules.py (plain literals, loaded from
+its cached bytecode in a fraction of a millisecond), with the keyword index built here,
+and compiles a rule only when one of its keywords is in a text. This script translates gitleaks' Go
 (RE2) patterns to Python's ``re``: a flag group in mid-pattern becomes a scoped group,
 ``\\z`` becomes ``\\Z``, and the end-of-token alternation gitleaks writes after a
 token becomes "not followed by a word character" (a token before a comma, a bracket
@@ -13,7 +14,6 @@ or a full stop is a token too). Not imported at run time.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import warnings
@@ -23,7 +23,7 @@ from typing import Any
 HERE = Path(__file__).parent
 GITLEAKS = HERE / "gitleaks.toml"
 LOCAL = HERE / "local.toml"
-OUTPUT = HERE / "rules.json"
+OUTPUT = HERE / "rules.py"
 
 # The release of gitleaks whose config/gitleaks.toml is vendored (MIT, LICENSE.gitleaks).
 GITLEAKS_VERSION = "v8.30.1"
@@ -76,6 +76,10 @@ def translate(pattern: str) -> str:
     return _scope_inline_flags(pattern)
 
 
+# The fields of each rule in rules.py, in this order.
+FIELDS = ("id", "source", "regex", "group", "entropy", "keywords")
+
+
 def _rule(source: str, raw: dict[str, Any]) -> dict[str, Any]:
     regex = translate(raw["regex"])
     with warnings.catch_warnings():
@@ -87,32 +91,13 @@ def _rule(source: str, raw: dict[str, Any]) -> dict[str, Any]:
         "regex": regex,
         "group": int(raw.get("secretGroup", 0)),
         "entropy": float(raw.get("entropy", 0.0)),
-        "keywords": sorted({k.lower() for k in raw.get("keywords", [])}),
+        "keywords": tuple(sorted({k.lower() for k in raw.get("keywords", [])})),
     }
 
 
-def keyword_pattern(keywords: list[str]) -> str:
-    """One alternation of every keyword, as a trie (one branch per first character)."""
-    trie: dict[str, Any] = {}
-    for word in keywords:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict[str, Any]) -> str:
-        if list(node) == [""]:
-            return ""
-        ends = "" in node
-        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        return f"(?:{body})?" if ends else body
-
-    return emit(trie)
-
-
 def build() -> dict[str, Any]:
-    """The rules.json document: gitleaks' rules (less SKIPPED), then local.toml's."""
+    """The catalogue: gitleaks' rules (less SKIPPED), then local.toml's, and the keyword
+    index the traced process looks texts up with."""
     try:
         import tomllib
     except ImportError:  # Python 3.10: the same parser, as a package
@@ -126,17 +111,45 @@ def build() -> dict[str, Any]:
         if raw["id"] not in SKIPPED and "regex" in raw
     ]
     rules += [_rule("local", raw) for raw in local["rules"]]
-    keywords = sorted({k for rule in rules for k in rule["keywords"]})
+    by_keyword: dict[str, list[int]] = {}
+    for index, rule in enumerate(rules):
+        for keyword in rule["keywords"]:
+            by_keyword.setdefault(keyword, []).append(index)
+    # Keywords by their first two characters (gitleaks' keywords have two or more): a
+    # text's character pairs pick the few worth a substring test.
+    by_pair: dict[str, list[str]] = {}
+    for keyword in sorted(by_keyword):
+        by_pair.setdefault(keyword[:2], []).append(keyword)
     return {
-        "gitleaks_version": GITLEAKS_VERSION,
-        "gitleaks_commit": GITLEAKS_COMMIT,
-        "keyword_pattern": keyword_pattern(keywords),
-        "rules": rules,
+        "GITLEAKS_VERSION": GITLEAKS_VERSION,
+        "GITLEAKS_COMMIT": GITLEAKS_COMMIT,
+        "FIELDS": FIELDS,
+        # Tuples of constants: the compiler folds them into one constant, which the
+        # traced process loads from bytecode as it is (dicts would be built one by one).
+        "RULES": tuple(tuple(rule[field] for field in FIELDS) for rule in rules),
+        "BY_KEYWORD": {k: tuple(v) for k, v in sorted(by_keyword.items())},
+        "BY_PAIR": {k: tuple(v) for k, v in sorted(by_pair.items())},
     }
 
 
+def render(catalogue: dict[str, Any]) -> str:
+    """rules.py's text: the catalogue as Python literals."""
+    import pprint
+
+    lines = [
+        '"""The token-format catalogue: generated by `python -m autotrace.secret_rules.build`',
+        "from gitleaks.toml and local.toml. Do not edit: edit local.toml and rebuild.",
+        '"""',
+        "",
+        "# fmt: off",
+    ]
+    for name, value in catalogue.items():
+        lines.append(f"{name} = {pprint.pformat(value, width=100, sort_dicts=False)}")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
-    OUTPUT.write_text(json.dumps(build(), indent=0, sort_keys=True) + "\n", encoding="utf-8")
+    OUTPUT.write_text(render(build()), encoding="utf-8")
     print(f"wrote {OUTPUT}", file=sys.stderr)
     return 0
 

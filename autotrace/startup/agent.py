@@ -42,9 +42,12 @@ def available_patch_names() -> list[str]:
 def entry_point_patches() -> dict[str, str]:
     """Third-party patches of the entry-point group ``autotrace.patches``: name -> 'module:attr'.
 
-    importlib.metadata is slow (tens of ms): the launcher calls this, the bootstrap only
-    when AUTOTRACE_ENTRY_POINTS=1.
+    importlib.metadata is slow (tens of ms to import): the launcher calls this, the
+    bootstrap only when AUTOTRACE_ENTRY_POINTS=1, and it is imported only when some
+    installed distribution may declare the group.
     """
+    if not _may_declare_patches():
+        return {}
     from importlib.metadata import entry_points
 
     found: dict[str, str] = {}
@@ -52,6 +55,41 @@ def entry_point_patches() -> dict[str, str]:
         value = ep.value if ":" in ep.value else f"{ep.value}:PATCH"
         found.setdefault(ep.name, value.replace(" ", ""))
     return found
+
+
+def _may_declare_patches() -> bool:
+    """Whether an installed distribution may declare an ``autotrace.patches`` entry point.
+
+    Looks where importlib.metadata's path finder looks, more cheaply: the
+    ``entry_points.txt`` of each ``*.dist-info`` / ``*.egg-info`` directory in the
+    directories of ``sys.path``. Anything it cannot see that way (a zip or egg file on
+    the path, a meta-path finder of its own that finds distributions) answers yes.
+    """
+    from importlib.machinery import PathFinder
+
+    if any(
+        hasattr(finder, "find_distributions") and finder is not PathFinder
+        for finder in sys.meta_path
+    ):
+        return True
+    for entry in sys.path:
+        directory = entry or "."
+        if os.path.isfile(directory):
+            return True  # a zip or an egg: importlib.metadata reads it
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue  # a path that does not exist holds nothing
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(directory, name, "entry_points.txt"), "rb") as f:
+                    if ENTRY_POINT_GROUP.encode() in f.read():
+                        return True
+            except OSError:
+                continue  # no entry points (or an .egg-info file: its entries are none)
+    return False
 
 
 def load_patch(name: str) -> Patch:
