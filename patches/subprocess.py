@@ -14,10 +14,12 @@ argv[0] is docker, docker-compose or podman.
 - timeout: ``TimeoutExpired`` from ``wait(timeout)`` / ``communicate(timeout)`` does not
   end the child, so the action stays open; if the child then ends by a signal (as
   ``subprocess.run(timeout=)`` kills it), the action ends as ``timeout``.
-- a child nobody waits on: a thread of ours (autotrace.runtime.invisible: not in
-  ``threading.enumerate()``), running only while such actions are open, looks every
-  second with ``os.waitid(WNOWAIT)`` (which reaps nothing) and ends an action whose
-  child has been gone for two looks (``ended_by: "watcher"``); also once at exit.
+- a child nobody waits on: the watchdog's thread (autotrace.runtime.invisible: not in
+  ``threading.enumerate()``; it runs while actions are open, and a child's action is
+  open) looks every second with ``os.waitid(WNOWAIT)`` (which reaps nothing) and ends an
+  action whose child has been gone for two looks (``ended_by: "watcher"``); also once at
+  exit. No thread of its own: a program that starts many short children starts no
+  thread for each.
 - a Popen without a pid (a test that mocks ``_execute_child``) started no child: it is
   not traced, and the patch stays on.
 
@@ -35,7 +37,7 @@ import weakref
 
 from autotrace import records
 from autotrace.redact import redact_argv, redact_text
-from autotrace.runtime import actions, forks, guard, invisible
+from autotrace.runtime import actions, forks, guard, registry
 from autotrace.startup.patching import Patch, Wrap
 
 TYPE_CHECKING = False  # typing costs milliseconds: every program imports subprocess
@@ -112,8 +114,6 @@ def _opened(popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     with _lock:
         _open[popen] = span
         _by_pid[pid] = span
-    if hasattr(os, "waitid"):
-        _watcher.start()
 
 
 def _spawn_failed(
@@ -138,11 +138,6 @@ def _ended(popen: Any, returncode: Any = None) -> None:
         if _by_pid.get(popen.pid) is span:
             del _by_pid[popen.pid]
         timed_out = popen in _timed_out
-        idle = not _by_pid
-    if idle:
-        _watcher.wake()  # no child left to watch: its thread leaves now
-    elif not _watcher.running and hasattr(os, "waitid"):
-        _watcher.start()  # stopped for a fork: back with the next child seen to end
     event = (
         records.TIMEOUT if timed_out and isinstance(returncode, int) and returncode < 0 else None
     )
@@ -203,20 +198,19 @@ def _sweep(seen: set[int], at_exit: bool = False) -> None:
         span.end(extra={"returncode": returncode, "ended_by": "watcher"})
 
 
-def _watch(loop: invisible.Background) -> None:
-    seen: set[int] = set()
-    while not loop.stopping:
-        loop.sleep(WATCH_INTERVAL)
-        if loop.stopping or not _by_pid:
-            return
-        try:
-            _sweep(seen)
-        except Exception as exc:  # never reaches the program
-            PATCH.fail(f"watcher failed: {exc!r}")
-            return
+_seen: set[int] = set()  # children seen gone by the last look
 
 
-_watcher = invisible.Background("autotrace-subprocess-watcher", _watch, lambda: bool(_by_pid))
+def _look() -> None:
+    """One look at the children nobody waits on (every WATCH_INTERVAL, in the watchdog's
+    thread)."""
+    if not _by_pid:
+        _seen.clear()
+        return
+    try:
+        _sweep(_seen)
+    except Exception as exc:  # never reaches the program
+        PATCH.fail(f"watcher failed: {exc!r}")
 
 
 def _at_exit() -> None:
@@ -232,6 +226,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _open.clear()
     _by_pid.clear()
+    _seen.clear()
 
 
 # --- wrappers ------------------------------------------------------------------------
@@ -288,10 +283,13 @@ def _guard(fn: Any, *args: Any) -> None:
 def _on_import(module: Any) -> None:
     if module.__name__ == "subprocess":
         atexit.register(_at_exit)
+        if hasattr(os, "waitid"):
+            registry.every(WATCH_INTERVAL, _look)
 
 
 def _on_remove() -> None:
     atexit.unregister(_at_exit)
+    registry.stop_every(_look)
 
 
 PATCH = Patch(

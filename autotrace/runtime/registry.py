@@ -16,6 +16,7 @@ from autotrace.runtime.writer import TraceWriter
 
 TYPE_CHECKING = False  # typing costs milliseconds before a process's first action
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from autotrace.runtime.actions import OpenAction
@@ -25,6 +26,22 @@ writer = TraceWriter()
 # trace_id -> OpenAction, for the watchdog and live views. Plain dict operations
 # are atomic under the GIL, so no lock is taken on the hot path.
 open_actions: dict[str, OpenAction] = {}
+
+# Work the watchdog's thread does for others while actions are open, each entry
+# [interval, job, next due (monotonic) or None]: one thread of ours per process, not one
+# per kind of background work.
+periodic: list[list[Any]] = []
+
+
+def every(interval: float, job: Callable[[], None]) -> None:
+    """Call ``job()`` in the watchdog's thread every ``interval`` seconds while actions
+    are open (first ``interval`` after the thread starts); once per job."""
+    if not any(entry[1] is job for entry in periodic):
+        periodic.append([interval, job, None])
+
+
+def stop_every(job: Callable[[], None]) -> None:
+    periodic[:] = [entry for entry in periodic if entry[1] is not job]
 
 
 def internal_error(exc: BaseException) -> None:

@@ -430,11 +430,13 @@ class Watchdog:
         again.
         """
         idle_since: float | None = None
+        for entry in registry.periodic:
+            entry[2] = None  # first due an interval after this start
         while not loop.stopping:
             now = time.monotonic()
             if _has_work():
                 idle_since = None
-                timeout = self.check(now)
+                timeout = min(self.check(now), _run_periodic(now))
                 if not self._listened:
                     listen_in = LISTEN_AFTER - _oldest_age(now)
                     if listen_in <= 0:
@@ -488,6 +490,23 @@ def _answer_cancel(conn: socket.socket, request: bytes) -> None:
     except Exception as exc:
         answer = {"ok": False, "message": f"cancel failed inside the process: {exc!r}"}
     send(answer)
+
+
+def _run_periodic(now: float) -> float:
+    """Run the jobs of ``registry.every`` that are due; seconds until the next one is."""
+    wait = 3600.0
+    for entry in list(registry.periodic):
+        interval, job, due = entry
+        if due is None:
+            entry[2] = due = now + interval
+        elif now >= due:
+            try:
+                job()
+            except Exception:
+                pass  # a job reports its own trouble; the watchdog goes on
+            entry[2] = due = time.monotonic() + interval
+        wait = min(wait, due - now)
+    return max(0.0, wait)
 
 
 def _has_work() -> bool:
