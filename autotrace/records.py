@@ -232,10 +232,16 @@ class ActionLines:
         ).encode("ascii")
 
 
+# Fields of the agent's own records that hold identifiers the agent or inspect made
+# (trace ids, pids, the kind of record): written as they are, without a mask's cost.
+ID_FIELDS = frozenset({"trace_id", "parent_id", "event_kind", "pid", "child_pid"})
+
+
 def message_line(message: str, now: float, fields: dict[str, Any] | None = None) -> bytes:
     """A record that is not an action (no ``action`` key): process start, stacks, warnings.
 
-    The message and every field are redacted here, whoever built them.
+    The message and every field are redacted here, whoever built them (ID_FIELDS: when
+    an identifier, a string or a number).
     """
     record: dict[str, Any] = {
         "timestamp": iso_timestamp(now),
@@ -244,7 +250,9 @@ def message_line(message: str, now: float, fields: dict[str, Any] | None = None)
     }
     if fields:
         record.update(
-            (k, redact_value(v, k)) for k, v in fields.items() if k not in record and k != "action"
+            (k, v if k in ID_FIELDS and isinstance(v, (str, int)) else redact_value(v, k))
+            for k, v in fields.items()
+            if k not in record and k != "action"
         )
     record["source"] = SOURCE
     return (_value(record) + "\n").encode("ascii")

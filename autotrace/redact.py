@@ -2,7 +2,7 @@
 
 ``redact_text`` masks every span that one of these finds:
 - token formats from a maintained catalogue: gitleaks' published rule set, vendored as
-  data (secret_rules/gitleaks.toml, MIT; rules.py is derived from it by
+  data (secret_rules/gitleaks.toml, MIT; rules.tsv is derived from it by
   secret_rules/build.py), plus local.toml for the few formats it lacks. A rule runs only
   when one of its keywords is in the text (found through the text's character pairs).
 - structural rules: ``NAME=value`` / ``"name": value`` / ``name: value`` for secret-looking
@@ -147,7 +147,8 @@ _name_cache: dict[str, bool] = {}
 _SECRET_ROOTS = ("pass", "pwd", "secret", "token", "key", "cred", "auth", "cookie", "sig", "session")  # fmt: skip
 
 
-def _may_name_a_secret(text: str) -> bool:
+def may_name_a_secret(text: str) -> bool:
+    """Whether ``text`` holds a word that may name a secret (a cheap gate for the name rules)."""
     squeezed = text.lower().replace("_", "").replace("-", "").replace(".", "")
     return any(root in squeezed for root in _SECRET_ROOTS)
 
@@ -159,7 +160,7 @@ def is_secret_name(name: str) -> bool:
         return known
     bare = name.strip("-_./:'\" ")
     secret = False
-    words = [w.lower() for w in _WORDS.findall(bare)] if _may_name_a_secret(bare) else []
+    words = [w.lower() for w in _WORDS.findall(bare)] if may_name_a_secret(bare) else []
     if words and words[-1] not in _NOT_SECRET_LAST:
         last = words[-1]
         secret = (
@@ -292,6 +293,7 @@ _TOOL_RULES: list[tuple[tuple[str, ...], _Later]] = [
         ),
     ),
 ]
+_TOOL_WORDS = tuple(sorted({word for words, _ in _TOOL_RULES for word in words}))  # one look
 # aws configure set NAME VALUE, npm config set //host/:_authToken VALUE: masked by name.
 _CONFIG_SET = _Later(
     rf"""\b(?:configure|config)(?:{_SEP})set(?:{_SEP}--?[\w-]+)*{_SEP}(?P<name>[^\s'"=]+)(?:{_SEP}){_BARE}"""
@@ -325,7 +327,7 @@ def _any_group_span(m: re.Match[str]) -> Span | None:
 
 def _structural(text: str) -> Iterator[Span]:
     lowered = text.lower()
-    named = _may_name_a_secret(lowered)  # the name, flag and config rules need a secret name
+    named = may_name_a_secret(lowered)  # the name, flag and config rules need a secret name
     for m in _KEY_VALUE.finditer(text) if named and ("=" in text or ":" in text) else ():
         name = m.group("name")
         if is_secret_name(name) and name.lower() not in _HEADER_NAMES:
@@ -346,7 +348,8 @@ def _structural(text: str) -> Iterator[Span]:
         span = _value_span(text, *m.span("value"))
         if span is not None:
             yield span
-    for words, rule in _TOOL_RULES:
+    tool_rules = _TOOL_RULES if any(word in text for word in _TOOL_WORDS) else ()
+    for words, rule in tool_rules:
         if not any(word in text for word in words):
             continue
         for m in rule.finditer(text):
@@ -387,16 +390,22 @@ def _unquoted(text: str, span: Span) -> Span:
 
 
 class _Catalogue:
-    """Token-format rules from secret_rules/rules.py, each compiled when first needed."""
+    """Token-format rules from secret_rules/rules.tsv, each compiled when first needed."""
 
     def __init__(self) -> None:
-        from autotrace.secret_rules import rules as data
-
-        self.version: str = data.GITLEAKS_VERSION
-        # (id, source, regex, group, entropy, keywords): rules.FIELDS
-        self.rules: tuple[tuple[Any, ...], ...] = data.RULES
-        self.by_keyword: dict[str, tuple[int, ...]] = data.BY_KEYWORD
-        self.by_pair: dict[str, tuple[str, ...]] = data.BY_PAIR
+        path = os.path.join(os.path.dirname(__file__), "secret_rules", "rules.tsv")
+        with open(path, encoding="utf-8") as f:
+            self.version, self.rules = parse_rules(f.read())
+        self.by_keyword: dict[str, list[int]] = {}
+        for index, (_, _, _, _, keywords, _) in enumerate(self.rules):
+            for keyword in keywords:
+                self.by_keyword.setdefault(keyword, []).append(index)
+        # Keywords by their first two characters: a text's character pairs pick the few
+        # worth a substring test. (One regex of every keyword would take milliseconds to
+        # compile, in every traced process, before its first record.)
+        self.by_pair: dict[str, list[str]] = {}
+        for keyword in self.by_keyword:
+            self.by_pair.setdefault(keyword[:2], []).append(keyword)
         self.compiled: dict[int, re.Pattern[str]] = {}
 
     def chosen(self, lowered: str) -> set[int]:
@@ -415,7 +424,7 @@ class _Catalogue:
         if len(lowered) != len(text):  # a character whose lower case is longer: no offsets
             lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
         for index in sorted(self.chosen(lowered)):
-            _, _, regex, group, entropy, _ = self.rules[index]
+            _, _, group, entropy, _, regex = self.rules[index]
             pattern = self.compiled.get(index)
             if pattern is None:
                 pattern = self.compiled[index] = re.compile(regex)
@@ -426,6 +435,24 @@ class _Catalogue:
                 if entropy and _entropy(text[span[0] : span[1]]) < entropy:
                     continue
                 yield span
+
+
+Rule = tuple[str, str, int, float, tuple[str, ...], str]  # the columns of rules.tsv
+
+
+def parse_rules(text: str) -> tuple[str, list[Rule]]:
+    """(gitleaks version, rules) of rules.tsv's text: id, source, group, entropy,
+    keywords (comma-separated), regex."""
+    lines = text.split("\n")
+    version = lines[1].split("\t")[1]  # "#gitleaks <version> <commit>"
+    rules: list[Rule] = []
+    for line in lines[3:]:
+        if line:
+            rule_id, source, group, entropy, keywords, regex = line.split("\t", 5)
+            rules.append(
+                (rule_id, source, int(group), float(entropy), tuple(keywords.split(",")), regex)
+            )
+    return version, rules
 
 
 def _rule_span(m: re.Match[str], group: int) -> Span | None:

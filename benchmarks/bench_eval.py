@@ -5,7 +5,10 @@
 A real ``inspect eval`` (benchmarks/eval/subprocess_tools.py: each sample's model asks
 for a tool that starts two child processes, then answers) against the local model
 server (tests/llm_server.py as its own process, inspect's ``openai`` provider pointed
-at it, offline), run in the same session, interleaved round by round:
+at it, offline), in a plain venv the benchmark makes (this tree, inspect_ai and openai
+installed by pip with the newest versions a clean install resolves, bytecode compiled
+as pip does: not the development venv, whose environment may forbid bytecode files),
+run in the same session, interleaved round by round:
 
 - ``untraced``: inspect's own trace handler off (INSPECT_TRACE_LEVEL=CRITICAL);
 - ``inspect trace``: inspect as it comes, its own trace file on;
@@ -31,7 +34,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE))
+from plain_venv import plain_python, versions  # noqa: E402
+
+VENV = Path(tempfile.gettempdir()) / "autotrace-bench-eval-venv"
 GOAL = 0.01  # added wall time, against inspect's own trace alone
 
 # Runs the eval and prints its wall time, CPU time (user + system, children included:
@@ -80,10 +86,16 @@ def _server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
 
 
-def _run(variant: str, url: str, work: Path, samples: int, index: int) -> dict[str, Any]:
+def _run(
+    variant: str, url: str, work: Path, samples: int, index: int, bin_dir: Path
+) -> dict[str, Any]:
     data_home = work / f"data-{index}"  # inspect's trace directory (and ours) lives here
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
     env.pop("PYTHONPATH", None)
+    # As installed: modules load from their cached bytecode (the task file's is kept out
+    # of the source tree).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     env.update(
         OPENAI_BASE_URL=url,
         OPENAI_API_KEY="sk-bench-not-a-key",
@@ -91,7 +103,7 @@ def _run(variant: str, url: str, work: Path, samples: int, index: int) -> dict[s
         INSPECT_LOG_DIR=str(work / f"logs-{index}"),
     )
     command = [
-        str(BIN / "inspect"),
+        str(bin_dir / "inspect"),
         "eval",
         "subprocess_tools.py",
         "--model",
@@ -106,9 +118,9 @@ def _run(variant: str, url: str, work: Path, samples: int, index: int) -> dict[s
     if variant == "untraced":
         env["INSPECT_TRACE_LEVEL"] = "CRITICAL"
     elif variant == "inspect trace + autotrace":
-        command = [str(BIN / "inspect-trace"), "run", "--", *command]
+        command = [str(bin_dir / "inspect-trace"), "run", "--", *command]
     done = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, *command],
+        [str(bin_dir / "python"), "-c", _WRAPPER, *command],
         cwd=HERE / "eval",
         env=env,
         capture_output=True,
@@ -143,19 +155,25 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
     """Run the rounds, print the table; rows for benchmarks/run.py."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=50 if quick else 200)
-    parser.add_argument("--rounds", type=int, default=1 if quick else 3)
+    parser.add_argument("--rounds", type=int, default=1 if quick else 7)
+    parser.add_argument("--venv", type=Path, default=VENV, help="the plain venv to make or reuse")
     args = parser.parse_args([] if argv is None else argv)
+    python = plain_python(args.venv, extra=("inspect_ai", "openai"))
+    bin_dir = python.parent
+    found = versions(python, "inspect_ai", "openai", "wrapt", "inspect-autotrace")
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         server, url = _server(work)
         try:
             index = 0
-            _run("inspect trace", url, work, 5, index)  # warm caches (bytecode, page cache)
+            # Warm caches (the task's bytecode, the page cache), every variant once.
+            for variant in VARIANTS:
+                _run(variant, url, work, 5, index, bin_dir)
             for _ in range(args.rounds):
                 for variant in VARIANTS:  # interleaved: machine load hits each alike
                     index += 1
-                    result = _run(variant, url, work, args.samples, index)
+                    result = _run(variant, url, work, args.samples, index, bin_dir)
                     if result["code"] != 0:
                         raise RuntimeError(f"{variant}: inspect eval exited {result['code']}")
                     results[variant].append(result)
@@ -164,7 +182,8 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
             server.wait(10)
     print(
         f"inspect eval, {args.samples} samples (one tool call, two child processes each), "
-        f"{args.rounds} rounds, medians"
+        f"{args.rounds} rounds, medians; plain venv: "
+        + ", ".join(f"{name} {version}" for name, version in found.items())
     )
     base = statistics.median(r["wall"] for r in results["inspect trace"])
     base_cpu = statistics.median(r["cpu"] for r in results["inspect trace"])
@@ -182,6 +201,17 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
             f"   trace files {last['trace_bytes'] / 1e3:.0f} kB, enters {last['actions']}"
         )
     print("  (+x%: against inspect's own trace alone, the same rounds)")
+    # Paired: each round runs the variants back to back, so the ratio within a round
+    # cancels most of the load that drifts across rounds.
+    pairs = list(zip(results["inspect trace + autotrace"], results["inspect trace"], strict=True))
+    walls = [traced["wall"] / alone["wall"] for traced, alone in pairs]
+    cpus = [traced["cpu"] / alone["cpu"] for traced, alone in pairs]
+    print(
+        f"  paired, round by round (autotrace / inspect trace alone): wall median "
+        f"{statistics.median(walls) - 1:+.1%} (rounds {', '.join(f'{r - 1:+.1%}' for r in walls)}),"
+        f" CPU median {statistics.median(cpus) - 1:+.1%}"
+        f" (rounds {', '.join(f'{r - 1:+.1%}' for r in cpus)})"
+    )
     ours = statistics.median(r["wall"] for r in results["inspect trace + autotrace"])
     rows.append(
         {

@@ -31,22 +31,25 @@ def _tree_stamp() -> str:
     return digest.hexdigest()
 
 
-def plain_python(directory: Path = DEFAULT_DIR, as_is: bool = False) -> Path:
+def plain_python(
+    directory: Path = DEFAULT_DIR, as_is: bool = False, extra: tuple[str, ...] = ()
+) -> Path:
     """The python of a plain venv with this tree installed (created or refreshed as needed).
 
     ``as_is``: use the venv as it is (to measure another version installed there).
+    ``extra``: more requirements installed with it, in the same resolve (newest versions).
     """
     python = directory / "bin" / "python"
     if as_is:
         return python
     stamp_file = directory / "autotrace-tree.sha256"
-    stamp = _tree_stamp()
+    stamp = _tree_stamp() + " " + " ".join(extra)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
     if not stamp_file.exists() or stamp_file.read_text() != stamp:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--force-reinstall", str(REPO)],
+            [str(python), "-m", "pip", "install", "-q", "--force-reinstall", str(REPO), *extra],
             check=True,
             env=env,
             stderr=subprocess.DEVNULL,

@@ -225,16 +225,60 @@ _RECORD_MACHINERY = frozenset(
 )
 
 
+# ... and inspect's own identifiers: its trace id (a generated uuid) and event names.
+_NOT_TEXT = _RECORD_MACHINERY | {"trace_id", "event"}
+
+
 def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
     """A copy of ``record`` whose message and text fields (detail, error, stacktrace) are masked."""
     from autotrace.redact import redact_value
 
-    masked = logging.makeLogRecord(record.__dict__)
-    masked.msg, masked.args = redact_value(record.getMessage()), None
+    # The same class with the same attributes (LogRecord.__init__ would read the clock,
+    # the thread and the process again, for nothing).
+    masked = type(record).__new__(type(record))
+    masked.__dict__.update(record.__dict__)
+    masked.msg, masked.args = _masked_message(record), None
     for key, value in record.__dict__.items():
-        if key not in _RECORD_MACHINERY and isinstance(value, (str, list, dict)):
+        if key not in _NOT_TEXT and isinstance(value, (str, list, dict)):
             setattr(masked, key, redact_value(value, key))
     return masked
+
+
+def _masked_message(record: logging.LogRecord) -> str:
+    """The record's message, masked. inspect's trace_action message is
+    ``f"{action}: {detail} ({event})"``: its detail is masked alone (one mask for the
+    detail field, the message and the end record's alike); the action is inspect's own
+    word and the event its own name."""
+    from autotrace.redact import redact_text
+
+    message = record.getMessage()
+    action = getattr(record, "action", None)
+    detail = getattr(record, "detail", None)
+    event = getattr(record, "event", None)
+    if (
+        isinstance(action, str)
+        and isinstance(detail, str)
+        and isinstance(event, str)
+        and message == f"{action}: {detail} ({event})"
+        and _plain_action(action)
+    ):
+        return f"{redact_text(action)}: {redact_text(detail)} ({redact_text(event)})"
+    return redact_text(message)
+
+
+_plain_actions: dict[str, bool] = {}  # inspect's few action names, looked at once each
+
+
+def _plain_action(action: str) -> bool:
+    """An action name that names no secret ("Token: <detail>" is masked as one text)."""
+    plain = _plain_actions.get(action)
+    if plain is None:
+        from autotrace.redact import may_name_a_secret
+
+        plain = not may_name_a_secret(action)
+        if len(_plain_actions) < 256:
+            _plain_actions[action] = plain
+    return plain
 
 
 def _format_wrapper(
