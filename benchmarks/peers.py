@@ -63,8 +63,8 @@ class Suite:
 
 # inspect_ai: the newest release tag in the mirror. Its sdist ships no tests, so they come
 # from a checkout. The files and folders chosen touch subprocesses (inspect_ai.util's
-# subprocess, background and limit tests), the local sandbox (Docker's tests skip: no daemon
-# here), tools and tool calls (MCP servers over stdio included), model calls (mockllm, and
+# subprocess, background and limit tests), the local sandbox (Docker's tests are marked slow
+# and skip without --runslow; no daemon runs here), tools and tool calls (MCP servers over stdio included), model calls (mockllm, and
 # openai and anthropic clients against mocked transports), and evals with mockllm.
 INSPECT_TAG = "0.3.260"
 INSPECT_TESTS = [
@@ -107,7 +107,10 @@ INSPECT_TESTS = [
 # Left out both ways because they need the network: mockllm fills in the usage of an
 # output that has none by counting tokens with tiktoken's o200k_base encoding, which
 # tiktoken downloads on first use (machines here reach PyPI only), so these evals end in
-# error whether traced or not. Full node ids: --deselect matches by prefix.
+# error on them. --deselect matches node ids by prefix, so five tests whose names extend
+# these go too (test_tool_def_does_not_duplicate_prompt_text,
+# test_cache_skips_content_filter, test_working_limit_reporting, its Docker sibling
+# test_working_limit_does_not_raise_during_sandbox_teardown, test_fail_on_error_retry_override).
 _INSPECT_NEED_NETWORK = {
     "tests/util/test_limit_working.py": ["test_working_limit_interrupts_local_sandbox_exec"],
     "tests/tools/test_max_tool_output.py": ["test_max_tool_output"],
