@@ -59,6 +59,7 @@ class Suite:
     checkout: Path | None = None
     leftovers: list[str] = dataclasses.field(default_factory=list)  # removed before each run
     locked: str | None = None  # a uv.lock in the sources whose versions constrain every install
+    venv: str | None = None  # the name of another suite whose venv this one shares
 
 
 # inspect_ai: the newest release tag in the mirror. Its sdist ships no tests, so they come
@@ -107,8 +108,8 @@ INSPECT_TESTS = [
 # Left out both ways because they need the network: mockllm fills in the usage of an
 # output that has none by counting tokens with tiktoken's o200k_base encoding, which
 # tiktoken downloads on first use (machines here reach PyPI only), so these evals end in
-# error on them. --deselect matches node ids by prefix, so five tests whose names extend
-# these go too (test_tool_def_does_not_duplicate_prompt_text,
+# error on them. --deselect matches node ids by prefix ("name[": every backend's variant),
+# so five tests whose names extend these go too (test_tool_def_does_not_duplicate_prompt_text,
 # test_cache_skips_content_filter, test_working_limit_reporting, its Docker sibling
 # test_working_limit_does_not_raise_during_sandbox_teardown, test_fail_on_error_retry_override).
 _INSPECT_NEED_NETWORK = {
@@ -122,7 +123,7 @@ _INSPECT_NEED_NETWORK = {
     "tests/tools/test_todo_write.py": ["test_todo_write_via_mockllm"],
     "tests/tools/test_tool_def.py": ["test_tool_def"],
     "tests/tools/test_tool_error.py": [
-        "test_model_tool_error[asyncio]",
+        "test_model_tool_error[",
         "test_task_tool_error",
         "test_subtask_tool_error",
     ],
@@ -130,15 +131,15 @@ _INSPECT_NEED_NETWORK = {
     "tests/tools/test_tools.py": ["test_dynamic_tools", "test_tool_error", "test_tool_calls"],
     "tests/tools/test_update_plan.py": ["test_update_plan_via_mockllm"],
     "tests/model/test_mock_model_llm.py": [
-        "test_mock_generate_default[asyncio]",
-        "test_mock_generate_custom_valid[asyncio]",
-        "test_mock_generate_not_enough[asyncio]",
+        "test_mock_generate_default[",
+        "test_mock_generate_custom_valid[",
+        "test_mock_generate_not_enough[",
         "test_mock_model_eval",
     ],
-    "tests/model/test_generate_loop.py": ["test_generate_loop[asyncio]"],
+    "tests/model/test_generate_loop.py": ["test_generate_loop["],
     "tests/model/test_model_event_timing.py": [
-        "test_model_event_snapshot_has_completed_and_working_time[asyncio]",
-        "test_model_event_snapshot_timing_matches_live_event[asyncio]",
+        "test_model_event_snapshot_has_completed_and_working_time[",
+        "test_model_event_snapshot_timing_matches_live_event[",
     ],
     "tests/model/test_log_model_api.py": ["test_log_model_api_true_preserves_call"],
     "tests/model/test_cache.py": ["test_cache_examples", "test_cache"],
@@ -193,6 +194,32 @@ INSPECT_DESELECT = [
     f"--deselect={path}::{name}" for path, names in _INSPECT_NEED_NETWORK.items() for name in names
 ]
 
+INSPECT_SUITE = Suite(
+    "inspect_ai",
+    "inspect_ai",
+    INSPECT_TAG,
+    INSPECT_TESTS,
+    # What these tests import beyond inspect_ai's own requirements (its conftest
+    # needs boto3 and moto; the tools tests mcp and google-genai), at the versions
+    # of the tag's uv.lock (`locked`), as inspect's CI runs them.
+    deps=[
+        "pytest-xdist",  # its pytest addopts carry --dist
+        "pytest-timeout",
+        "moto[server]",
+        "openai",
+        "anthropic",
+        "google-genai",
+        "mcp",
+        "trio",
+    ],
+    # Not --runslow (its slow tests need Docker, API keys or minutes: all but
+    # one) nor --runapi (its conftest skips API tests without it: kept so).
+    pytest_args=["--timeout=300", *INSPECT_DESELECT],
+    from_checkout=True,
+    locked="uv.lock",
+    leftovers=["logs"],  # the eval logs its tests write in the working directory
+)
+
 SUITES: dict[str, Suite] = {
     suite.name: suite
     for suite in [
@@ -235,30 +262,13 @@ SUITES: dict[str, Suite] = {
             ["s3fs/tests/test_s3fs.py"],
             deps=["pytest", "pytest-asyncio", "moto[server]", "flask", "flask-cors"],
         ),
-        Suite(
-            "inspect_ai",
-            "inspect_ai",
-            INSPECT_TAG,
-            INSPECT_TESTS,
-            # What these tests import beyond inspect_ai's own requirements (its conftest
-            # needs boto3 and moto; the tools tests mcp and google-genai), at the versions
-            # of the tag's uv.lock (`locked`), as inspect's CI runs them.
-            deps=[
-                "pytest-xdist",  # its pytest addopts carry --dist
-                "pytest-timeout",
-                "moto[server]",
-                "openai",
-                "anthropic",
-                "google-genai",
-                "mcp",
-                "trio",
-            ],
-            # Not --runslow (its slow tests need Docker, API keys or minutes: all but
-            # one) nor --runapi (its conftest skips API tests without it: kept so).
-            pytest_args=["--timeout=300", *INSPECT_DESELECT],
-            from_checkout=True,
-            locked="uv.lock",
-            leftovers=["logs"],  # the eval logs its tests write in the working directory
+        INSPECT_SUITE,
+        # The same tests' trio variants: its conftest runs them only in a session of their own.
+        dataclasses.replace(
+            INSPECT_SUITE,
+            name="inspect_ai-trio",
+            pytest_args=[*INSPECT_SUITE.pytest_args, "--runtrio"],
+            venv="inspect_ai",
         ),
     ]
 }
@@ -325,7 +335,7 @@ def _install_one(python: Path, requirement: str, options: list[str]) -> bool:
 
 def _venv(work: Path, suite: Suite) -> Path:
     """The suite's own venv (created once): the library, its test deps and this project."""
-    directory = work / "venvs" / suite.name
+    directory = work / "venvs" / (suite.venv or suite.name)
     python = directory / "bin" / "python"
     marker = directory / "ready"
     if marker.exists():  # this tree's agent, as it is now
