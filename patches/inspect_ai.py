@@ -47,7 +47,7 @@ JSON_RECORDER_MODULE = "inspect_ai.log._recorders.json"
 # (inspect's subprocess() is one process; an MCP call_tool is the mcp patch's Tool Call).
 SAME_WORK_INSIDE = {"Subprocess": "", "MCPServer": "call_tool"}
 NATIVE_PARENT_KIND = records.NATIVE_PARENT_KIND
-NATIVE_PARENT_MESSAGE = f"{records.MESSAGE_PREFIX} native action parent"
+NATIVE_PARENT_MESSAGE = "native action parent"  # agent_message adds "[autotrace] "
 
 
 # --- details -------------------------------------------------------------------------

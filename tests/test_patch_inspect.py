@@ -112,6 +112,12 @@ def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
     native = by_detail["probe(x=1)"]
     assert "source" not in native  # written by inspect's handler
     assert by_detail["inside the native action"]["parent_id"] == native["trace_id"]
+    # a native action inside one of ours: one record names its parent, prefixed once
+    inner = by_detail["native inside ours"]
+    named = [r for r in records if "action" not in r and r.get("trace_id") == inner["trace_id"]]
+    assert [(r["message"], r["parent_id"]) for r in named] == [
+        ("[autotrace] native action parent", by_detail["ours, around a native action"]["trace_id"])
+    ]
     # the same work inside inspect's Subprocess is not traced twice; its secret is masked
     assert "same work, suppressed" not in by_detail
     assert "docker run --env OPENAI_API_KEY=*** img" in by_detail

@@ -64,6 +64,9 @@ def native_at_exit() -> dict[str, object]:
     with trace_action(logger, "Tool Call", "probe(x=1)"):
         with actions.trace_action("Subprocess", "inside the native action"):
             pass
+    with actions.trace_action("Subtask", "ours, around a native action"):
+        with trace_action(logger, "Sandbox", "native inside ours"):
+            pass
     with trace_action(
         logger, "Subprocess", "docker run --env OPENAI_API_KEY=sk-abcdefghijklmnopqrstuv img"
     ):
