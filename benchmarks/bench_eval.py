@@ -15,8 +15,15 @@ run in the same session, interleaved round by round:
 - ``inspect trace + autotrace``: the same under ``inspect-trace run``.
 
 Each eval runs from a small wrapper that reports the eval's peak RSS
-(``RUSAGE_CHILDREN``) and wall time. Medians over the rounds; the goal is under 1%
-added wall time against inspect's own trace alone.
+(``RUSAGE_CHILDREN``) and wall time. Medians over the rounds, and the ratio within each
+round (paired); the goal is under 1% added wall time against inspect's own trace alone.
+
+On a shared machine the rounds spread by several percent, more than the goal. So
+``--attribute`` also measures the agent's share directly: one more traced eval under
+py-spy (a sampling profiler, installed in a venv of its own), whose samples are split
+into the agent's work (an autotrace frame innermost, or only the standard library
+below it on its behalf) and everything else (the program, and the work our wrappers
+call: the wrapped library, and modules imported through our import hook).
 """
 
 from __future__ import annotations
@@ -134,6 +141,73 @@ def _run(
     return result
 
 
+PYSPY_VENV = Path(tempfile.gettempdir()) / "autotrace-bench-pyspy"
+# Below our innermost frame, frames of these are the work we wrap or the program's own.
+_NOT_OURS = (
+    "inspect_ai/", "openai/", "httpx/", "httpcore/", "anyio/", "pydantic", "asyncio/",
+    "shortuuid/", "click/", "rich/", "subprocess.py", "selectors.py", "concurrent/",
+    "<frozen importlib", "<module>",
+)  # fmt: skip
+
+
+def _pyspy() -> Path:
+    """py-spy, in a venv of its own (made once)."""
+    binary = PYSPY_VENV / "bin" / "py-spy"
+    if not binary.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PYSPY_VENV)], check=True)
+        pip = [str(PYSPY_VENV / "bin" / "pip"), "install", "-q", "py-spy"]
+        subprocess.run(pip, check=True)
+    return binary
+
+
+def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, Any]:
+    """The agent's share of the traced eval process's samples (py-spy, 250 Hz, all threads)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
+    env.pop("PYTHONPATH", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    # The environment `inspect-trace run` gives its command (py-spy cannot follow its exec).
+    dump = "import json, os; print(json.dumps(dict(os.environ)))"
+    given = subprocess.run(
+        [str(bin_dir / "inspect-trace"), "run", "--", str(bin_dir / "python"), "-c", dump],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    env = json.loads(given.stdout)
+    env.update(
+        OPENAI_BASE_URL=url,
+        OPENAI_API_KEY="sk-bench-not-a-key",
+        XDG_DATA_HOME=str(work / "data-attribute"),
+        INSPECT_LOG_DIR=str(work / "logs-attribute"),
+    )
+    raw = Path(os.environ.get("AUTOTRACE_BENCH_PYSPY_OUT", work / "pyspy.txt"))
+    subprocess.run(
+        [str(_pyspy()), "record", "-r", "250", "-f", "raw", "-o", str(raw), "--threads", "--",
+         str(bin_dir / "inspect"), "eval", "subprocess_tools.py", "--model", "openai/test",
+         "-T", f"samples={samples}", "--display", "none", "--log-level", "warning"],
+        cwd=HERE / "eval", env=env, capture_output=True, check=True, timeout=1800,
+    )  # fmt: skip
+    total = ours = 0
+    where: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames, n = stack.split(";"), int(count)
+        total += n
+        inner = max((i for i, f in enumerate(frames) if "(autotrace/" in f), default=None)
+        if inner is None or "Background.sleep" in frames[inner]:
+            continue  # not ours, or our thread asleep (py-spy cannot always tell idle)
+        below = frames[inner + 1 :]
+        if any(mark in frame for frame in below for mark in _NOT_OURS):
+            continue
+        ours += n
+        name = frames[inner].split(" (")[0]
+        where[name] = where.get(name, 0) + n
+    top = sorted(where.items(), key=lambda kv: -kv[1])[:8]
+    return {"samples": total, "ours": ours, "share": ours / total if total else 0.0, "top": top}
+
+
 def _count_actions(paths: list[Path]) -> dict[str, int]:
     """How many action enters each file holds, by source (ours or inspect's)."""
     import gzip
@@ -157,6 +231,9 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
     parser.add_argument("--samples", type=int, default=50 if quick else 200)
     parser.add_argument("--rounds", type=int, default=1 if quick else 7)
     parser.add_argument("--venv", type=Path, default=VENV, help="the plain venv to make or reuse")
+    parser.add_argument(
+        "--attribute", action="store_true", help="also the agent's share of samples (py-spy)"
+    )
     args = parser.parse_args([] if argv is None else argv)
     python = plain_python(args.venv, extra=("inspect_ai", "openai"))
     bin_dir = python.parent
@@ -177,6 +254,7 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
                     if result["code"] != 0:
                         raise RuntimeError(f"{variant}: inspect eval exited {result['code']}")
                     results[variant].append(result)
+            shares = attribute(url, work, args.samples, bin_dir) if args.attribute else None
         finally:
             server.terminate()
             server.wait(10)
@@ -212,6 +290,12 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
         f" CPU median {statistics.median(cpus) - 1:+.1%}"
         f" (rounds {', '.join(f'{r - 1:+.1%}' for r in cpus)})"
     )
+    if shares is not None:
+        print(
+            f"  the agent's share of the traced eval process (py-spy, {shares['samples']} "
+            f"samples at 250 Hz, all threads): {shares['ours']} samples, {shares['share']:.2%}; "
+            + ", ".join(f"{name} {n}" for name, n in shares["top"])
+        )
     ours = statistics.median(r["wall"] for r in results["inspect trace + autotrace"])
     rows.append(
         {

@@ -131,3 +131,37 @@ def test_field_values_are_masked_by_key_and_by_text_recursively() -> None:
         "nested": [{"api_key": MASK}, f"Authorization: Bearer {MASK}"],
         "ok": True,
     }
+
+
+def test_keywords_are_found_the_same_by_pairs_and_by_the_compiled_trie() -> None:
+    """A process finds rule keywords by character pairs for its first texts, then by one
+    compiled pattern: both choose the same rules, keywords overlapping or not."""
+    import random
+    import string
+
+    from autotrace.redact import _Catalogue
+
+    found = _Catalogue()
+    pattern = found._compile_keywords()
+    keywords = sorted(found.by_keyword)
+    rnd = random.Random(7)
+    alphabet = string.ascii_lowercase + string.digits + "-_ ./:"
+    for _ in range(3000):
+        parts = []
+        for _ in range(rnd.randint(1, 10)):
+            pick = rnd.random()
+            if pick < 0.3:
+                parts.append(rnd.choice(keywords))
+            elif pick < 0.5:
+                parts.append(rnd.choice(keywords)[:-1])  # one short of a keyword
+            else:
+                parts.append("".join(rnd.choices(alphabet, k=rnd.randint(1, 10))))
+        text = rnd.choice(["", " ", "-"]).join(parts)
+        by_trie = {i for word in pattern.findall(text) for i in found._with_prefixes[word]}
+        assert by_trie == found.chosen_by_pairs(text), text
+    # After PAIR_LOOKUPS texts, chosen() uses the pattern.
+    fresh = _Catalogue()
+    for _ in range(fresh.PAIR_LOOKUPS + 1):
+        fresh.chosen("ghp_ and sk-proj-")
+    assert fresh._keywords_at is not None
+    assert fresh.chosen("ghp_ and sk-proj-") == fresh.chosen_by_pairs("ghp_ and sk-proj-") != set()
