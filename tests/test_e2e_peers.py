@@ -1,7 +1,7 @@
 """A peer suite on every change: CPython's own test_subprocess, plain and traced, must agree.
 
-The full set of peer suites (openai, anthropic, botocore, s3fs, CPython) is
-benchmarks/peers.py; this runs its fastest member with this venv's python: regrtest with
+The full set of peer suites (openai, anthropic, botocore, s3fs, CPython, and inspect_ai's
+own tests from a checkout) is benchmarks/peers.py; this runs its fastest member with this venv's python: regrtest with
 its environment checks (``--fail-env-changed``: dangling threads, changed environment),
 once plain and once under ``inspect-trace run``, and compares the outcome of every test.
 """
