@@ -246,8 +246,10 @@ def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
 
 def _masked_message(record: logging.LogRecord) -> str:
     """The record's message, masked. inspect's trace_action message is
-    ``f"{action}: {detail} ({event})"``: its detail is masked alone (one mask for the
-    detail field, the message and the end record's alike); the action is inspect's own
+    ``f"{action}: {detail} ({event})"``, in a sample after a line of context
+    (``sample=ID``, with ``task=`` and ``epoch=`` when there are several): its detail is
+    masked alone (one mask for the detail field, the message and the end record's
+    alike), the context line alone (one mask per sample); the action is inspect's own
     word and the event its own name."""
     from autotrace.redact import redact_text
 
@@ -255,14 +257,13 @@ def _masked_message(record: logging.LogRecord) -> str:
     action = getattr(record, "action", None)
     detail = getattr(record, "detail", None)
     event = getattr(record, "event", None)
-    if (
-        isinstance(action, str)
-        and isinstance(detail, str)
-        and isinstance(event, str)
-        and message == f"{action}: {detail} ({event})"
-        and _plain_action(action)
-    ):
-        return f"{redact_text(action)}: {redact_text(detail)} ({redact_text(event)})"
+    if isinstance(action, str) and isinstance(detail, str) and isinstance(event, str):
+        tail = f"{action}: {detail} ({event})"
+        if message.endswith(tail) and _plain_action(action):
+            head = message[: -len(tail)]
+            if not head or (head.endswith("\n") and "\n" not in head[:-1]):
+                masked_tail = f"{redact_text(action)}: {redact_text(detail)} ({redact_text(event)})"
+                return (redact_text(head[:-1]) + "\n" if head else "") + masked_tail
     return redact_text(message)
 
 

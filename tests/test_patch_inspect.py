@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from autotrace.patches._tool_call import call_detail as function_call
 
 ROOT = Path(__file__).parent.parent
@@ -192,3 +194,35 @@ def test_inspects_own_records_are_masked_where_the_agent_sees_them(tmp_path: Pat
     assert any(r.get("message") == "[autotrace] process start" for r in lines)  # ours too
     for secret in ("NativePw-Zz81x", "NativeTok-q81x7", "NativeKey-77aa"):
         assert secret not in text
+
+
+@pytest.mark.parametrize("head", ["", "sample=7\n", "task=t1 sample=abc epoch=2\n"])
+def test_inspect_messages_are_masked_through_their_detail_and_context_line(head: str) -> None:
+    """inspect's trace_action message (after its sample-context line, in a sample) masks
+    as the whole text does; the action and event words stay, the detail's secret goes."""
+    import logging
+
+    from autotrace.patches.inspect_ai import _masked_message
+    from autotrace.redact import redact_text
+
+    secret = "ghp_" + "Zq8xW2vR7tY1uI3oP5aS6dF9gH0jK4lM2nB8"
+
+    def record(action: str, detail: str, event: str, message: str) -> logging.LogRecord:
+        made = logging.LogRecord("inspect_ai.t", 5, __file__, 1, message, None, None)
+        made.action, made.detail, made.event = action, detail, event
+        return made
+
+    for action, detail in [
+        ("Subprocess", f"git push https://user:{secret}@github.com/x.git"),
+        ("Tool Call", f"run(token={secret})"),
+        ("Model", "generate (openai/gpt-4o)"),
+        ("Token", "abcdefgh-not-a-secret"),  # a secret-looking action: masked as one text
+    ]:
+        message = f"{head}{action}: {detail} (enter)"
+        masked = _masked_message(record(action, detail, "enter", message))
+        assert masked == redact_text(message), (masked, redact_text(message))
+        assert secret not in masked
+        assert masked.endswith(" (enter)") and (not head or masked.startswith(head))
+    # A head of more than one line, or another message: the whole text, masked as one.
+    odd = f"two\nlines\nSubprocess: echo {secret} (enter)"
+    assert _masked_message(record("Subprocess", f"echo {secret}", "enter", odd)) == redact_text(odd)
