@@ -4,7 +4,8 @@
 - token formats from a maintained catalogue: gitleaks' published rule set, vendored as
   data (secret_rules/gitleaks.toml, MIT; rules.tsv is derived from it by
   secret_rules/build.py), plus local.toml for the few formats it lacks. A rule runs only
-  when one of its keywords is in the text (found through the text's character pairs).
+  when one of its keywords is in the text (found by the text's character pairs, and by
+  one compiled pattern of every keyword once a process has masked many texts).
 - structural rules: ``NAME=value`` / ``"name": value`` / ``name: value`` for secret-looking
   names, ``--flag value`` and ``--flag=value``, tools whose secret is positional or follows
   a one-letter flag, Authorization / Cookie headers, URL userinfo, ``echo X | ...
@@ -401,8 +402,8 @@ class _Catalogue:
             for keyword in keywords:
                 self.by_keyword.setdefault(keyword, []).append(index)
         # Keywords by their first two characters: a text's character pairs pick the few
-        # worth a substring test. (One regex of every keyword would take milliseconds to
-        # compile, in every traced process, before its first record.)
+        # worth a substring test. (One regex of every keyword takes milliseconds to
+        # compile: not before a process's first record, only after PAIR_LOOKUPS texts.)
         self.by_pair: dict[str, list[str]] = {}
         for keyword in self.by_keyword:
             self.by_pair.setdefault(keyword[:2], []).append(keyword)

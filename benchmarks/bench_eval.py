@@ -93,23 +93,29 @@ def _server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
 
 
-def _run(
-    variant: str, url: str, work: Path, samples: int, index: int, bin_dir: Path
-) -> dict[str, Any]:
-    data_home = work / f"data-{index}"  # inspect's trace directory (and ours) lives here
+def _base_env(work: Path) -> dict[str, str]:
+    """This environment without our settings or inspect's, modules loaded as installed:
+    from their cached bytecode (the task file's is kept out of the source tree)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
     env.pop("PYTHONPATH", None)
-    # As installed: modules load from their cached bytecode (the task file's is kept out
-    # of the source tree).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    env.update(
+    return env
+
+
+def _eval_env(env: dict[str, str], url: str, work: Path, name: str) -> dict[str, str]:
+    """``env`` for one eval: the model server, and inspect's directories (ours too) of its own."""
+    return dict(
+        env,
         OPENAI_BASE_URL=url,
         OPENAI_API_KEY="sk-bench-not-a-key",
-        XDG_DATA_HOME=str(data_home),
-        INSPECT_LOG_DIR=str(work / f"logs-{index}"),
+        XDG_DATA_HOME=str(work / f"data-{name}"),
+        INSPECT_LOG_DIR=str(work / f"logs-{name}"),
     )
-    command = [
+
+
+def _eval_command(bin_dir: Path, samples: int) -> list[str]:
+    return [
         str(bin_dir / "inspect"),
         "eval",
         "subprocess_tools.py",
@@ -122,6 +128,14 @@ def _run(
         "--log-level",
         "warning",
     ]
+
+
+def _run(
+    variant: str, url: str, work: Path, samples: int, index: int, bin_dir: Path
+) -> dict[str, Any]:
+    env = _eval_env(_base_env(work), url, work, str(index))
+    data_home = Path(env["XDG_DATA_HOME"])  # inspect's trace directory (and ours) lives here
+    command = _eval_command(bin_dir, samples)
     if variant == "untraced":
         env["INSPECT_TRACE_LEVEL"] = "CRITICAL"
     elif variant == "inspect trace + autotrace":
@@ -162,31 +176,20 @@ def _pyspy() -> Path:
 
 def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, Any]:
     """The agent's share of the traced eval process's samples (py-spy, 250 Hz, all threads)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
-    env.pop("PYTHONPATH", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     # The environment `inspect-trace run` gives its command (py-spy cannot follow its exec).
     dump = "import json, os; print(json.dumps(dict(os.environ)))"
     given = subprocess.run(
         [str(bin_dir / "inspect-trace"), "run", "--", str(bin_dir / "python"), "-c", dump],
-        env=env,
+        env=_base_env(work),
         capture_output=True,
         text=True,
         check=True,
     )
-    env = json.loads(given.stdout)
-    env.update(
-        OPENAI_BASE_URL=url,
-        OPENAI_API_KEY="sk-bench-not-a-key",
-        XDG_DATA_HOME=str(work / "data-attribute"),
-        INSPECT_LOG_DIR=str(work / "logs-attribute"),
-    )
+    env = _eval_env(json.loads(given.stdout), url, work, "attribute")
     raw = Path(os.environ.get("AUTOTRACE_BENCH_PYSPY_OUT", work / "pyspy.txt"))
     subprocess.run(
         [str(_pyspy()), "record", "-r", "250", "-f", "raw", "-o", str(raw), "--threads", "--",
-         str(bin_dir / "inspect"), "eval", "subprocess_tools.py", "--model", "openai/test",
-         "-T", f"samples={samples}", "--display", "none", "--log-level", "warning"],
+         *_eval_command(bin_dir, samples)],
         cwd=HERE / "eval", env=env, capture_output=True, check=True, timeout=1800,
     )  # fmt: skip
     total = ours = 0

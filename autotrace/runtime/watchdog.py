@@ -36,7 +36,7 @@ from autotrace.channel import (
     peer_credentials,
     socket_address,
 )
-from autotrace.runtime import forks, invisible, origins, registry
+from autotrace.runtime import forks, guard, invisible, origins, registry
 
 # socket, json, struct and typing are imported by the watchdog thread when it needs
 # them, not on the path of the program's first action.
@@ -503,10 +503,7 @@ def _run_periodic(now: float) -> float:
         if due is None:
             entry[2] = due = now + interval
         elif now >= due:
-            try:
-                job()
-            except Exception:
-                pass  # a job reports its own trouble; the watchdog goes on
+            guard.call(job)  # a job reports its own trouble; the watchdog goes on
             entry[2] = due = time.monotonic() + interval
         wait = min(wait, due - now)
     return max(0.0, wait)
