@@ -15,6 +15,8 @@ from _json import encode_basestring_ascii as _quote  # C, escapes to pure ASCII
 
 from autotrace.redact import redact_text, redact_value
 
+quote = _quote  # a text as a JSON string (for a field added to another tracer's line)
+
 # Every traced process imports this module before its first record: json (for values
 # other than str, numbers and lists or dicts of them), traceback (for error records),
 # datetime and typing cost milliseconds, so they are imported only where needed.

@@ -77,18 +77,20 @@ def _shell_join(cmd: Any) -> str:
 # --- is this work traced natively? ---------------------------------------------------
 
 _native_handler: logging.Handler | None = None  # inspect's trace FileHandler, once known
+_native_outer: logging.Handler | None = None  # the handler holding it (its trace level)
+TRACE_LEVEL = 13  # inspect's TRACE
 
 
 def native_handler() -> logging.Handler | None:
     """inspect's trace file handler in this process, if its init_logger has run."""
-    global _native_handler
-    if _native_handler is None:
+    global _native_handler, _native_outer
+    if _native_outer is None:  # (the compress hook may have named the handler alone)
         for name in ("inspect_ai", ""):
             for handler in logging.getLogger(name).handlers:
                 trace_logger = getattr(handler, "trace_logger", None)
                 if isinstance(trace_logger, logging.FileHandler):
-                    _native_handler = trace_logger
-                    break
+                    _native_handler, _native_outer = trace_logger, handler
+                    return trace_logger
     return _native_handler
 
 
@@ -96,10 +98,14 @@ def _native_records_written() -> bool:
     handler = native_handler()
     if handler is None or getattr(handler, "stream", True) is None:
         return False
-    # inspect's handler drops records below INSPECT_TRACE_LEVEL (its TRACE level is 13).
+    # inspect's handler drops records below its trace_logger_level (from INSPECT_TRACE_LEVEL
+    # when init_logger ran); read from the environment where that attribute is unknown.
+    level: object = getattr(_native_outer, "trace_logger_level", None)
+    if type(level) is int:
+        return level <= TRACE_LEVEL
     level = os.environ.get("INSPECT_TRACE_LEVEL", "").strip().upper()
     if level.isdigit():
-        return int(level) <= 13
+        return int(level) <= TRACE_LEVEL
     return level in ("", "TRACE", "NOTSET", "DEBUG")
 
 
@@ -122,25 +128,24 @@ def native_covers(module_name: str) -> bool:
 
 # --- living beside inspect's trace_action ---------------------------------------------
 
-_captured = threading.local()  # the trace id inspect's trace_action just made
-
-
-def _capture_uuid(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    value = wrapped(*args, **kwargs)
-    if getattr(_captured, "armed", False):
-        _captured.id = value
-    return value
+# inspect's enter record being made in this thread by our wrapper: its trace id (read
+# from the record as it is formatted), the parent it names, whether its line names it.
+_captured = threading.local()
 
 
 class _NativeAction(contextlib.ContextDecorator):
     """What inspect's ``trace_action(logger, action, message, *args)`` returns under us.
 
     A context manager, usable as a decorator too, as the ``contextmanager`` original is.
+    Inside inspect's own context manager it enters ours (the action adopted, or written
+    by us while inspect's handler does not exist; suppression of the same work inside),
+    and leaves them first: inspect's enter and exit, and their errors, are as without us.
     """
 
     def __init__(self, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._wrapped, self._args, self._kwargs = wrapped, args, kwargs
-        self._stack = contextlib.ExitStack()
+        self._inner: Any = None  # inspect's context manager, once entered
+        self._ours: list[Any] = []  # our context managers entered inside it
 
     def _recreate_cm(self) -> _NativeAction:
         return _NativeAction(self._wrapped, self._args, self._kwargs)
@@ -152,39 +157,57 @@ class _NativeAction(contextlib.ContextDecorator):
             PATCH.fail(f"trace_action wrapper failed: {exc!r}")
             plan = None
         if plan is None:  # as without us
-            self._stack.enter_context(self._wrapped(*self._args, **self._kwargs))
+            inner = self._wrapped(*self._args, **self._kwargs)
+            inner.__enter__()
+            self._inner = inner
             return None
         action, detail, native, call_args, call_kwargs = plan
-        _captured.armed, _captured.id = native, None
+        # inspect's enter record names the parent itself (see _format_wrapper).
+        parent = actions.current_action() if native else None
+        captured = _captured
+        captured.armed, captured.id, captured.parent_written = native, None, False
+        captured.parent = parent.trace_id if parent is not None else None
         try:
             # inspect's own enter: its errors reach the program, as without us
-            self._stack.enter_context(self._wrapped(*call_args, **call_kwargs))
-            trace_id = _captured.id
+            inner = self._wrapped(*call_args, **call_kwargs)
+            inner.__enter__()
+            self._inner = inner
+            trace_id, parent_written = captured.id, captured.parent_written
         finally:
-            _captured.armed = False
+            captured.armed, captured.parent = False, None
         try:
-            if not native:
-                # inspect's records reach no file yet (its handler does not exist): ours do.
-                self._stack.enter_context(actions.trace_action(action, detail))
-            elif trace_id is not None:
-                adopted = self._stack.enter_context(
-                    actions.adopt_action(action, detail, str(trace_id))
-                )
-                if adopted.parent_id is not None:
-                    # inspect's record names no parent: say which action it runs in, so
-                    # that readers can chain Run Task > Tool Call > Subprocess.
-                    actions.agent_message(
-                        NATIVE_PARENT_MESSAGE,
-                        event_kind=NATIVE_PARENT_KIND,
-                        trace_id=adopted.trace_id,
-                        parent_id=adopted.parent_id,
-                    )
-            prefix = SAME_WORK_INSIDE.get(action)
-            if prefix is not None and detail.startswith(prefix):
-                self._stack.enter_context(actions.suppress_tracing())
+            self._enter_ours(action, detail, native, trace_id, parent_written)
         except Exception as exc:
             PATCH.fail(f"trace_action wrapper failed: {exc!r}")
         return None
+
+    def _enter_ours(
+        self, action: str, detail: str, native: bool, trace_id: Any, parent_written: bool
+    ) -> None:
+        ours = self._ours
+        if not native:
+            # inspect's records reach no file yet (its handler does not exist): ours do.
+            scope: Any = actions.trace_action(action, detail)
+            scope.__enter__()
+            ours.append(scope)
+        elif trace_id is not None:
+            scope = actions.adopt_action(action, detail, str(trace_id))
+            adopted = scope.__enter__()
+            ours.append(scope)
+            if adopted.parent_id is not None and not parent_written:
+                # inspect's formatter did not write the parent into its record: one line of
+                # ours says which action it runs in (Run Task > Tool Call > Subprocess).
+                actions.agent_message(
+                    NATIVE_PARENT_MESSAGE,
+                    event_kind=NATIVE_PARENT_KIND,
+                    trace_id=adopted.trace_id,
+                    parent_id=adopted.parent_id,
+                )
+        prefix = SAME_WORK_INSIDE.get(action)
+        if prefix is not None and detail.startswith(prefix):
+            scope = actions.suppress_tracing()
+            scope.__enter__()
+            ours.append(scope)
 
     def _plan(self) -> tuple[str, str, bool, tuple[Any, ...], dict[str, Any]] | None:
         """(action, detail, inspect writes it?, args and kwargs for inspect's trace_action)."""
@@ -210,7 +233,14 @@ class _NativeAction(contextlib.ContextDecorator):
         return action, detail, native, args, kwargs
 
     def __exit__(self, *exc_info: Any) -> bool:
-        return bool(self._stack.__exit__(*exc_info))
+        ours, self._ours = self._ours, []
+        for scope in reversed(ours):  # ours never raise nor swallow the program's error
+            try:
+                scope.__exit__(*exc_info)
+            except Exception as exc:
+                PATCH.fail(f"trace_action wrapper failed: {exc!r}")
+        inner, self._inner = self._inner, None
+        return bool(inner.__exit__(*exc_info)) if inner is not None else False
 
 
 def _trace_action_wrapper(
@@ -230,22 +260,34 @@ _NOT_TEXT = _RECORD_MACHINERY | {"trace_id", "event"}
 
 
 def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
-    """A copy of ``record`` whose message and text fields (detail, error, stacktrace) are masked."""
+    """``record`` with its message and text fields (detail, error, stacktrace) masked: the
+    record itself when masking changes nothing, else a copy (other handlers see it as is)."""
     from autotrace.redact import redact_value
 
+    fields = record.__dict__
+    changes: dict[str, Any] = {}
+    message = record.getMessage()
+    masked_message = _masked_message(record, message)
+    if masked_message != message:
+        changes["msg"], changes["args"] = masked_message, None
+    for key in fields.keys() - _NOT_TEXT:
+        value = fields[key]
+        if isinstance(value, (str, list, dict)):
+            masked = redact_value(value, key)
+            if masked != value:
+                changes[key] = masked
+    if not changes:
+        return record
     # The same class with the same attributes (LogRecord.__init__ would read the clock,
     # the thread and the process again, for nothing).
-    masked = type(record).__new__(type(record))
-    masked.__dict__.update(record.__dict__)
-    masked.msg, masked.args = _masked_message(record), None
-    for key, value in record.__dict__.items():
-        if key not in _NOT_TEXT and isinstance(value, (str, list, dict)):
-            setattr(masked, key, redact_value(value, key))
-    return masked
+    copy = type(record).__new__(type(record))
+    copy.__dict__.update(fields)
+    copy.__dict__.update(changes)
+    return copy
 
 
-def _masked_message(record: logging.LogRecord) -> str:
-    """The record's message, masked. inspect's trace_action message is
+def _masked_message(record: logging.LogRecord, message: str | None = None) -> str:
+    """The record's message (``message``, if given), masked. inspect's trace_action message is
     ``f"{action}: {detail} ({event})"``, in a sample after a line of context
     (``sample=ID``, with ``task=`` and ``epoch=`` when there are several): its detail is
     masked alone (one mask for the detail field, the message and the end record's
@@ -253,16 +295,17 @@ def _masked_message(record: logging.LogRecord) -> str:
     word and the event its own name."""
     from autotrace.redact import redact_text
 
-    message = record.getMessage()
+    if message is None:
+        message = record.getMessage()
     action = getattr(record, "action", None)
     detail = getattr(record, "detail", None)
     event = getattr(record, "event", None)
-    if isinstance(action, str) and isinstance(detail, str) and isinstance(event, str):
+    if isinstance(action, str) and isinstance(detail, str) and event in records.EVENTS:
         tail = f"{action}: {detail} ({event})"
         if message.endswith(tail) and _plain_action(action):
             head = message[: -len(tail)]
             if not head or (head.endswith("\n") and "\n" not in head[:-1]):
-                masked_tail = f"{redact_text(action)}: {redact_text(detail)} ({redact_text(event)})"
+                masked_tail = f"{redact_text(action)}: {redact_text(detail)} ({event})"
                 return (redact_text(head[:-1]) + "\n" if head else "") + masked_tail
     return redact_text(message)
 
@@ -285,16 +328,43 @@ def _plain_action(action: str) -> bool:
 def _format_wrapper(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """inspect's own trace lines: formatted from a masked copy (other handlers see the record as is)."""
+    """inspect's own trace lines, formatted from the record masked (other handlers see it
+    as is). The enter record our wrapper of trace_action is making gives us its trace id,
+    and its line names the action's parent (inspect's reader ignores fields it does not
+    know)."""
     record = args[0] if args else kwargs.get("record")
-    if PATCH.enabled and isinstance(record, logging.LogRecord):
-        try:
-            masked = _masked_record(record)
-        except Exception as exc:
-            PATCH.fail(f"trace formatter wrapper failed: {exc!r}")
-        else:
-            return wrapped(masked)
-    return wrapped(*args, **kwargs)
+    if not PATCH.enabled or not isinstance(record, logging.LogRecord):
+        return wrapped(*args, **kwargs)
+    try:
+        masked = _masked_record(record)
+        parent = _enter_being_made(record)
+    except Exception as exc:
+        PATCH.fail(f"trace formatter wrapper failed: {exc!r}")
+        return wrapped(*args, **kwargs)
+    text = wrapped(masked)
+    if parent is not None and isinstance(text, str) and text.endswith("}"):
+        _captured.parent_written = True
+        return f"{text[:-1]}, {_PARENT_FIELD}{records.quote(parent)}}}"
+    return text
+
+
+_PARENT_FIELD = '"parent_id": '
+
+
+def _enter_being_made(record: logging.LogRecord) -> str | None:
+    """For the enter record of the native action our wrapper is entering in this thread
+    (the first record it formats): note its trace id; the parent its line should name."""
+    captured = _captured
+    if not getattr(captured, "armed", False) or captured.id is not None:
+        return None
+    trace_id = getattr(record, "trace_id", None)
+    if getattr(record, "event", None) != "enter" or not isinstance(trace_id, str):
+        return None
+    captured.id = trace_id
+    parent = captured.parent
+    if parent is None or "parent_id" in record.__dict__:
+        return None
+    return str(parent)
 
 
 def _compress_wrapper(
@@ -457,7 +527,6 @@ Row = functools.partial(Wrap, optional=True)
 # lacks a module or callable skips that row (0.3.40 has no trace_action, no recorders).
 ROWS: list[Wrap] = [
     Row(TRACE_MODULE, "trace_action", wrapper=_trace_action_wrapper),
-    Row(TRACE_MODULE, "uuid", wrapper=_capture_uuid),
     Row(TRACE_MODULE, "compress_trace_log", wrapper=_compress_wrapper),
     Row(TRACE_MODULE, "TraceFormatter.format", wrapper=_format_wrapper),
     Row(LOGGER_MODULE, "init_logger", wrapper=_init_logger_wrapper),
@@ -490,8 +559,8 @@ ROWS: list[Wrap] = [
 
 
 def _removed() -> None:
-    global _native_handler
-    _native_handler = None
+    global _native_handler, _native_outer
+    _native_handler = _native_outer = None
     PATCH.enabled = False  # wrappers that importers still hold pass through
 
 

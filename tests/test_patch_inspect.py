@@ -114,12 +114,15 @@ def test_native_and_agent_records_share_one_file_and_survive_inspect_gzip(
     native = by_detail["probe(x=1)"]
     assert "source" not in native  # written by inspect's handler
     assert by_detail["inside the native action"]["parent_id"] == native["trace_id"]
-    # a native action inside one of ours: one record names its parent, prefixed once
+    # a native action inside one of ours: inspect's own enter line names its parent (no
+    # line of ours is needed for it), and only the enter line
     inner = by_detail["native inside ours"]
-    named = [r for r in records if "action" not in r and r.get("trace_id") == inner["trace_id"]]
-    assert [(r["message"], r["parent_id"]) for r in named] == [
-        ("[autotrace] native action parent", by_detail["ours, around a native action"]["trace_id"])
-    ]
+    assert inner["parent_id"] == by_detail["ours, around a native action"]["trace_id"]
+    assert "source" not in inner
+    assert not [r for r in records if "action" not in r and r.get("trace_id") == inner["trace_id"]]
+    inner_end = [r for r in records if r.get("trace_id") == inner["trace_id"] and r is not inner]
+    assert inner_end and all("parent_id" not in r for r in inner_end)
+    assert "parent_id" not in native  # at the top: no parent to name
     # the same work inside inspect's Subprocess is not traced twice; its secret is masked
     assert "same work, suppressed" not in by_detail
     assert "docker run --env OPENAI_API_KEY=*** img" in by_detail
@@ -226,3 +229,49 @@ def test_inspect_messages_are_masked_through_their_detail_and_context_line(head:
     # A head of more than one line, or another message: the whole text, masked as one.
     odd = f"two\nlines\nSubprocess: echo {secret} (enter)"
     assert _masked_message(record("Subprocess", f"echo {secret}", "enter", odd)) == redact_text(odd)
+
+
+def test_the_enter_line_names_the_parent_only_when_it_is_a_json_object() -> None:
+    """inspect's formatter writes a JSON object: the parent is added as its last field.
+    Any other line is left as it is, and the wrapper says so (the agent then writes its
+    own line naming the parent). Only the first enter record formatted while our wrapper
+    enters a native action counts; every other record passes untouched."""
+    import logging
+
+    from autotrace.patches import inspect_ai as patch
+
+    def record(event: str, trace_id: str) -> logging.LogRecord:
+        made = logging.LogRecord("inspect_ai.t", 13, __file__, 1, f"Model: x ({event})", None, None)
+        made.action, made.detail, made.event, made.trace_id = "Model", "x", event, trace_id
+        return made
+
+    captured = patch._captured
+
+    def format_with(line: str, rec: logging.LogRecord) -> str:
+        result: str = patch._format_wrapper(lambda r: line, None, (rec,), {})
+        return result
+
+    assert patch.PATCH.enabled
+    try:
+        captured.armed, captured.id, captured.parent, captured.parent_written = (
+            True,
+            None,
+            'p-"1',
+            False,
+        )
+        line = format_with('{"message": "Model: x (enter)"}', record("enter", "T1"))
+        assert json.loads(line) == {"message": "Model: x (enter)", "parent_id": 'p-"1'}
+        assert (captured.id, captured.parent_written) == ("T1", True)
+        # a second record while armed (not inspect's enter): untouched
+        assert format_with('{"a": 1}', record("enter", "T2")) == '{"a": 1}'
+        assert captured.id == "T1"
+
+        captured.id, captured.parent_written = None, False
+        assert format_with("Model: x (enter)", record("enter", "T3")) == "Model: x (enter)"
+        assert (captured.id, captured.parent_written) == ("T3", False)
+
+        captured.armed, captured.id = False, None  # not ours to name
+        assert format_with('{"a": 1}', record("enter", "T4")) == '{"a": 1}'
+        assert captured.id is None
+    finally:
+        captured.armed, captured.id, captured.parent = False, None, None

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from autotrace import records
@@ -50,19 +51,25 @@ def ours(action: str, detail: str, tid: str, t: float, parent: str | None) -> by
     return lines.line("enter", t, start_time=t)
 
 
-def eval_file(tmp_path: Path) -> Path:
+def eval_file(tmp_path: Path, parent_in_enter: bool = False) -> Path:
     """An inspect eval hung in a tool's subprocess: Run Task > Tool Call > Subprocess, plus
-    an unrelated native Log Write that is still open and a root (no link)."""
+    an unrelated native Log Write that is still open and a root (no link).
+
+    The Tool Call's parent is named as this agent names it, in inspect's own enter line
+    (``parent_in_enter``), or as earlier releases did, by a line of the agent's after it.
+    """
     path = tmp_path / f"trace-{PID}.log"
+    tool = native("enter", "Tool Call", "sleeper()", "tool", T0 + 10)
+    if parent_in_enter:
+        tool["parent_id"] = "run-task"
     path.write_bytes(
         b"".join(
             [
                 json.dumps(native("enter", "Run Task", "demo", "run-task", T0)).encode() + b"\n",
                 json.dumps(native("enter", "Log Write", "logs/x.eval", "log", T0 + 5)).encode()
                 + b"\n",
-                json.dumps(native("enter", "Tool Call", "sleeper()", "tool", T0 + 10)).encode()
-                + b"\n",
-                native_parent("tool", "run-task"),
+                json.dumps(tool).encode() + b"\n",
+                b"" if parent_in_enter else native_parent("tool", "run-task"),
                 ours("Subprocess", "sleep 600", "sub", T0 + 11, "tool"),
             ]
         )
@@ -77,8 +84,11 @@ def read(path: Path) -> TraceReader:
     return reader
 
 
-def test_the_deepest_running_action_comes_first_with_its_chain(tmp_path: Path) -> None:
-    path = eval_file(tmp_path)
+@pytest.mark.parametrize("parent_in_enter", [True, False], ids=["in-enter", "own-line"])
+def test_the_deepest_running_action_comes_first_with_its_chain(
+    tmp_path: Path, parent_in_enter: bool
+) -> None:
+    path = eval_file(tmp_path, parent_in_enter)
     running = anomalies_of(read(path), as_of=T0 + 100, pid=PID).running
     assert [r.trace_id for r in running] == ["log", "sub", "tool", "run-task"]
     log, sub, tool, run_task = running
@@ -107,6 +117,20 @@ def test_both_views_put_the_subprocess_first_and_show_the_chain(tmp_path: Path) 
     text = runner.invoke(main, ["anomalies", str(path)], env={"COLUMNS": "200"}).output
     assert "Run Task > Tool Call" in text
     assert text.index("sleep 600") < text.index("sleeper()")
+
+
+def test_the_span_model_nests_a_native_action_under_the_parent_its_enter_names(
+    tmp_path: Path,
+) -> None:
+    """The timeline, Perfetto and OTLP see the chain inspect's own enter line names."""
+    from autotrace.read.spans import read_spans
+
+    spans = read_spans(tmp_path, path=eval_file(tmp_path, parent_in_enter=True), now=T0 + 100)
+    by_id = {spans.span(i).trace_id: spans.span(i) for i in range(len(spans))}
+    assert by_id["tool"].parent_id == "run-task"
+    assert by_id["tool"].parent == by_id["run-task"].index
+    assert by_id["sub"].parent == by_id["tool"].index
+    assert by_id["log"].parent is None
 
 
 def test_a_native_parent_record_for_an_action_that_ended_is_ignored(tmp_path: Path) -> None:
