@@ -1,6 +1,6 @@
 """``python -m autotrace`` is ``inspect-trace``."""
 
-from autotrace.cli.main import entry
+from autotrace.cli.launch import entry
 
 if __name__ == "__main__":
     entry()

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import read_records, untraced_env
 
 from autotrace import config
@@ -73,20 +74,117 @@ def test_run_passes_settings_as_environment(tmp_path: Path) -> None:
     assert config.ENV_EXTRA_PATCHES not in settings
 
 
-def test_missing_command_is_one_line_and_127(tmp_path: Path) -> None:
-    result = _run("--trace-dir", str(tmp_path), "--", "autotrace-no-such-command", "x")
+# `run` with options goes through click; without, the console script starts the command
+# itself (autotrace.cli.launch): both must behave the same.
+WITH_AND_WITHOUT_OPTIONS = pytest.mark.parametrize(
+    "with_options", [True, False], ids=["click", "quick"]
+)
+
+
+def _options(tmp_path: Path, with_options: bool) -> tuple[str, ...]:
+    return ("--trace-dir", str(tmp_path)) if with_options else ()
+
+
+@WITH_AND_WITHOUT_OPTIONS
+def test_missing_command_is_one_line_and_127(tmp_path: Path, with_options: bool) -> None:
+    options = _options(tmp_path, with_options)
+    result = _run(*options, "--", "autotrace-no-such-command", "x")
     assert result.returncode == 127
     assert result.stderr.strip().splitlines() == [
         "inspect-trace run: autotrace-no-such-command: command not found"
     ]
 
 
-def test_command_that_is_not_executable_is_126(tmp_path: Path) -> None:
+@WITH_AND_WITHOUT_OPTIONS
+def test_command_that_is_not_executable_is_126(tmp_path: Path, with_options: bool) -> None:
     script = tmp_path / "not-executable"
     script.write_text("#!/bin/sh\necho hi\n")
-    result = _run("--trace-dir", str(tmp_path), str(script))
+    result = _run(*_options(tmp_path, with_options), str(script))
     assert result.returncode == 126
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--", "CMD"],
+        ["CMD"],
+        ["--", "--", "CMD"],
+        ["CMD", "--", "x"],
+        ["CMD", "--help"],
+        ["--trace-dir", "DIR", "--", "CMD"],
+        ["--trace-dir", "DIR", "CMD", "--stuck-after", "3"],
+    ],
+)
+def test_run_without_options_starts_the_same_command_in_the_same_environment(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """What `run` hands the command (argv, AUTOTRACE_* settings, PYTHONPATH) is the same
+    whether click reads its arguments or the console script starts the command itself."""
+    # the run id has the launcher's pid in it; the agent in the command sets the other two
+    skip = {config.ENV_RUN_ID, config.ENV_PARENT_PID, config.ENV_ACTIVE}
+    show = (
+        f"SKIP = {sorted(skip)!r}\n"
+        "import json, os, sys; print(json.dumps([sys.argv[1:], {k: v for k, v in "
+        "os.environ.items() if k.startswith('AUTOTRACE_') and k not in SKIP}, "
+        "os.environ['PYTHONPATH']]))"
+    )
+    words = [str(tmp_path) if a == "DIR" else a for a in args]
+    command = [sys.executable, "-c", show]
+    at = words.index("CMD")
+    words[at : at + 1] = command
+    env = _env(AUTOTRACE_DIR=str(tmp_path))
+    quick = subprocess.run(
+        ["inspect-trace", "run", *words], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert quick.returncode == 0, quick.stderr
+    # the same arguments, read by the click command
+    from click.testing import CliRunner
+
+    from autotrace.cli.run import run_command
+
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def start(command: list[str], command_env: dict[str, str]) -> None:
+        seen.append((command, command_env))
+
+    import autotrace.cli.launch as launch
+
+    original, launch.start = launch.start, start  # type: ignore[assignment]
+    try:
+        result = CliRunner().invoke(run_command, words, env=env)
+    finally:
+        launch.start = original
+    assert result.exit_code == 0, result.output
+    [(clicked, clicked_env)] = seen
+    argv, settings, python_path = json.loads(quick.stdout)
+    assert clicked[:3] == command and clicked[3:] == argv
+    assert python_path == clicked_env["PYTHONPATH"]
+    assert settings == {
+        k: v
+        for k, v in clicked_env.items()
+        if k.startswith("AUTOTRACE_") and k != "AUTOTRACE_RUN_ID"
+    }
+
+
+def test_the_quick_launcher_imports_neither_click_nor_rich_nor_typing() -> None:
+    """`inspect-trace run -- CMD` is a process every traced run waits for: it starts the
+    command without the modules that take tens of milliseconds to import."""
+    probe = (
+        "import os, sys\n"
+        "sys.argv = ['inspect-trace', 'run', '--', 'true']\n"
+        "def start(*args):\n"
+        "    heavy = sorted(m for m in ('click', 'rich', 'typing') if m in sys.modules)\n"
+        "    print(' '.join(['started', *heavy])); os._exit(0)\n"
+        "os.execvpe = start\n"
+        "from autotrace.cli.launch import entry\n"
+        "entry()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
 
 
 def test_unknown_patch_name_is_refused(tmp_path: Path) -> None:

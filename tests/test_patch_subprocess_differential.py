@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import read_records
 
 from autotrace import config
-from autotrace.cli import run as launcher
+from autotrace.cli import launch as launcher
 
 SCENARIOS = r"""
 import asyncio, inspect, json, os, re, subprocess, sys, types
@@ -208,7 +208,7 @@ def test_scenarios_give_identical_results_with_and_without_the_agent(tmp_path: P
     baseline_env.pop("PYTHONPATH", None)
     baseline_env.pop(config.INSPECT_TRACE_FILE, None)
     trace_dir = tmp_path / "traces"
-    agent_env = launcher._environment(str(trace_dir), [], [], None)
+    agent_env = launcher.environment(str(trace_dir), [], [], None)
     agent_env.pop(config.INSPECT_TRACE_FILE, None)
 
     baseline = _run_scenarios(tmp_path, baseline_env)

@@ -50,9 +50,9 @@ def _env(trace_dir: Path, *path: str, **extra: str) -> dict[str, str]:
 
 def _launcher_env(trace_dir: Path, **extra: str) -> dict[str, str]:
     """The environment `inspect-trace run` gives the command (with the patch target table)."""
-    from autotrace.cli import run as launcher
+    from autotrace.cli import launch as launcher
 
-    env = launcher._environment(str(trace_dir), [], [], None)
+    env = launcher.environment(str(trace_dir), [], [], None)
     env.update(extra)
     return env
 

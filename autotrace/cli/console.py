@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds: the launcher imports this module
+if TYPE_CHECKING:
+    from typing import Any
 
 # Piped output (a file, `less`, CI logs) has no terminal width; rich would assume 80
 # columns and wrap paths and stacks one word per line. Tables only take what they need.
@@ -86,3 +90,25 @@ def mark_own_process() -> None:
 def own_process() -> bool:
     """Whether a verb may end the process itself (a quick exit after a large read)."""
     return _own_process
+
+
+# What a terminal would act on rather than show: C0 controls but tab (newline only where
+# a cell may span lines), DEL, C1 controls (U+009B is a CSI on its own), lone surrogates
+# (unencodable), line/paragraph separators and the bidi controls that reorder what
+# follows them ("Trojan Source").
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_HIDDEN = re.compile(f"[\n{_CONTROLS}]")
+_HIDDEN_BUT_NEWLINE = re.compile(f"[{_CONTROLS}]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text a terminal shows and never obeys: controls become ``\\x1b``,
+    ``\\u202e`` ... (newlines kept only with ``newlines=True``, for multi-line cells)."""
+    text = value if isinstance(value, str) else str(value)
+    pattern = _HIDDEN_BUT_NEWLINE if newlines else _HIDDEN
+    return pattern.sub(_escape_char, text) if pattern.search(text) else text

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from autotrace.cli.console import mark_own_process, quiet_broken_pipe, tolerant_streams
+from autotrace.cli.console import quiet_broken_pipe, tolerant_streams
 
 # verb -> "module:command"
 VERBS = {
@@ -85,12 +85,6 @@ Examples:
 @click.version_option(package_name="inspect-autotrace")
 def main() -> None:
     """Find the action that keeps a Python program from finishing."""
-
-
-def entry() -> None:
-    """The console script: ``main`` in a process of its own."""
-    mark_own_process()
-    main()
 
 
 if __name__ == "__main__":

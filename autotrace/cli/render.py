@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shlex
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,31 +21,11 @@ from typing import Any
 import click
 
 from autotrace import config
+from autotrace.cli.console import visible as visible  # one terminal-safe form of text
 from autotrace.read.model import ActionRow, Frame, blamed_index, frames_of, snapshot_rows
 from autotrace.read.run import RunTrace, RunView, run_view
 
 INNERMOST = 3  # frames shown per action in tables
-
-# What a terminal would act on rather than show: C0 controls but tab (newline only where
-# a cell may span lines), DEL, C1 controls (U+009B is a CSI on its own), lone surrogates
-# (unencodable), line/paragraph separators and the bidi controls that reorder what
-# follows them ("Trojan Source").
-_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
-_HIDDEN = re.compile(f"[\n{_CONTROLS}]")
-_HIDDEN_BUT_NEWLINE = re.compile(f"[{_CONTROLS}]")
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(value: object, *, newlines: bool = False) -> str:
-    """``value`` as text a terminal shows and never obeys: controls become ``\\x1b``,
-    ``\\u202e`` ... (newlines kept only with ``newlines=True``, for multi-line cells)."""
-    text = value if isinstance(value, str) else str(value)
-    pattern = _HIDDEN_BUT_NEWLINE if newlines else _HIDDEN
-    return pattern.sub(_escape_char, text) if pattern.search(text) else text
 
 
 def record_text(value: object, style: str = "", *, newlines: bool = False) -> Any:
