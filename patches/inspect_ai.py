@@ -287,27 +287,50 @@ def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
 
 
 def _masked_message(record: logging.LogRecord, message: str | None = None) -> str:
-    """The record's message (``message``, if given), masked. inspect's trace_action message is
-    ``f"{action}: {detail} ({event})"``, in a sample after a line of context
-    (``sample=ID``, with ``task=`` and ``epoch=`` when there are several): its detail is
-    masked alone (one mask for the detail field, the message and the end record's
-    alike), the context line alone (one mask per sample); the action is inspect's own
-    word and the event its own name."""
+    """The record's message (``message``, if given), masked in parts that repeat.
+
+    In a sample, inspect's messages start with a line of context (``sample=ID``, with
+    ``task=`` and ``epoch=`` when there are several; the record's ``sample_id`` says so):
+    it is masked alone (one mask per sample), the rest alone (the same HTTP request line
+    or action in every sample: one mask for all). inspect's trace_action message,
+    ``f"{action}: {detail} ({event})"``, is masked through its detail (one mask for the
+    detail field, the message and the end record's alike); the action is inspect's own
+    word, the event its own name.
+    """
     from autotrace.redact import redact_text
 
     if message is None:
         message = record.getMessage()
+    head, rest = _sample_context(record, message)
+    masked = _masked_action_message(record, rest)
+    if masked is None:
+        masked = redact_text(rest)
+    return f"{redact_text(head)}\n{masked}" if head else masked
+
+
+def _sample_context(record: logging.LogRecord, message: str) -> tuple[str, str]:
+    """(inspect's sample-context line, the message after it), or ("", message)."""
+    sample_id = getattr(record, "sample_id", None)
+    if sample_id is None or "\n" not in message:
+        return "", message
+    head, _, rest = message.partition("\n")
+    if f"sample={sample_id}" not in head:
+        return "", message
+    return head, rest
+
+
+def _masked_action_message(record: logging.LogRecord, text: str) -> str | None:
+    """``text`` masked through its detail when it is the record's trace_action message."""
+    from autotrace.redact import redact_text
+
     action = getattr(record, "action", None)
     detail = getattr(record, "detail", None)
     event = getattr(record, "event", None)
-    if isinstance(action, str) and isinstance(detail, str) and event in records.EVENTS:
-        tail = f"{action}: {detail} ({event})"
-        if message.endswith(tail) and _plain_action(action):
-            head = message[: -len(tail)]
-            if not head or (head.endswith("\n") and "\n" not in head[:-1]):
-                masked_tail = f"{redact_text(action)}: {redact_text(detail)} ({event})"
-                return (redact_text(head[:-1]) + "\n" if head else "") + masked_tail
-    return redact_text(message)
+    if not (isinstance(action, str) and isinstance(detail, str) and event in records.EVENTS):
+        return None
+    if text != f"{action}: {detail} ({event})" or not _plain_action(action):
+        return None
+    return f"{redact_text(action)}: {redact_text(detail)} ({event})"
 
 
 _plain_actions: dict[str, bool] = {}  # inspect's few action names, looked at once each

@@ -105,8 +105,10 @@ def _opened(popen: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     pid = getattr(popen, "pid", None)
     if type(pid) is not int or pid <= 0:
         return  # no child was started (a mocked _execute_child): nothing to trace
-    name, detail = describe(_argv_of(popen, args, kwargs))
-    span = actions.start_action(name, detail, extra={"child_pid": pid})
+    span = None
+    if not actions.traces_nothing():
+        name, detail = describe(_argv_of(popen, args, kwargs))
+        span = actions.start_action(name, detail, extra={"child_pid": pid})
     if span is None:  # already traced as other work (inspect's own Subprocess, a sandbox exec)
         actions.note_child_process(pid)
         return

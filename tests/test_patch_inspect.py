@@ -199,10 +199,16 @@ def test_inspects_own_records_are_masked_where_the_agent_sees_them(tmp_path: Pat
         assert secret not in text
 
 
-@pytest.mark.parametrize("head", ["", "sample=7\n", "task=t1 sample=abc epoch=2\n"])
-def test_inspect_messages_are_masked_through_their_detail_and_context_line(head: str) -> None:
-    """inspect's trace_action message (after its sample-context line, in a sample) masks
-    as the whole text does; the action and event words stay, the detail's secret goes."""
+@pytest.mark.parametrize(
+    ("head", "sample_id"),
+    [("", None), ("sample=7\n", 7), ("task=t1 sample=abc epoch=2\n", "abc")],
+)
+def test_inspect_messages_are_masked_in_parts_as_the_whole_text_is(
+    head: str, sample_id: object
+) -> None:
+    """inspect's messages after its sample-context line (trace_action's, and any other:
+    its HTTP request lines) mask as the whole text does; the action and event words
+    stay, the secrets go."""
     import logging
 
     from autotrace.patches.inspect_ai import _masked_message
@@ -210,9 +216,11 @@ def test_inspect_messages_are_masked_through_their_detail_and_context_line(head:
 
     secret = "ghp_" + "Zq8xW2vR7tY1uI3oP5aS6dF9gH0jK4lM2nB8"
 
-    def record(action: str, detail: str, event: str, message: str) -> logging.LogRecord:
+    def record(message: str, **fields: str) -> logging.LogRecord:
         made = logging.LogRecord("inspect_ai.t", 5, __file__, 1, message, None, None)
-        made.action, made.detail, made.event = action, detail, event
+        made.__dict__.update(fields)
+        if sample_id is not None:
+            made.sample_id = sample_id
         return made
 
     for action, detail in [
@@ -222,13 +230,25 @@ def test_inspect_messages_are_masked_through_their_detail_and_context_line(head:
         ("Token", "abcdefgh-not-a-secret"),  # a secret-looking action: masked as one text
     ]:
         message = f"{head}{action}: {detail} (enter)"
-        masked = _masked_message(record(action, detail, "enter", message))
+        masked = _masked_message(record(message, action=action, detail=detail, event="enter"))
         assert masked == redact_text(message), (masked, redact_text(message))
         assert secret not in masked
         assert masked.endswith(" (enter)") and (not head or masked.startswith(head))
-    # A head of more than one line, or another message: the whole text, masked as one.
-    odd = f"two\nlines\nSubprocess: echo {secret} (enter)"
-    assert _masked_message(record("Subprocess", f"echo {secret}", "enter", odd)) == redact_text(odd)
+    for text in [
+        f"POST https://api.x.test/v1/chat?key={secret} HTTP/1.1 200 OK",
+        f"[db] connect with password={secret}",
+        "POST http://127.0.0.1:8080/v1/chat/completions HTTP/1.1 200 OK",
+    ]:
+        message = f"{head}{text}"
+        masked = _masked_message(record(message))
+        assert masked == redact_text(message), (masked, redact_text(message))
+        assert secret not in masked
+    # A head of more than one line, or one that is not the record's sample: the whole
+    # text, masked as one.
+    for odd in (f"two\nlines\nSubprocess: echo {secret} (enter)", f"sample=other\nrun {secret}"):
+        assert _masked_message(
+            record(odd, action="Subprocess", detail=f"echo {secret}", event="enter")
+        ) == redact_text(odd)
 
 
 def test_the_enter_line_names_the_parent_only_when_it_is_a_json_object() -> None:

@@ -244,6 +244,12 @@ def current_action() -> OpenAction | None:
     return _current.get()
 
 
+def traces_nothing() -> bool:
+    """Whether ``start_action`` would trace nothing here (tracing off, or the work in this
+    context already traced as other work): a patch may skip describing it."""
+    return writer.disabled or bool(_suppressed.get())
+
+
 def start_action(
     action: str,
     detail: str = "",
