@@ -128,9 +128,19 @@ def native_covers(module_name: str) -> bool:
 
 # --- living beside inspect's trace_action ---------------------------------------------
 
-# inspect's enter record being made in this thread by our wrapper: its trace id (read
-# from the record as it is formatted), the parent it names, whether its line names it.
-_captured = threading.local()
+
+class _Captured(threading.local):
+    """inspect's enter record being made in this thread by our wrapper: its trace id (read
+    from the record as it is formatted), the parent it names, whether its line names it.
+    (Class attributes: every thread starts from these.)"""
+
+    armed = False
+    id: str | None = None
+    parent: str | None = None
+    parent_written = False
+
+
+_captured = _Captured()
 
 
 class _NativeAction(contextlib.ContextDecorator):
@@ -301,36 +311,25 @@ def _masked_message(record: logging.LogRecord, message: str | None = None) -> st
 
     if message is None:
         message = record.getMessage()
-    head, rest = _sample_context(record, message)
-    masked = _masked_action_message(record, rest)
-    if masked is None:
-        masked = redact_text(rest)
+    fields = record.__dict__  # (getattr with a default costs an exception when absent)
+    head = ""
+    sample_id = fields.get("sample_id")
+    if sample_id is not None and "\n" in message:
+        first, _, rest = message.partition("\n")
+        if f"sample={sample_id}" in first:
+            head, message = first, rest
+    action, detail, event = fields.get("action"), fields.get("detail"), fields.get("event")
+    if (
+        type(action) is str
+        and type(detail) is str
+        and event in records.EVENTS
+        and message == f"{action}: {detail} ({event})"
+        and _plain_action(action)
+    ):
+        masked = f"{redact_text(action)}: {redact_text(detail)} ({event})"
+    else:
+        masked = redact_text(message)
     return f"{redact_text(head)}\n{masked}" if head else masked
-
-
-def _sample_context(record: logging.LogRecord, message: str) -> tuple[str, str]:
-    """(inspect's sample-context line, the message after it), or ("", message)."""
-    sample_id = getattr(record, "sample_id", None)
-    if sample_id is None or "\n" not in message:
-        return "", message
-    head, _, rest = message.partition("\n")
-    if f"sample={sample_id}" not in head:
-        return "", message
-    return head, rest
-
-
-def _masked_action_message(record: logging.LogRecord, text: str) -> str | None:
-    """``text`` masked through its detail when it is the record's trace_action message."""
-    from autotrace.redact import redact_text
-
-    action = getattr(record, "action", None)
-    detail = getattr(record, "detail", None)
-    event = getattr(record, "event", None)
-    if not (isinstance(action, str) and isinstance(detail, str) and event in records.EVENTS):
-        return None
-    if text != f"{action}: {detail} ({event})" or not _plain_action(action):
-        return None
-    return f"{redact_text(action)}: {redact_text(detail)} ({event})"
 
 
 _plain_actions: dict[str, bool] = {}  # inspect's few action names, looked at once each
@@ -378,10 +377,11 @@ def _enter_being_made(record: logging.LogRecord) -> str | None:
     """For the enter record of the native action our wrapper is entering in this thread
     (the first record it formats): note its trace id; the parent its line should name."""
     captured = _captured
-    if not getattr(captured, "armed", False) or captured.id is not None:
+    if not captured.armed or captured.id is not None:
         return None
-    trace_id = getattr(record, "trace_id", None)
-    if getattr(record, "event", None) != "enter" or not isinstance(trace_id, str):
+    fields = record.__dict__
+    trace_id = fields.get("trace_id")
+    if fields.get("event") != "enter" or not isinstance(trace_id, str):
         return None
     captured.id = trace_id
     parent = captured.parent
