@@ -256,8 +256,11 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
             # Warm caches (the task's bytecode, the page cache), every variant once.
             for variant in variants:
                 _run(variant, url, work, 5, index, bin_dir)
-            for _ in range(args.rounds):
-                for variant in variants:  # interleaved: machine load hits each alike
+            for round_index in range(args.rounds):
+                # Interleaved, so that machine load hits each alike, and in the reverse
+                # order every other round, so that neither always runs first (ABBA).
+                order = variants if round_index % 2 == 0 else variants[::-1]
+                for variant in order:
                     index += 1
                     result = _run(variant, url, work, args.samples, index, bin_dir)
                     if result["code"] != 0:

@@ -24,6 +24,7 @@ from typing import Any
 
 from autotrace import config, records
 from autotrace.patches._tool_call import call_detail
+from autotrace.redact import may_name_a_secret, redact_argv, redact_text, redact_value
 from autotrace.runtime import actions
 from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.startup.patching import Patch, Wrap
@@ -66,8 +67,6 @@ def _tool_call_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 def _shell_join(cmd: Any) -> str:
     import shlex
-
-    from autotrace.redact import redact_argv
 
     if isinstance(cmd, str):
         return cmd
@@ -233,8 +232,6 @@ class _NativeAction(contextlib.ContextDecorator):
             return None
         native = _native_records_written()
         if native:
-            from autotrace.redact import redact_text
-
             redacted = redact_text(detail)
             if redacted != detail:
                 # inspect's own detail for docker calls carries --env values: masked too
@@ -272,8 +269,6 @@ _NOT_TEXT = _RECORD_MACHINERY | {"trace_id", "event"}
 def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
     """``record`` with its message and text fields (detail, error, stacktrace) masked: the
     record itself when masking changes nothing, else a copy (other handlers see it as is)."""
-    from autotrace.redact import redact_value
-
     fields = record.__dict__
     changes: dict[str, Any] = {}
     message = record.getMessage()
@@ -307,8 +302,6 @@ def _masked_message(record: logging.LogRecord, message: str | None = None) -> st
     detail field, the message and the end record's alike); the action is inspect's own
     word, the event its own name.
     """
-    from autotrace.redact import redact_text
-
     if message is None:
         message = record.getMessage()
     fields = record.__dict__  # (getattr with a default costs an exception when absent)
@@ -329,7 +322,11 @@ def _masked_message(record: logging.LogRecord, message: str | None = None) -> st
         masked = f"{redact_text(action)}: {redact_text(detail)} ({event})"
     else:
         masked = redact_text(message)
-    return f"{redact_text(head)}\n{masked}" if head else masked
+    if not head:
+        return masked
+    if type(sample_id) is int and head == f"sample={sample_id}":
+        return f"{head}\n{masked}"  # inspect's word and a number: nothing to mask
+    return f"{redact_text(head)}\n{masked}"
 
 
 _plain_actions: dict[str, bool] = {}  # inspect's few action names, looked at once each
@@ -339,8 +336,6 @@ def _plain_action(action: str) -> bool:
     """An action name that names no secret ("Token: <detail>" is masked as one text)."""
     plain = _plain_actions.get(action)
     if plain is None:
-        from autotrace.redact import may_name_a_secret
-
         plain = not may_name_a_secret(action)
         if len(_plain_actions) < 256:
             _plain_actions[action] = plain
@@ -376,12 +371,12 @@ _PARENT_FIELD = '"parent_id": '
 def _enter_being_made(record: logging.LogRecord) -> str | None:
     """For the enter record of the native action our wrapper is entering in this thread
     (the first record it formats): note its trace id; the parent its line should name."""
-    captured = _captured
-    if not captured.armed or captured.id is not None:
-        return None
     fields = record.__dict__
+    if fields.get("event") != "enter":
+        return None
+    captured = _captured
     trace_id = fields.get("trace_id")
-    if fields.get("event") != "enter" or not isinstance(trace_id, str):
+    if not captured.armed or captured.id is not None or not isinstance(trace_id, str):
         return None
     captured.id = trace_id
     parent = captured.parent
