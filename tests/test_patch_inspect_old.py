@@ -46,14 +46,20 @@ def old_venv() -> Path:
     default = Path(tempfile.gettempdir()) / f"autotrace-venv-inspect-{OLD_INSPECT}-{checkout}"
     venv = Path(os.environ.get("AUTOTRACE_OLD_INSPECT_VENV", default))
     done = venv / ".autotrace-complete"
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     if not done.exists():
         shutil.rmtree(venv, ignore_errors=True)
         base = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         subprocess.run([*pip, *PACKAGES], check=True, timeout=600)
-        subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True, timeout=300)
         done.write_text("ok\n")
+    # The editable install's console script is written from pyproject.toml: installed
+    # again when that changed (an entry point that moved would break the old script).
+    project = hashlib.blake2b((ROOT / "pyproject.toml").read_bytes(), digest_size=8).hexdigest()
+    installed = venv / ".autotrace-project"
+    if not installed.exists() or installed.read_text() != project:
+        subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True, timeout=300)
+        installed.write_text(project)
     version = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import inspect_ai; print(inspect_ai.__version__)"],
         capture_output=True,
