@@ -302,6 +302,16 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
         f" CPU median {statistics.median(cpus) - 1:+.1%}"
         f" (rounds {', '.join(f'{r - 1:+.1%}' for r in cpus)})"
     )
+    if len(walls) >= 3:
+        # The mean of the paired ratios with a 95% interval (normal approximation): how
+        # far the figure can be trusted, given how much the rounds spread.
+        for label, ratios in (("wall", walls), ("CPU", cpus)):
+            half = 1.96 * statistics.stdev(ratios) / len(ratios) ** 0.5
+            print(
+                f"  paired {label}: mean {statistics.fmean(ratios) - 1:+.2%},"
+                f" 95% interval {statistics.fmean(ratios) - 1 - half:+.2%}"
+                f" to {statistics.fmean(ratios) - 1 + half:+.2%}"
+            )
     if shares is not None:
         print(
             f"  the agent's share of the traced eval process (py-spy, {shares['samples']} "
