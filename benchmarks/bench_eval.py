@@ -93,7 +93,7 @@ def _server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{int(port_file.read_text())}/v1"
 
 
-def _base_env(work: Path) -> dict[str, str]:
+def base_env(work: Path) -> dict[str, str]:
     """This environment without our settings or inspect's, modules loaded as installed:
     from their cached bytecode (the task file's is kept out of the source tree)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
@@ -133,7 +133,7 @@ def _eval_command(bin_dir: Path, samples: int) -> list[str]:
 def _run(
     variant: str, url: str, work: Path, samples: int, index: int, bin_dir: Path
 ) -> dict[str, Any]:
-    env = _eval_env(_base_env(work), url, work, str(index))
+    env = _eval_env(base_env(work), url, work, str(index))
     data_home = Path(env["XDG_DATA_HOME"])  # inspect's trace directory (and ours) lives here
     command = _eval_command(bin_dir, samples)
     if variant == "untraced":
@@ -180,7 +180,7 @@ def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, An
     dump = "import json, os; print(json.dumps(dict(os.environ)))"
     given = subprocess.run(
         [str(bin_dir / "inspect-trace"), "run", "--", str(bin_dir / "python"), "-c", dump],
-        env=_base_env(work),
+        env=base_env(work),
         capture_output=True,
         text=True,
         check=True,

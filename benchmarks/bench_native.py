@@ -16,7 +16,6 @@ median of 7 timed loops; CPU time of the process (``time.process_time``), not wa
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_eval import VENV  # noqa: E402
+from bench_eval import VENV, base_env  # noqa: E402
 from plain_venv import plain_python, versions  # noqa: E402
 
 ACTIONS_PER_SAMPLE = 4
@@ -76,10 +75,7 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
     found = versions(python, "inspect_ai", "wrapt", "inspect-autotrace")
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOTRACE_", "INSPECT_"))}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.pop("PYTHONPATH", None)
-        env.update(XDG_DATA_HOME=tmp, PYTHONPYCACHEPREFIX=str(Path(tmp) / "pycache"))
+        env = dict(base_env(Path(tmp)), XDG_DATA_HOME=tmp)
         program = Path(tmp) / "native_loop.py"
         program.write_text(_PROGRAM)
         print(

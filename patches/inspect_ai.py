@@ -380,7 +380,7 @@ def _enter_being_made(record: logging.LogRecord) -> str | None:
         return None
     captured.id = trace_id
     parent = captured.parent
-    if parent is None or "parent_id" in record.__dict__:
+    if parent is None or "parent_id" in fields:
         return None
     return str(parent)
 

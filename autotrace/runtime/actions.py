@@ -261,7 +261,7 @@ def start_action(
 
     The action is not made current: use ``trace_action`` for work that nests.
     """
-    if writer.disabled or _suppressed.get():
+    if traces_nothing():
         return None
     try:
         parent = parent if parent is not None else _current.get()
