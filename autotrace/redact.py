@@ -585,6 +585,7 @@ def _env_secrets() -> list[str]:
                 values.append(value)
         _env_values = sorted(set(values), key=len, reverse=True)
         _cache.clear()
+        _field_cache.clear()
     return _env_values
 
 
@@ -605,6 +606,7 @@ _DETECTORS: tuple[Callable[[str], Iterable[Span]], ...] = (
     _high_entropy,
 )
 _cache: dict[str, str] = {}
+_field_cache: dict[tuple[str, str], str] = {}  # (name, text) -> redact_value(text, name)
 _cache_env_size = -1
 
 
@@ -615,10 +617,7 @@ def _mask(text: str) -> str:
 
 def redact_text(text: str) -> str:
     """``text`` with every secret in it replaced by ***; cached by text."""
-    global _cache_env_size
-    if len(os.environ) != _cache_env_size:  # a variable added or removed: look again
-        _cache_env_size = len(os.environ)
-        _env_secrets()
+    _follow_environment()
     cached = _cache.get(text)
     if cached is not None:
         return cached
@@ -629,6 +628,33 @@ def redact_text(text: str) -> str:
         if len(_cache) >= _CACHE_SIZE:
             _cache.clear()
         _cache[text] = result
+    return result
+
+
+def _follow_environment() -> None:
+    """Look at the secret-named variables again if one was added or removed."""
+    global _cache_env_size
+    if len(os.environ) != _cache_env_size:
+        _cache_env_size = len(os.environ)
+        _env_secrets()
+
+
+def redact_field(name: str, text: str) -> str:
+    """``redact_value(text, name)`` for a text field of a record; cached by name and text.
+
+    A record's fields repeat from record to record (the same task, the same detail in
+    its enter and its end): one look-up for each, not the name rules and the text's.
+    """
+    _follow_environment()
+    key = (name, text)
+    cached = _field_cache.get(key)
+    if cached is not None:
+        return cached
+    result: str = redact_value(text, name)
+    if len(text) <= _CACHE_MAX_TEXT:
+        if len(_field_cache) >= _CACHE_SIZE:
+            _field_cache.clear()
+        _field_cache[key] = result
     return result
 
 

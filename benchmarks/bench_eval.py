@@ -19,7 +19,9 @@ Each eval runs from a small wrapper that reports the eval's peak RSS
 round (paired); the goal is under 1% added wall time against inspect's own trace alone.
 
 On a shared machine the rounds spread by several percent, more than the goal. So
-``--attribute`` also measures the agent's share directly: one more traced eval under
+``--instructions`` also counts the instructions the eval process executes each way
+(valgrind's callgrind, one eval each: the same count run after run, whatever the load),
+and ``--attribute`` measures the agent's share directly: one more traced eval under
 py-spy (a sampling profiler, installed in a venv of its own), whose samples are split
 into the agent's work (an autotrace frame innermost, or only the standard library
 below it on its behalf) and everything else (the program, and the work our wrappers
@@ -31,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -174,9 +178,9 @@ def _pyspy() -> Path:
     return binary
 
 
-def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, Any]:
-    """The agent's share of the traced eval process's samples (py-spy, 250 Hz, all threads)."""
-    # The environment `inspect-trace run` gives its command (py-spy cannot follow its exec).
+def _launched_env(work: Path, bin_dir: Path) -> dict[str, str]:
+    """The environment `inspect-trace run` gives its command (for tools that cannot follow
+    the launcher's exec: the eval process is then started in it directly)."""
     dump = "import json, os; print(json.dumps(dict(os.environ)))"
     given = subprocess.run(
         [str(bin_dir / "inspect-trace"), "run", "--", str(bin_dir / "python"), "-c", dump],
@@ -185,7 +189,13 @@ def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, An
         text=True,
         check=True,
     )
-    env = _eval_env(json.loads(given.stdout), url, work, "attribute")
+    env: dict[str, str] = json.loads(given.stdout)
+    return env
+
+
+def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, Any]:
+    """The agent's share of the traced eval process's samples (py-spy, 250 Hz, all threads)."""
+    env = _eval_env(_launched_env(work, bin_dir), url, work, "attribute")
     raw = Path(os.environ.get("AUTOTRACE_BENCH_PYSPY_OUT", work / "pyspy.txt"))
     subprocess.run(
         [str(_pyspy()), "record", "-r", "250", "-f", "raw", "-o", str(raw), "--threads", "--",
@@ -209,6 +219,28 @@ def attribute(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, An
         where[name] = where.get(name, 0) + n
     top = sorted(where.items(), key=lambda kv: -kv[1])[:8]
     return {"samples": total, "ours": ours, "share": ours / total if total else 0.0, "top": top}
+
+
+def instructions(url: str, work: Path, samples: int, bin_dir: Path) -> dict[str, int]:
+    """Instructions the eval process executes, inspect's trace alone and with the agent
+    (valgrind's callgrind, one eval each, the same hash seed): a count that does not
+    spread with the machine's load as wall time does. The launcher (one Python start-up
+    before the eval's, see bench_startup.py) is not in it; nor is the kernel's work."""
+    counts: dict[str, int] = {}
+    for variant in VARIANTS[1:]:
+        start = base_env(work) if variant == "inspect trace" else _launched_env(work, bin_dir)
+        env = dict(_eval_env(start, url, work, f"callgrind-{len(counts)}"), PYTHONHASHSEED="0")
+        command = _eval_command(bin_dir, samples)
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--cache-sim=no", "--branch-sim=no",
+             "--callgrind-out-file=/dev/null", str(bin_dir / "python"), *command],
+            cwd=HERE / "eval", env=env, capture_output=True, text=True, timeout=3600,
+        )  # fmt: skip
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            raise RuntimeError(f"callgrind run of {variant} failed: {done.stderr[-500:]}")
+        counts[variant] = int(found.group(1))
+    return counts
 
 
 def _count_actions(paths: list[Path]) -> dict[str, int]:
@@ -238,11 +270,18 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
         "--attribute", action="store_true", help="also the agent's share of samples (py-spy)"
     )
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the eval process's instructions each way (valgrind; minutes)",
+    )
+    parser.add_argument(
         "--paired-only",
         action="store_true",
         help="only inspect's trace alone and with autotrace (more rounds in the same time)",
     )
     args = parser.parse_args([] if argv is None else argv)
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("--instructions needs valgrind (Debian: apt-get install valgrind)")
     python = plain_python(args.venv, extra=("inspect_ai", "openai"))
     bin_dir = python.parent
     found = versions(python, "inspect_ai", "openai", "wrapt", "inspect-autotrace")
@@ -267,6 +306,7 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
                         raise RuntimeError(f"{variant}: inspect eval exited {result['code']}")
                     results[variant].append(result)
             shares = attribute(url, work, args.samples, bin_dir) if args.attribute else None
+            counted = instructions(url, work, args.samples, bin_dir) if args.instructions else None
         finally:
             server.terminate()
             server.wait(10)
@@ -312,6 +352,12 @@ def main(argv: list[str] | None = None, quick: bool = False) -> list[dict[str, o
                 f" 95% interval {statistics.fmean(ratios) - 1 - half:+.2%}"
                 f" to {statistics.fmean(ratios) - 1 + half:+.2%}"
             )
+    if counted is not None:
+        alone, traced = counted["inspect trace"], counted["inspect trace + autotrace"]
+        print(
+            f"  instructions of the eval process (callgrind, one eval each): inspect trace alone"
+            f" {alone / 1e9:.3f} G, + autotrace {traced / 1e9:.3f} G ({traced / alone - 1:+.2%})"
+        )
     if shares is not None:
         print(
             f"  the agent's share of the traced eval process (py-spy, {shares['samples']} "

@@ -15,17 +15,23 @@ def model_detail(provider: str, model: Any) -> str:
     return f"generate ({provider}/{model if model else '?'})"
 
 
+def model_action_skipped(patch: Patch) -> bool:
+    """Whether ``begin_model_action`` would start nothing in this context, whatever the call:
+    the patch is off, tracing is suppressed, or the call is inside a ``Model`` action."""
+    if not patch.enabled or actions.traces_nothing():
+        return True
+    current = actions.current_action()
+    return current is not None and current.action == records.MODEL
+
+
 def begin_model_action(patch: Patch, provider: str, model: Any) -> OpenAction | None:
     """Start a ``Model`` action, or None: patch off, tracing suppressed, or already in one.
 
     A client call made inside inspect's ``Model.generate`` (itself a ``Model`` action)
     is the same work, so it adds no second action.
     """
-    if not patch.enabled:
-        return None
     try:
-        current = actions.current_action()
-        if current is not None and current.action == records.MODEL:
+        if model_action_skipped(patch):
             return None
         return actions.start_action(records.MODEL, model_detail(provider, model))
     except Exception as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autotrace.patches._model import begin_model_action
+from autotrace.patches._model import begin_model_action, model_action_skipped
 from autotrace.patches._streams import entered_rows, stream_rows
 from autotrace.runtime import streams
 from autotrace.runtime.actions import OpenAction
@@ -30,7 +30,11 @@ def _stream_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return (Stream,), (AsyncStream,)
 
 
-_sync_call, _async_call = streams.call_wrappers(_begin, _stream_types)
+def _skipped() -> bool:
+    return model_action_skipped(PATCH)
+
+
+_sync_call, _async_call = streams.call_wrappers(_begin, _stream_types, _skipped)
 
 
 def _attach(message_stream: Any, span: OpenAction) -> Any:

@@ -24,7 +24,13 @@ from typing import Any
 
 from autotrace import config, records
 from autotrace.patches._tool_call import call_detail
-from autotrace.redact import may_name_a_secret, redact_argv, redact_text, redact_value
+from autotrace.redact import (
+    may_name_a_secret,
+    redact_argv,
+    redact_field,
+    redact_text,
+    redact_value,
+)
 from autotrace.runtime import actions
 from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.startup.patching import Patch, Wrap
@@ -277,10 +283,14 @@ def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
         changes["msg"], changes["args"] = masked_message, None
     for key in fields.keys() - _NOT_TEXT:
         value = fields[key]
-        if isinstance(value, (str, list, dict)):
+        if type(value) is str:
+            masked = redact_field(key, value)
+        elif isinstance(value, (str, list, dict)):
             masked = redact_value(value, key)
-            if masked != value:
-                changes[key] = masked
+        else:
+            continue
+        if masked != value:
+            changes[key] = masked
     if not changes:
         return record
     # The same class with the same attributes (LogRecord.__init__ would read the clock,

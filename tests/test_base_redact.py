@@ -116,3 +116,27 @@ def test_the_value_of_a_secret_name_is_masked(name: str, value: str) -> None:
 def test_redact_text_leaves_ordinary_commands_alone(text: str) -> None:
     assert redact_text(text) == text
     assert redact_argv(shlex.split(text)) == shlex.split(text)
+
+
+def test_redact_field_is_redact_value_for_texts_and_follows_new_secret_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The field cache gives what redact_value gives (a secret name masks its value), and a
+    secret-named variable added later is masked in a text cached before it came."""
+    from autotrace.redact import redact_field, redact_value
+
+    cases = [
+        ("detail", "echo hello"),
+        ("api_key", "plain-looking-value"),
+        ("detail", "curl -H 'Authorization: Bearer abcdef0123456789abcdef'"),
+        ("task", ""),
+    ]
+    for name, text in cases:
+        assert redact_field(name, text) == redact_value(text, name)
+        assert redact_field(name, text) == redact_value(text, name)  # cached: the same
+    assert redact_field("api_key", "plain-looking-value") == MASK
+    value = "zq8Lw2mXv7Rt"  # no shape of a secret: only the variable makes it one
+    text = f"connect --password-file x {value}"
+    assert value in redact_field("detail", text)
+    monkeypatch.setenv("AUTOTRACE_TEST_NEW_TOKEN", value)
+    assert value not in redact_field("detail", text)

@@ -185,3 +185,57 @@ def test_a_warning_blamed_on_the_caller_keeps_its_file_and_line(trace_dir: Path)
         agent.uninstall_patch(patch)
     assert plain[0][1] == "test_hard_behaviour.py"
     assert traced == plain
+
+
+def test_an_async_call_not_traced_gets_the_librarys_coroutine_and_a_traced_one_is_an_action(
+    trace_dir: Path,
+) -> None:
+    """A wrapped coroutine function whose call is not traced (the detail is None) returns
+    the library's own coroutine; a traced call is one action, and the warning the library
+    blames on its caller names the caller's line either way, as without the agent."""
+    import asyncio
+
+    from conftest import action_records
+    from hard_support import warns_target
+
+    from autotrace.startup.patching import Patch, Wrap
+
+    original = warns_target.deprecated_coroutine
+
+    async def awaiting(coroutine: Any) -> Any:
+        return await coroutine  # the line the warning names
+
+    def run(x: int) -> tuple[Any, int, list[tuple[str, str, int]]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            coroutine = warns_target.deprecated_coroutine(x)
+            code = coroutine.cr_code
+            result = asyncio.run(awaiting(coroutine))
+        return code, result, [(str(w.message), os.path.basename(w.filename), w.lineno) for w in caught]
+
+    plain = run(3)
+    patch = Patch(
+        name="hard-async",
+        description="test target",
+        wraps=[
+            Wrap(
+                "hard_support.warns_target",
+                "deprecated_coroutine",
+                "Tool Call",
+                lambda instance, args, kwargs: None if args[0] < 0 else f"x={args[0]}",
+            )
+        ],
+    )
+    agent.install_patch(patch)
+    try:
+        untraced = run(-1)
+        traced = run(3)
+    finally:
+        agent.uninstall_patch(patch)
+    assert warns_target.deprecated_coroutine is original
+    assert untraced[0] is original.__code__ and untraced[1] == -2
+    assert traced[0] is not original.__code__ and traced[1:] == plain[1:]  # result, warning
+    assert plain[2] and plain[2][0][1] == "test_hard_behaviour.py"
+    assert untraced[2] == plain[2]
+    events = [(r["event"], r["detail"]) for r in action_records(trace_dir)]
+    assert events == [("enter", "x=3"), ("exit", "x=3")]

@@ -316,3 +316,33 @@ def test_async_call_to_never_answering_server_runs_in_its_task_until_cancelled(
 
     asyncio.run(main())
     assert [e for e, _ in model_pairs(traced)] == ["enter", "cancel"]
+
+
+def test_async_call_inside_a_model_action_is_the_sdks_own_coroutine(
+    llm: LLMServer, traced: Path
+) -> None:
+    """Inside a Model action (inspect's generate) the client call is not traced again: the
+    caller gets the SDK's own coroutine, with no coroutine of ours for every resumption
+    to pass through; outside one, the call is one Model action as before."""
+    async def main() -> tuple[str, str, Any]:
+        async with async_client(llm) as c:
+            with actions.trace_action("Model", "generate (inspect)"):
+                inner = c.chat.completions.create(model=MODEL, messages=MESSAGES)
+                inner_code = inner.cr_code
+                result = await inner
+            outer = c.chat.completions.create(model=MODEL, messages=MESSAGES)
+            outer_code = outer.cr_code
+            await outer
+        return inner_code, outer_code, result
+
+    inner_code, outer_code, result = asyncio.run(main())
+    assert "/openai/" in inner_code.co_filename  # the SDK's create
+    assert "/autotrace/" in outer_code.co_filename  # ours: the call is traced
+    assert result.choices[0].message.content
+    detail = f"generate (openai/{MODEL})"
+    assert model_pairs(traced) == [
+        ("enter", "generate (inspect)"),
+        ("exit", "generate (inspect)"),
+        ("enter", detail),
+        ("exit", detail),
+    ]

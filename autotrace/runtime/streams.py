@@ -406,13 +406,18 @@ def _settle(result: Any, span: OpenAction, stream_types: StreamTypes) -> Any:
     return result
 
 
-def call_wrappers(begin: Begin, stream_types: StreamTypes) -> tuple[Any, Any]:
+def call_wrappers(
+    begin: Begin, stream_types: StreamTypes, passes_through: Callable[[], bool] | None = None
+) -> tuple[Any, Any]:
     """wrapt wrappers (sync, async) for calls that may return a stream.
 
     ``begin(instance, args, kwargs)`` starts the action (None: pass through untraced);
     the action is current during the call, ends when it returns or raises, or, when the
     result is an instance of ``stream_types()`` (sync classes, async classes), when the
-    stream ends. Errors in ``begin`` must be handled by it.
+    stream ends. Errors in ``begin`` must be handled by it. ``passes_through()``, when
+    given, says cheaply that ``begin`` would start nothing here (asked when a coroutine
+    function is called): the caller then gets the library's own coroutine, with no
+    coroutine of ours around it for every resumption to pass through.
     """
     from autotrace.runtime import actions
 
@@ -427,7 +432,7 @@ def call_wrappers(begin: Begin, stream_types: StreamTypes) -> tuple[Any, Any]:
         return _settle(result, span, stream_types)
 
     @hide_from_warnings
-    async def async_wrapper(
+    async def traced_call(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         span = begin(instance, args, kwargs)
@@ -435,5 +440,17 @@ def call_wrappers(begin: Begin, stream_types: StreamTypes) -> tuple[Any, Any]:
             return await wrapped(*args, **kwargs)
         result = await actions.await_under(span, wrapped, args, kwargs)
         return _settle(result, span, stream_types)
+
+    @hide_from_warnings
+    def async_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            passing = passes_through is not None and passes_through()
+        except Exception:
+            passing = False  # begin decides, and reports its own errors
+        if passing:
+            return wrapped(*args, **kwargs)
+        return traced_call(wrapped, instance, args, kwargs)
 
     return sync_wrapper, async_wrapper

@@ -151,18 +151,31 @@ class Patch:
             return detail
 
         if inspect.iscoroutinefunction(original):
+            from autotrace.runtime.invisible import hide_from_warnings
 
-            async def async_wrapper(
+            @hide_from_warnings  # it stands between the program and the library too
+            async def traced(
+                wrapped: Callable[..., Any],
+                args: tuple[Any, ...],
+                kwargs: dict[str, Any],
+                detail: str,
+            ) -> Any:
+                with actions.trace_action(action, detail):
+                    return await wrapped(*args, **kwargs)
+
+            def async_wrapper(
                 wrapped: Callable[..., Any],
                 instance: Any,
                 args: tuple[Any, ...],
                 kwargs: dict[str, Any],
             ) -> Any:
+                # Decided when the coroutine is made (normally the moment it is awaited):
+                # a call not traced gets the original's own coroutine, with no coroutine
+                # of ours around it that every resumption would pass through.
                 detail = detail_of(instance, args, kwargs)
                 if detail is None:
-                    return await wrapped(*args, **kwargs)
-                with actions.trace_action(action, detail):
-                    return await wrapped(*args, **kwargs)
+                    return wrapped(*args, **kwargs)
+                return traced(wrapped, args, kwargs, detail)
 
             return async_wrapper
 
