@@ -20,8 +20,10 @@ round (paired); the goal is under 1% added wall time against inspect's own trace
 
 On a shared machine the rounds spread by several percent, more than the goal. So
 ``--instructions`` also counts the instructions the eval process executes each way
-(valgrind's callgrind, one eval each: the same count run after run, whatever the load),
-and ``--attribute`` measures the agent's share directly: one more traced eval under
+(valgrind's callgrind, one eval each: a count that does not follow the machine's load,
+though the eval's own timing-dependent work, event-loop wake-ups and garbage
+collections, still moves it by a few tenths of a percent from run to run at 200
+samples), and ``--attribute`` measures the agent's share directly: one more traced eval under
 py-spy (a sampling profiler, installed in a venv of its own), whose samples are split
 into the agent's work (an autotrace frame innermost, or only the standard library
 below it on its behalf) and everything else (the program, and the work our wrappers
