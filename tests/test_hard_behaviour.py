@@ -211,7 +211,11 @@ def test_an_async_call_not_traced_gets_the_librarys_coroutine_and_a_traced_one_i
             coroutine = warns_target.deprecated_coroutine(x)
             code = coroutine.cr_code
             result = asyncio.run(awaiting(coroutine))
-        return code, result, [(str(w.message), os.path.basename(w.filename), w.lineno) for w in caught]
+        return (
+            code,
+            result,
+            [(str(w.message), os.path.basename(w.filename), w.lineno) for w in caught],
+        )
 
     plain = run(3)
     patch = Patch(

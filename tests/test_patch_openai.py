@@ -324,6 +324,7 @@ def test_async_call_inside_a_model_action_is_the_sdks_own_coroutine(
     """Inside a Model action (inspect's generate) the client call is not traced again: the
     caller gets the SDK's own coroutine, with no coroutine of ours for every resumption
     to pass through; outside one, the call is one Model action as before."""
+
     async def main() -> tuple[str, str, Any]:
         async with async_client(llm) as c:
             with actions.trace_action("Model", "generate (inspect)"):
