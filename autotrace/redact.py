@@ -606,7 +606,7 @@ _DETECTORS: tuple[Callable[[str], Iterable[Span]], ...] = (
     _high_entropy,
 )
 _cache: dict[str, str] = {}
-_field_cache: dict[tuple[str, str], str] = {}  # (name, text) -> redact_value(text, name)
+_field_cache: dict[tuple[str, str], str] = {}  # (name, text) -> the text redacted
 _cache_env_size = -1
 
 
@@ -623,12 +623,7 @@ def redact_text(text: str) -> str:
         return cached
     if not text:
         return text
-    result = _mask(text)
-    if len(text) <= _CACHE_MAX_TEXT:
-        if len(_cache) >= _CACHE_SIZE:
-            _cache.clear()
-        _cache[text] = result
-    return result
+    return _remember(_cache, text, text, _mask(text))
 
 
 def _follow_environment() -> None:
@@ -639,23 +634,25 @@ def _follow_environment() -> None:
         _env_secrets()
 
 
-def redact_field(name: str, text: str) -> str:
-    """``redact_value(text, name)`` for a text field of a record; cached by name and text.
+def _remember(cache: dict[Any, str], key: Any, text: str, result: str) -> str:
+    """``result`` for ``text``, kept in ``cache`` unless the text is too long to keep."""
+    if len(text) <= _CACHE_MAX_TEXT:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = result
+    return result
 
-    A record's fields repeat from record to record (the same task, the same detail in
-    its enter and its end): one look-up for each, not the name rules and the text's.
-    """
+
+def _redact_named_text(name: str, text: str) -> str:
+    """A text field called ``name``, redacted; cached by name and text (a record's fields
+    repeat from record to record: the same task, the same detail in its enter and its end)."""
     _follow_environment()
     key = (name, text)
     cached = _field_cache.get(key)
     if cached is not None:
         return cached
-    result: str = redact_value(text, name)
-    if len(text) <= _CACHE_MAX_TEXT:
-        if len(_field_cache) >= _CACHE_SIZE:
-            _field_cache.clear()
-        _field_cache[key] = result
-    return result
+    masked = MASK if text and is_secret_name(name) else redact_text(text)
+    return _remember(_field_cache, key, text, masked)
 
 
 def redact_value(value: Any, name: str | None = None) -> Any:
@@ -663,6 +660,8 @@ def redact_value(value: Any, name: str | None = None) -> Any:
 
     A value whose key is a secret name (``{"password": ...}``) is masked whatever it is.
     """
+    if type(value) is str and name is not None:  # the common field: one look-up
+        return _redact_named_text(name, value)
     if (
         name is not None
         and isinstance(value, (str, int, float, bytes))

@@ -24,13 +24,7 @@ from typing import Any
 
 from autotrace import config, records
 from autotrace.patches._tool_call import call_detail
-from autotrace.redact import (
-    may_name_a_secret,
-    redact_argv,
-    redact_field,
-    redact_text,
-    redact_value,
-)
+from autotrace.redact import may_name_a_secret, redact_argv, redact_text, redact_value
 from autotrace.runtime import actions
 from autotrace.runtime.invisible import hide_from_warnings
 from autotrace.startup.patching import Patch, Wrap
@@ -283,14 +277,10 @@ def _masked_record(record: logging.LogRecord) -> logging.LogRecord:
         changes["msg"], changes["args"] = masked_message, None
     for key in fields.keys() - _NOT_TEXT:
         value = fields[key]
-        if type(value) is str:
-            masked = redact_field(key, value)
-        elif isinstance(value, (str, list, dict)):
+        if isinstance(value, (str, list, dict)):
             masked = redact_value(value, key)
-        else:
-            continue
-        if masked != value:
-            changes[key] = masked
+            if masked != value:
+                changes[key] = masked
     if not changes:
         return record
     # The same class with the same attributes (LogRecord.__init__ would read the clock,

@@ -118,25 +118,27 @@ def test_redact_text_leaves_ordinary_commands_alone(text: str) -> None:
     assert redact_argv(shlex.split(text)) == shlex.split(text)
 
 
-def test_redact_field_is_redact_value_for_texts_and_follows_new_secret_variables(
+def test_a_named_text_is_masked_the_same_when_cached_and_follows_new_secret_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The field cache gives what redact_value gives (a secret name masks its value), and a
-    secret-named variable added later is masked in a text cached before it came."""
-    from autotrace.redact import redact_field, redact_value
+    """A text field (cached by name and text) gets the name rule and the text rules, the
+    same the second time; a secret-named variable added later is masked in a text cached
+    before it came."""
+    from autotrace.redact import redact_value
 
     cases = [
-        ("detail", "echo hello"),
-        ("api_key", "plain-looking-value"),
-        ("detail", "curl -H 'Authorization: Bearer abcdef0123456789abcdef'"),
-        ("task", ""),
+        ("detail", "echo hello", "echo hello"),
+        ("api_key", "plain-looking-value", MASK),
+        ("detail", "curl -H 'Authorization: Bearer abcdef0123456789abcdef'", None),
+        ("task", "", ""),
     ]
-    for name, text in cases:
-        assert redact_field(name, text) == redact_value(text, name)
-        assert redact_field(name, text) == redact_value(text, name)  # cached: the same
-    assert redact_field("api_key", "plain-looking-value") == MASK
+    for name, text, expected in cases:
+        first = redact_value(text, name)
+        assert first == redact_value(text, name)  # cached: the same
+        assert first == (expected if expected is not None else redact_text(text))
+    assert "abcdef0123456789abcdef" not in redact_value(cases[2][1], "detail")
     value = "zq8Lw2mXv7Rt"  # no shape of a secret: only the variable makes it one
     text = f"connect --password-file x {value}"
-    assert value in redact_field("detail", text)
+    assert value in redact_value(text, "detail")
     monkeypatch.setenv("AUTOTRACE_TEST_NEW_TOKEN", value)
-    assert value not in redact_field("detail", text)
+    assert value not in redact_value(text, "detail")
