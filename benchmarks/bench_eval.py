@@ -72,6 +72,7 @@ VARIANTS = ("untraced", "inspect trace", "inspect trace + autotrace")
 def _server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The model server: a tool call on each sample's first turn, the answer after it."""
     port_file = directory / "llm-port"
+    port_file.unlink(missing_ok=True)  # an earlier server's port would be read as this one's
     default = {
         "do": "reply",
         "text": "done",

@@ -95,6 +95,7 @@ class Sink:
     def __init__(self, directory: Path) -> None:
         self.log = directory / "sink.json"
         port_file = directory / "sink.port"
+        port_file.unlink(missing_ok=True)  # an earlier sink's port would be read as this one's
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "sink", str(port_file), str(self.log)]
         )

@@ -35,6 +35,7 @@ class LLMProcess:
 
     def __init__(self, directory: Path, script: list[dict[str, Any]]) -> None:
         port_file = directory / "llm-port"
+        port_file.unlink(missing_ok=True)  # an earlier server's port would be read as this one's
         self.requests_log = directory / "llm-requests.jsonl"
         self.proc = subprocess.Popen(
             [
