@@ -47,7 +47,7 @@ def test_run_execs_the_command_with_its_exit_code_stdin_and_pid(tmp_path: Path) 
 
 
 def test_run_passes_settings_as_environment(tmp_path: Path) -> None:
-    code = "import os, sys; print(sys.path[1]); print({k: v for k, v in os.environ.items() if k.startswith('AUTOTRACE_')})"
+    code = "import os, sys; print(os.environ['PYTHONPATH'].split(os.pathsep)[0]); print({k: v for k, v in os.environ.items() if k.startswith('AUTOTRACE_')})"
     result = _run(
         "--trace-dir",
         str(tmp_path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -307,6 +308,34 @@ def test_program_that_imports_wrapt_first_is_still_traced(tmp_path: Path) -> Non
     assert result.returncode == 0 and "[autotrace]" not in result.stderr, result.stderr
     (records,) = _files(trace_dir).values()
     assert [r["event"] for r in records if "action" in r] == ["enter", "exit"] * 2
+
+
+def test_program_sees_sys_path_as_without_the_launcher(tmp_path: Path) -> None:
+    """The launcher's folder leaves sys.path once the bootstrap ran (children still get it
+    through PYTHONPATH), and what the program's own sitecustomize did to sys.path stays."""
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "sitecustomize.py").write_text("import sys\nsys.path.append('/added-by-user')\n")
+    code = """
+        import json, os, subprocess, sys
+        child = subprocess.run(
+            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+            capture_output=True, text=True, check=True,
+        )
+        print(json.dumps([sys.path, json.loads(child.stdout), os.environ["PYTHONPATH"]]))
+    """
+    plain = _python(code, _env(tmp_path / "t", str(user_dir)))
+    traced = _python(code, _env(tmp_path / "t", BOOTSTRAP_DIR, str(user_dir)))
+    assert plain.returncode == 0 and traced.returncode == 0, traced.stderr
+    plain_path, _, _ = json.loads(plain.stdout)
+    traced_path, child_path, python_path = json.loads(traced.stdout)
+    assert "/added-by-user" in plain_path
+    assert traced_path == plain_path
+    # The child booted too (else our folder, first on its PYTHONPATH, would be in its path).
+    assert child_path == plain_path
+    assert python_path.split(os.pathsep)[0] == BOOTSTRAP_DIR
+    (records,) = _files(tmp_path / "t").values()
+    assert [r["event"] for r in records if r.get("action") == "Subprocess"] == ["enter", "exit"]
 
 
 def test_interpreter_without_autotrace_runs_quietly_and_chains(tmp_path: Path) -> None:

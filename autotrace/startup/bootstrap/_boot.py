@@ -12,24 +12,25 @@ import sys
 _booted = False
 
 
-def boot(bootstrap_file: str) -> bool:
+def boot(bootstrap_file: str, keep_folder: bool = True) -> bool:
     """Activate the agent once per process, then import the sitecustomize our folder hides.
 
     The agent is not set up when AUTOTRACE_DISABLE is set, nor in a process started while
     another one was setting it up (AUTOTRACE_ACTIVE), which would recurse. Returns whether
     the program has a sitecustomize of its own (then it is ``sys.modules["sitecustomize"]``).
+    Without ``keep_folder``, our folder leaves ``sys.path`` (see ``_chain_sitecustomize``).
     """
     global _booted
     first, _booted = not _booted, True
     if first:
         _activate()
-    return _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
+    return _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)), keep_folder)
 
 
-def chain_only(bootstrap_file: str) -> bool:
+def chain_only(bootstrap_file: str, keep_folder: bool = True) -> bool:
     """Only import the sitecustomize our folder hides (an interpreter without autotrace)."""
     try:
-        return _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)))
+        return _chain_sitecustomize(os.path.dirname(os.path.abspath(bootstrap_file)), keep_folder)
     except Exception:
         return False
 
@@ -56,17 +57,25 @@ def _activate_agent() -> None:
         os.environ.pop(config.ENV_ACTIVE, None)
 
 
-def _chain_sitecustomize(own_dir: str) -> bool:
+def _chain_sitecustomize(own_dir: str, keep_folder: bool = True) -> bool:
     """Import the sitecustomize our directory hides, if there is one (ddtrace does the same).
 
     It runs exactly once: it is left in ``sys.modules`` as the program's ``sitecustomize``
-    (our module stands there only until its own import ends). True if there is one.
+    (our module stands there only until its own import ends), and what it does to
+    ``sys.path`` stays. True if there is one.
+
+    Our folder is out of ``sys.path`` while it is imported; afterwards it is put back where
+    it was, or, without ``keep_folder`` (the folder the launcher put on PYTHONPATH), left
+    out: the program sees ``sys.path`` as it would without us (its children still get
+    the folder through PYTHONPATH), no import looks in it again, and its files
+    (``_boot``) cannot be imported as top-level modules.
     """
     module = sys.modules.pop("sitecustomize", None)
     found = None
-    saved_path = list(sys.path)
-    try:
+    ours = [(i, p) for i, p in enumerate(sys.path) if os.path.abspath(p or os.curdir) == own_dir]
+    if ours:
         sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != own_dir]
+    try:
         import importlib
 
         try:
@@ -77,7 +86,11 @@ def _chain_sitecustomize(own_dir: str) -> bool:
         except Exception as exc:
             sys.stderr.write(f"[autotrace] the program's sitecustomize failed: {exc!r}\n")
     finally:
-        sys.path[:] = saved_path
+        for index, entry in ours:
+            if keep_folder:
+                sys.path.insert(min(index, len(sys.path)), entry)
+            else:
+                sys.path_importer_cache.pop(entry, None)
         if found is not None:
             sys.modules["sitecustomize"] = found  # what `import sitecustomize` gives, as without us
         elif module is not None:

@@ -7,7 +7,9 @@ Afterwards ``sys.modules["sitecustomize"]`` is the program's own sitecustomize, 
 it has none, there is none: this module ends by raising the one ImportError that
 ``site`` takes for "no sitecustomize" (the agent is active by then), so the import
 system drops it from ``sys.modules`` and a later ``import sitecustomize`` fails as it
-would without us.
+would without us. This folder, which the launcher put on PYTHONPATH, leaves ``sys.path``
+once it is done (children get it again through PYTHONPATH): the program sees ``sys.path``
+as without us.
 """
 
 _has_own = False
@@ -23,9 +25,9 @@ except ImportError:
     if _spec is not None and _spec.loader is not None:
         _fallback = _util.module_from_spec(_spec)
         _spec.loader.exec_module(_fallback)
-        _has_own = _fallback.chain_only(__file__)
+        _has_own = _fallback.chain_only(__file__, keep_folder=False)
 else:
-    _has_own = _boot.boot(__file__)
+    _has_own = _boot.boot(__file__, keep_folder=False)
 
 if not _has_own:
     raise ImportError("No module named 'sitecustomize'", name="sitecustomize")
