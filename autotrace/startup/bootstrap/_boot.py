@@ -73,8 +73,8 @@ def _chain_sitecustomize(own_dir: str, keep_folder: bool = True) -> bool:
     module = sys.modules.pop("sitecustomize", None)
     found = None
     ours = [(i, p) for i, p in enumerate(sys.path) if os.path.abspath(p or os.curdir) == own_dir]
-    if ours:
-        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != own_dir]
+    for index, _ in reversed(ours):
+        del sys.path[index]
     try:
         import importlib
 
